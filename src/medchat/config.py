@@ -1,0 +1,235 @@
+"""Typed schemas behind the Hydra config groups.
+
+Every YAML file under `conf/` is merged onto these dataclasses (registered in Hydra's ConfigStore as
+`medchat_schema`), so an unknown key or a wrongly typed value fails at compose time with the key's name,
+instead of being silently ignored. Field names follow the library each group feeds (PEFT's `LoraConfig`,
+TRL's `SFTConfig`, W&B's `init`) so that a reader who knows those APIs knows these keys.
+
+Cross-field checks that need no model live in `validate()`; checks that need the model's architecture
+(LoRA target modules) live in `medchat.modeling`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the offline model built by code (`model.name_or_path=tiny`)."""
+
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    intermediate_size: int = 384  # multiples of 64: bitsandbytes CPU 4-bit packs blocks of 64
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 2048
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny"
+    name_or_path: str = "tiny"  # Hub id, local directory, or "tiny" (built offline by medchat.tiny)
+    revision: Optional[str] = None
+    tokenizer: Optional[str] = None  # defaults to name_or_path
+    # null: the tokenizer's own template. Otherwise a template shipped in medchat/templates
+    # ("chatml", "inst") or a path to a .jinja file.
+    chat_template: Optional[str] = None
+    dtype: str = "auto"  # auto | bfloat16 | float16 | float32
+    attn_implementation: str = "auto"  # auto | sdpa | eager | flex_attention | flash_attention_2
+    trust_remote_code: bool = False
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "sample"
+    # Where rows come from: a local json/jsonl/csv/parquet file (or directory of them), else `hub_id`.
+    path: Optional[str] = None
+    hub_id: Optional[str] = None
+    hub_split: str = "train"
+    format: str = "auto"  # auto (from the file suffix) | json | jsonl | csv | parquet
+    # How columns map to a conversation: messages | instruction | qa | patient_doctor
+    schema: str = "messages"
+    # Column names per role, overriding the schema's defaults: question, answer, system, messages, id.
+    columns: Dict[str, str] = field(default_factory=dict)
+    n: Optional[int] = None  # subsample this many rows (after cleaning), with `seed`
+    seed: int = 42
+    eval_size: float = 0.1  # < 1: fraction of rows; >= 1: number of rows
+    system_prompt: Optional[str] = None  # overrides any system text from the data
+    prompt_format: str = "chat_template"  # chat_template | plain ("### Patient query: ... ### Doctor opinion: ...")
+    dedup: bool = True  # drop exact duplicate conversations
+    drop_eval_overlap: bool = True  # drop eval rows whose question also appears in train
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    # Preset resolved against the model's modules: qv | attention | all_linear | all_linear_lm_head.
+    targets: str = "all_linear"
+    target_modules: Optional[List[str]] = None  # explicit module names; overrides `targets`
+    bias: str = "none"
+    use_rslora: bool = False
+
+
+@dataclass
+class QuantConfig:
+    mode: str = "nf4"  # nf4 | fp4 | int8 | none
+    double_quant: bool = True
+    compute_dtype: str = "auto"  # auto: bf16 where the GPU supports it, else fp32
+    quant_storage: Optional[str] = None  # e.g. bfloat16: needed to shard 4-bit weights with FSDP
+
+
+@dataclass
+class TrainerConfig:
+    """Keys are TRL `SFTConfig` / transformers `TrainingArguments` names, except `precision` and `resume`."""
+
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 4
+    per_device_eval_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: float = 0.03  # < 1: a fraction of the total steps (transformers 5 dropped warmup_ratio)
+    weight_decay: float = 0.0
+    max_grad_norm: float = 0.3
+    optim: str = "auto"  # auto: fused AdamW on GPU, AdamW on CPU; or any transformers name (paged_adamw_32bit, ...)
+    logging_steps: int = 10
+    eval_strategy: str = "steps"  # steps | epoch | no
+    eval_steps: Optional[int] = None  # null: same as logging_steps
+    save_steps: int = 100
+    save_total_limit: Optional[int] = 3
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32
+    gradient_checkpointing: bool = True  # always non-reentrant
+    train_sampling_strategy: str = "random"  # random | group_by_length (the notebooks' group_by_length=True)
+    packing: bool = True  # padding-free BFD packing; each example attends only to itself
+    max_length: int = 1024
+    seed: int = 42
+    dataloader_num_workers: int = 0
+    resume: bool = False  # continue from the latest checkpoint in the run dir
+    fail_at_step: Optional[int] = None  # testing aid: raise after this optimizer step, as a crash would
+
+
+@dataclass
+class TrackerConfig:
+    backend: str = "wandb"  # wandb | tensorboard | none
+    project: str = "medchat"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    name: Optional[str] = None  # default: the run dir's name
+    tags: List[str] = field(default_factory=list)
+    mode: str = "auto"  # auto: online when an API key is set, else offline | online | offline
+
+
+@dataclass
+class EvalConfig:
+    """Generation metrics logged during training (the evaluation issue builds on this)."""
+
+    every_steps: Optional[int] = None  # null: no generation during training
+    num_samples: int = 8
+    max_new_tokens: int = 128
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+
+
+@dataclass
+class LauncherConfig:
+    """How `-m` sweeps run their jobs (read by the medchat Hydra launcher)."""
+
+    parallel: int = 1  # jobs at a time on CPU
+    gpus_per_job: int = 1
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    lora: LoraConfig = MISSING
+    quant: QuantConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    tracker: TrackerConfig = MISSING
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    experiment_name: Optional[str] = None
+    runs_root: str = "runs"  # where run dirs go unless hydra.run.dir is set
+    extra: Dict[str, Any] = field(default_factory=dict)  # free-form notes saved with the run
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="medchat_schema", node=Config)
+
+
+# Allowed values of the string-typed choices, checked before anything heavy is loaded.
+CHOICES = {
+    "model.dtype": ("auto", "bfloat16", "float16", "float32"),
+    "model.attn_implementation": ("auto", "sdpa", "eager", "flex_attention", "flash_attention_2"),
+    "dataset.format": ("auto", "json", "jsonl", "csv", "parquet"),
+    "dataset.schema": ("messages", "instruction", "qa", "patient_doctor"),
+    "dataset.prompt_format": ("chat_template", "plain"),
+    "lora.targets": ("qv", "attention", "all_linear", "all_linear_lm_head"),
+    "lora.bias": ("none", "all", "lora_only"),
+    "quant.mode": ("nf4", "fp4", "int8", "none"),
+    "quant.compute_dtype": ("auto", "bfloat16", "float16", "float32"),
+    "trainer.precision": ("auto", "bf16", "fp16", "fp32"),
+    "trainer.eval_strategy": ("steps", "epoch", "no"),
+    "trainer.train_sampling_strategy": ("random", "group_by_length", "sequential"),
+    "tracker.backend": ("wandb", "tensorboard", "none"),
+    "tracker.mode": ("auto", "online", "offline"),
+}
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
+
+
+def validate(cfg: Any) -> None:
+    """Checks that need no model or data: raise ConfigError naming the key."""
+    for key, allowed in CHOICES.items():
+        value = _get(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    positive = {
+        "lora.r": cfg.lora.r,
+        "lora.lora_alpha": cfg.lora.lora_alpha,
+        "trainer.per_device_train_batch_size": cfg.trainer.per_device_train_batch_size,
+        "trainer.per_device_eval_batch_size": cfg.trainer.per_device_eval_batch_size,
+        "trainer.gradient_accumulation_steps": cfg.trainer.gradient_accumulation_steps,
+        "trainer.max_length": cfg.trainer.max_length,
+        "trainer.logging_steps": cfg.trainer.logging_steps,
+        "trainer.save_steps": cfg.trainer.save_steps,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    if not 0.0 <= cfg.lora.lora_dropout < 1.0:
+        raise ConfigError(f"lora.lora_dropout must be in [0, 1), got {cfg.lora.lora_dropout}")
+    if cfg.trainer.learning_rate <= 0:
+        raise ConfigError(f"trainer.learning_rate must be > 0, got {cfg.trainer.learning_rate}")
+    if cfg.trainer.max_steps <= 0 and cfg.trainer.num_train_epochs <= 0:
+        raise ConfigError("set trainer.max_steps > 0 or trainer.num_train_epochs > 0")
+    if cfg.dataset.eval_size < 0:
+        raise ConfigError(f"dataset.eval_size must be >= 0, got {cfg.dataset.eval_size}")
+    if cfg.dataset.n is not None and cfg.dataset.n <= 0:
+        raise ConfigError(f"dataset.n must be > 0 or null, got {cfg.dataset.n}")
+    if cfg.dataset.path is None and cfg.dataset.hub_id is None:
+        raise ConfigError("dataset.path or dataset.hub_id must be set")
+    if cfg.trainer.eval_strategy != "no" and cfg.dataset.eval_size == 0:
+        raise ConfigError("trainer.eval_strategy needs eval rows: set dataset.eval_size > 0 or trainer.eval_strategy=no")

@@ -1,0 +1,116 @@
+"""Conversations -> token ids and the mask of tokens the loss is computed on.
+
+Loss is taken on the doctor's (assistant's) turns only, each ending with EOS so the model learns to stop.
+The mask is found by rendering growing prefixes of the conversation: the tokens an assistant turn adds
+to "conversation so far + generation prompt" are that turn. This works with any chat template, also the
+many (Llama-3, Mistral, Qwen2) that lack the `{% generation %}` markers `return_assistant_tokens_mask`
+needs, and fails loudly if a template is not prefix-stable or never emits EOS.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+PLAIN_QUERY = "### Patient query: "
+PLAIN_ANSWER = "### Doctor opinion:"
+SHIPPED_TEMPLATES = ("chatml", "inst")
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def load_chat_template(name: str | None) -> str | None:
+    """null -> keep the tokenizer's own; a shipped name; or a path to a .jinja file."""
+    if name is None:
+        return None
+    if name in SHIPPED_TEMPLATES:
+        return resources.files("medchat").joinpath(f"templates/{name}.jinja").read_text()
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise TemplateError(f"model.chat_template={name!r} is neither one of {SHIPPED_TEMPLATES} nor a file")
+    return path.read_text()
+
+
+def _chat_ids(tokenizer, messages: list[dict], generation_prompt: bool = False) -> list[int]:
+    out = tokenizer.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=generation_prompt, return_dict=True
+    )
+    return list(out["input_ids"])
+
+
+def _plain_prompt(messages: list[dict]) -> list[tuple[str, str]]:
+    """(text, role) segments of the plain-text format; assistant segments are the trained ones."""
+    segments, first = [], True
+    for m in messages:
+        if m["role"] == "system":
+            segments.append((m["content"] + "\n\n", "prompt"))
+        elif m["role"] == "user":
+            segments.append((("" if first else "\n") + PLAIN_QUERY + m["content"] + "\n" + PLAIN_ANSWER, "prompt"))
+            first = False
+        else:
+            segments.append((" " + m["content"], "assistant"))
+    return segments
+
+
+def _bos(tokenizer) -> list[int]:
+    ids = tokenizer("x")["input_ids"]
+    return ids[:1] if tokenizer.bos_token_id is not None and ids[:1] == [tokenizer.bos_token_id] else []
+
+
+def _tokenize_plain(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    ids = _bos(tokenizer)
+    mask = [0] * len(ids)
+    for text, role in _plain_prompt(messages):
+        seg = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if role == "assistant":
+            seg = seg + [tokenizer.eos_token_id]
+        ids += seg
+        mask += [int(role == "assistant")] * len(seg)
+    return ids, mask
+
+
+def _tokenize_chat(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    ids = _chat_ids(tokenizer, messages)
+    mask = [0] * len(ids)
+    eos = tokenizer.eos_token_id
+    for k, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        prefix = _chat_ids(tokenizer, messages[:k], generation_prompt=True)
+        upto = _chat_ids(tokenizer, messages[: k + 1])
+        if ids[: len(prefix)] != prefix or ids[: len(upto)] != upto:
+            raise TemplateError(
+                "the chat template renders a conversation's beginning differently from the whole conversation, "
+                "so the doctor's tokens cannot be located; use model.chat_template=chatml or inst, or a "
+                "prefix-stable template"
+            )
+        span = ids[len(prefix) : len(upto)]
+        if eos not in span:
+            raise TemplateError(
+                f"the chat template does not end assistant turns with the eos token {tokenizer.eos_token!r}: the "
+                "model would never learn to stop. Set model.chat_template to a template that does (chatml, inst)"
+            )
+        end = len(prefix) + len(span) - span[::-1].index(eos)  # nothing after the turn's EOS is trained
+        mask[len(prefix) : end] = [1] * (end - len(prefix))
+    return ids, mask
+
+
+def tokenize_conversation(tokenizer, messages: list[dict], prompt_format: str) -> dict:
+    """-> {"input_ids", "assistant_masks"}: the columns TRL's SFTTrainer turns into labels."""
+    if prompt_format == "plain":
+        ids, mask = _tokenize_plain(tokenizer, messages)
+    else:
+        ids, mask = _tokenize_chat(tokenizer, messages)
+    if 1 not in mask:
+        raise TemplateError("a conversation has no assistant tokens to train on")
+    return {"input_ids": ids, "assistant_masks": mask}
+
+
+def prompt_ids(tokenizer, messages: list[dict], prompt_format: str) -> list[int]:
+    """Token ids that ask the model for the next doctor turn (messages end with a user turn)."""
+    if prompt_format == "plain":
+        text = "".join(t for t, _ in _plain_prompt(messages))
+        return _bos(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
+    return _chat_ids(tokenizer, messages, generation_prompt=True)

@@ -1,0 +1,146 @@
+"""One training run, top to bottom: `train(cfg)` is what `train.py` calls and what tests call.
+
+Everything that can fail on bad input (config values, data files, columns, LoRA targets, quantization)
+is checked before the model's weights are loaded. The run dir is the run's contract with evaluation,
+sweeps, reports and export: see README "Run dir".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from medchat import data, modeling, provenance, rundir, training
+from medchat.config import validate
+from medchat.formatting import tokenize_conversation
+from medchat.tracking import Tracker, is_main_process
+
+log = logging.getLogger(__name__)
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def tokenize(records: list[dict], tokenizer, prompt_format: str):
+    import datasets
+
+    rows = [tokenize_conversation(tokenizer, r["messages"], prompt_format) for r in records]
+    return datasets.Dataset.from_list(rows)
+
+
+def _hydra_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _run_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
+    """Train a LoRA adapter as `cfg` says; return the final metrics (also in RUN/metrics.json)."""
+    run_dir = Path(run_dir) if run_dir is not None else _run_dir()
+    main = is_main_process()
+
+    # 1. Everything checkable without weights.
+    validate(cfg)
+    modeling.check_quantization(cfg.quant)
+    args = training.sft_config(cfg, run_dir)  # also rejects precision the machine cannot do
+    rundir.claim(run_dir, resume=cfg.trainer.resume)
+    split = data.load_split(cfg.dataset)
+    path = modeling.model_path(cfg.model)
+    target_modules = modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, path))
+    tokenizer = modeling.load_tokenizer(cfg.model)
+    train_ds = tokenize(split.train, tokenizer, cfg.dataset.prompt_format)
+    eval_ds = tokenize(split.eval, tokenizer, cfg.dataset.prompt_format) if split.eval else None
+
+    # 2. The run dir records what is about to happen before the first step.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plain_cfg = OmegaConf.to_container(cfg, resolve=True)
+    if main:
+        rundir.write_status(run_dir, "running")
+        _write_json(run_dir / "split.json", split.manifest())
+        with open(run_dir / "eval.jsonl", "w") as f:
+            for r in split.eval:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        _write_json(run_dir / "provenance.json", provenance.collect(split.fingerprint, split.source))
+    tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides())
+    try:
+        metrics = _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker)
+    except BaseException as e:
+        if main:
+            rundir.write_status(run_dir, "failed", reason=f"{type(e).__name__}: {e}"[:2000])
+        tracker.finish(failed=True)
+        raise
+    tracker.log_summary(metrics)
+    metrics["tracker"] = tracker.description
+    if main:
+        _write_json(run_dir / "metrics.json", metrics)
+        rundir.write_status(run_dir, "done")
+    tracker.finish()
+    return metrics
+
+
+def _tokens_in_checkpoint(checkpoint: str | None) -> int:
+    if checkpoint is None:
+        return 0
+    return json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
+
+
+def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker) -> dict:
+    from transformers import set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    set_seed(cfg.trainer.seed)  # LoRA's A matrices are drawn from the global RNG when the adapter is created
+    model = modeling.load_model(cfg.model, cfg.quant, path)
+    model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, target_modules))
+    trainer = training.build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args)
+
+    checkpoint = None
+    if cfg.trainer.resume:
+        ckpt_dir = Path(args.output_dir)
+        checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        log.info("resuming from %s", checkpoint or "scratch (no checkpoint yet)")
+    before = trainer.evaluate(metric_key_prefix="eval_before") if eval_ds is not None and not checkpoint else {}
+    if before and is_main_process():
+        _write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"]})
+    tokens_at_start = _tokens_in_checkpoint(checkpoint)
+    out = trainer.train(resume_from_checkpoint=checkpoint)
+    after = trainer.evaluate() if eval_ds is not None else {}
+
+    trainer.save_model(str(run_dir / "adapter"))
+    if is_main_process():
+        tokenizer.save_pretrained(run_dir / "adapter")
+
+    trainable, total = model.get_nb_trainable_parameters()
+    eval_before = before.get("eval_before_loss")
+    if eval_before is None and checkpoint:  # resumed: keep the first session's number
+        previous = run_dir / "metrics_before.json"
+        eval_before = json.loads(previous.read_text()).get("eval_loss_before") if previous.exists() else None
+    metrics = {
+        "eval_loss_before": eval_before,
+        "eval_loss_after": after.get("eval_loss"),
+        "perplexity_before": training.perplexity(eval_before),
+        "perplexity_after": training.perplexity(after.get("eval_loss")),
+        "train_loss": out.metrics.get("train_loss"),
+        "train_runtime_s": out.metrics.get("train_runtime"),
+        # real (non-pad) tokens this session, over its wall time
+        "train_tokens_per_second": (trainer.state.num_input_tokens_seen - tokens_at_start)
+        / out.metrics["train_runtime"],
+        "global_step": trainer.state.global_step,
+        "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
+        "peak_memory_gib": training.peak_memory_gib(),
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "target_modules": target_modules,
+        "data": split.counts,
+        "resumed_from": checkpoint,
+    }
+    return metrics

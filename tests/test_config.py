@@ -1,0 +1,97 @@
+"""Every config group option and experiment composes, validates and builds the real library configs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import peft
+import pytest
+import transformers
+import trl
+from hydra.errors import ConfigCompositionException
+
+from conftest import CONF, compose
+from medchat import config as schema
+from medchat import modeling, training
+
+GROUPS = ["model", "dataset", "lora", "quant", "trainer", "tracker", "experiment", "debug"]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+# Linear layers of every Llama/Mistral/Qwen2 decoder the presets name.
+LLAMA_LINEAR = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"}
+
+
+def build_all(cfg, tmp_path):
+    args = training.sft_config(cfg, tmp_path)
+    targets = modeling.resolve_target_modules(cfg.lora, LLAMA_LINEAR)
+    lora = modeling.lora_config(cfg.lora, targets)
+    bnb = modeling.quantization_config(cfg.quant, cfg.model)
+    return args, lora, bnb
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_builds_real_configs(group, option, tmp_path):
+    cfg = compose(f"{group}={option}", "dataset.path=rows.jsonl")
+    schema.validate(cfg)
+    args, lora, bnb = build_all(cfg, tmp_path)
+    assert isinstance(args, trl.SFTConfig)
+    assert args.learning_rate == cfg.trainer.learning_rate
+    assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}
+    assert isinstance(lora, peft.LoraConfig) and lora.r == cfg.lora.r and lora.lora_alpha == cfg.lora.lora_alpha
+    assert type(lora.target_modules) in (list, set) and all(type(m) is str for m in lora.target_modules)
+    if cfg.quant.mode == "none":
+        assert bnb is None
+    else:
+        assert isinstance(bnb, transformers.BitsAndBytesConfig)
+        assert bnb.load_in_4bit == (cfg.quant.mode in ("nf4", "fp4"))
+        if cfg.quant.mode == "nf4":
+            assert bnb.bnb_4bit_quant_type == "nf4" and bnb.bnb_4bit_use_double_quant
+
+
+def test_experiments_reproduce_their_recipes():
+    cfg = compose("experiment=mistral7b_healthcaremagic")
+    assert (cfg.model.name_or_path, cfg.dataset.n, cfg.dataset.eval_size) == ("mistralai/Mistral-7B-v0.1", 5000, 0.1)
+    assert (cfg.lora.r, cfg.lora.lora_alpha, cfg.lora.targets) == (32, 64, "all_linear_lm_head")
+    assert (cfg.trainer.max_steps, cfg.trainer.save_steps) == (500, 25)
+    targets = modeling.resolve_target_modules(cfg.lora, LLAMA_LINEAR)
+    assert len(targets) == 7 and "lm_head" not in targets
+    assert modeling.lora_config(cfg.lora, targets).modules_to_save == ["lm_head"]
+    cfg = compose("experiment=llama3_2_3b_ai_medical_chatbot")
+    assert (cfg.dataset.n, cfg.lora.r, cfg.lora.lora_alpha, cfg.trainer.learning_rate) == (1000, 8, 16, 2e-4)
+    assert modeling.resolve_target_modules(cfg.lora, LLAMA_LINEAR) == ["q_proj", "v_proj"]
+
+
+def test_trainer_keys_are_sftconfig_fields():
+    """Config keys must not drift from the API they feed."""
+    ours = {f.name for f in dataclasses.fields(schema.TrainerConfig)} - {"precision", "resume", "fail_at_step"}
+    theirs = {f.name for f in dataclasses.fields(trl.SFTConfig)}
+    assert ours <= theirs, ours - theirs
+    lora_keys = {f.name for f in dataclasses.fields(schema.LoraConfig)} - {"targets"}
+    assert lora_keys <= {f.name for f in dataclasses.fields(peft.LoraConfig)}
+
+
+def test_unknown_key_fails_with_its_name():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose("lora.rank=8")
+    assert "lora.rank" in str(e.value.__cause__ or e.value)
+
+
+def test_wrong_type_fails_with_its_name():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose("trainer.learning_rate=fast")
+    assert "trainer.learning_rate" in str(e.value.__cause__ or e.value)
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [("lora.r=0", "lora.r"), ("lora.targets=everything", "lora.targets"), ("quant.mode=nf3", "quant.mode"),
+     ("trainer.per_device_train_batch_size=0", "trainer.per_device_train_batch_size"),
+     ("dataset.eval_size=-1", "dataset.eval_size")],
+)
+def test_bad_values_fail_validation_naming_the_key(override, key):
+    with pytest.raises(schema.ConfigError, match=key.replace(".", r"\.")):
+        schema.validate(compose(override))
+
+
+def test_unknown_optimizer_is_rejected_by_the_real_constructor(tmp_path):
+    with pytest.raises(ValueError, match="bogus"):
+        training.sft_config(compose("trainer.optim=bogus"), tmp_path)
