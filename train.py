@@ -25,7 +25,11 @@ def main(cfg: DictConfig) -> float | None:
     from medchat.pipeline import train
 
     metrics = train(cfg)
-    print(f"eval loss before: {metrics['eval_loss_before']}  after: {metrics['eval_loss_after']}")
+    before, after = metrics["eval_loss_before"], metrics["eval_loss_after"]
+    if before is not None and after is not None:
+        print(f"eval loss (held-out rows): {before:.4f} before -> {after:.4f} after training")
+    print(f"run dir: {metrics['run_dir']}")
+    print(f"tracker: {metrics['tracker']}")
     return metrics["eval_loss_after"]  # what a Hydra sweeper minimises
 
 

@@ -81,6 +81,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         raise
     tracker.log_summary(metrics)
     metrics["tracker"] = tracker.description
+    metrics["run_dir"] = str(run_dir)
     if main:
         _write_json(run_dir / "metrics.json", metrics)
         rundir.write_status(run_dir, "done")
