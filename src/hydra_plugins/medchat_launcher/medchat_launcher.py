@@ -38,7 +38,7 @@ class MedchatLauncherConf:
     _target_: str = "hydra_plugins.medchat_launcher.medchat_launcher.MedchatLauncher"
     parallel: int = 1  # jobs at a time on CPU (conf/config.yaml: ${launcher.parallel})
     gpus_per_job: int = 1  # GPUs per job; 0 runs jobs on CPU even where GPUs exist (${launcher.gpus_per_job})
-    gpus: Optional[str] = None  # GPUs to hand out, e.g. "0,1,2,3"; default: CUDA_VISIBLE_DEVICES or all
+    gpus: Optional[List[str]] = None  # GPUs to hand out, e.g. [0,1,2,3]; default: CUDA_VISIBLE_DEVICES or all
     accelerate_args: List[str] = field(default_factory=list)  # e.g. ["--config_file", "fsdp.yaml"]
     script: Optional[str] = None  # the training script; default: the one this sweep was started with
     dry_run: bool = False  # compose and check every job, print its command, start nothing
@@ -57,12 +57,12 @@ class JobFailed(RuntimeError):
 
 
 class MedchatLauncher(Launcher):
-    def __init__(self, parallel: int = 1, gpus_per_job: int = 1, gpus: Optional[str] = None,
+    def __init__(self, parallel: int = 1, gpus_per_job: int = 1, gpus: Optional[Sequence[str]] = None,
                  accelerate_args: Sequence[str] = (), script: Optional[str] = None, dry_run: bool = False,
                  poll_s: float = 0.5) -> None:
         self.parallel = int(parallel)
         self.gpus_per_job = int(gpus_per_job)
-        self.gpus = None if gpus is None else str(gpus)
+        self.gpus = None if gpus is None else ",".join(str(g) for g in gpus)
         self.accelerate_args = [str(a) for a in accelerate_args]
         self.script = script
         self.dry_run = bool(dry_run)

@@ -29,8 +29,17 @@ def save_status(sweep_dir: Path, jobs) -> None:
     path.write_text(json.dumps({"jobs": lines}, indent=2) + "\n")
 
 
+def _varying(lines: list[dict]) -> set[str]:
+    """The overrides that tell this batch's jobs apart (all of them for a single job)."""
+    if len(lines) < 2:
+        return {o for line in lines for o in line["overrides"]}
+    common = set.intersection(*(set(line["overrides"]) for line in lines))
+    return {o for line in lines for o in line["overrides"]} - common
+
+
 def print_status(sweep_dir: Path, jobs) -> None:
     lines = [_line(j) for j in jobs]
+    shown = _varying(lines)
     counts = {}
     for line in lines:
         counts[line["state"]] = counts.get(line["state"], 0) + 1
@@ -41,7 +50,7 @@ def print_status(sweep_dir: Path, jobs) -> None:
     for line in lines:
         took = "skipped" if line["action"] == "skip" else f"{line['seconds']:.0f}s"
         verb = {"resume": "resumed", "fresh": "", "skip": ""}[line["action"]]
-        text = f"  #{line['num']:<3d} {line['state']:7s} {took:>8s} {verb:8s} {' '.join(line['overrides'])}"
+        text = f"  #{line['num']:<3d} {line['state']:7s} {took:>8s} {verb:8s} {' '.join(o for o in line['overrides'] if o in shown)}"
         if "reason" in line:
             text += f"\n        {line['reason'][:400]}\n        log: {Path(line['run_dir']) / 'console.log'}"
         print(text)
