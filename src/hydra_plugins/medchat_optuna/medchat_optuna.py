@@ -153,6 +153,9 @@ class MedchatOptunaSweeper(Sweeper):
         study = optuna.create_study(study_name=self.study_name, storage=self.storage or f"sqlite:///{sweep_dir}/optuna.db",
                                     sampler=make_sampler(self.sampler, self.seed), direction=self.direction,
                                     load_if_exists=True)
+        if study.trials and self.seed is not None:
+            # A continued study must not replay the first session's random draws (the same trials again).
+            study.sampler = make_sampler(self.sampler, self.seed + len(study.trials))
         self._recover(study)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         remaining = self.n_trials - done

@@ -147,6 +147,7 @@ class Runner:
         pending = [j for j in jobs if j.action != "skip"]
         free = list(self.slots)
         running: dict[int, tuple[Job, subprocess.Popen, float, Slot]] = {}
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM too must reach `finally`
         try:
             while pending or running:
                 while pending and free:
@@ -165,6 +166,11 @@ class Runner:
             for job, proc, started, _ in running.values():
                 _stop(proc)
                 self._finish(job, proc.returncode if proc.returncode is not None else -signal.SIGKILL, started)
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"sweep stopped by signal {signum}")
 
 
 def _stop(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
