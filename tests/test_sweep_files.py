@@ -16,8 +16,9 @@ from medchat.config import validate
 from medchat.rundir import read_status
 
 SWEEP = ROOT / "sweep"
-# A trial as cheap as a training run gets: 2 steps, no checkpoint, eval loss before and after.
-TINY = ["trainer=debug", "quant=none", "dataset.n=24", "dataset.eval_size=4", "trainer.max_length=128",
+# A trial as cheap as a training run gets: 2 steps, no checkpoint, eval loss before and after, no tracker
+# (tests/test_sweeps.py covers W&B under the launcher).
+TINY = ["trainer=debug", "quant=none", "tracker=none", "dataset.n=24", "dataset.eval_size=4", "trainer.max_length=128",
         "trainer.max_steps=2", "trainer.eval_strategy=no", "trainer.save_steps=100"]
 
 
@@ -74,8 +75,7 @@ def test_bayes_search_runs_trials_and_continues_its_study(tmp_path):
 
 
 def test_slurm_launcher_config_composes():
-    out = cli("-m", "--config-dir", "sweep", "hydra/launcher=slurm", "launcher.gpus_per_job=2", "--cfg", "hydra",
-              "--resolve")
+    out = cli("--config-dir", "sweep", "hydra/launcher=slurm", "launcher.gpus_per_job=2", "--cfg", "all", "--resolve")
     assert out.returncode == 0, out.stderr[-3000:]
     launcher = yaml.safe_load(out.stdout)["hydra"]["launcher"]
     assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"

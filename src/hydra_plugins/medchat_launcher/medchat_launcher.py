@@ -21,7 +21,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class MedchatLauncherConf:
     _target_: str = "hydra_plugins.medchat_launcher.medchat_launcher.MedchatLauncher"
-    parallel: int = 1  # jobs at a time on CPU (conf/config.yaml: ${launcher.parallel})
-    gpus_per_job: int = 1  # GPUs per job; 0 runs jobs on CPU even where GPUs exist (${launcher.gpus_per_job})
+    # The user-facing knobs are medchat's top-level `launcher.parallel` / `launcher.gpus_per_job`.
+    parallel: Any = "${launcher.parallel}"  # jobs at a time on CPU
+    gpus_per_job: Any = "${launcher.gpus_per_job}"  # GPUs per job; 0: jobs on CPU even where GPUs exist
     gpus: Optional[List[str]] = None  # GPUs to hand out, e.g. [0,1,2,3]; default: CUDA_VISIBLE_DEVICES or all
     accelerate_args: List[str] = field(default_factory=list)  # e.g. ["--config_file", "fsdp.yaml"]
     script: Optional[str] = None  # the training script; default: the one this sweep was started with
@@ -157,7 +158,7 @@ class MedchatLauncher(Launcher):
                 except ConfigError as e:  # fail this job now, before anything starts
                     job.action = "skip"
                     job.status = {"state": "failed", "reason": f"ConfigError: {e}"}
-                if not self.dry_run and not (run_dir / "job.json").exists():
+                if not self.dry_run and job.status is None and not (run_dir / "job.json").exists():
                     write_job(run_dir, {**record, "sweep_dir": str(sweep_dir)})
                 jobs.append(job)
                 configs.append(cfg)
