@@ -4,6 +4,7 @@
     python train.py trainer=debug tracker=none        # a handful of steps, no tracker
     python train.py experiment=mistral7b_healthcaremagic   # a notebook recipe, on a GPU
     python train.py model=mistral7b lora=r32 -m lora.r=8,16,32 trainer.learning_rate=1e-4,2e-4
+    python train.py -m --config-dir sweep --config-name rank_alpha    # an ablation from sweep/ (docs/sweeps.md)
     python train.py trainer.resume=true hydra.run.dir=runs/2026-11-22_10-00-00   # continue a run
     python train.py --cfg job experiment=llama3_8b_chatdoctor                    # print the composed config
 
@@ -23,13 +24,16 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from medchat.pipeline import train
+    from medchat.sweeps.state import rejoin
 
-    metrics = train(cfg)
+    # In a multirun whose launcher runs jobs in this process (basic, submitit): skip a finished job,
+    # resume an unfinished one. The medchat launcher decides that before starting the job's process.
+    metrics = rejoin(cfg) or train(cfg)
     before, after = metrics["eval_loss_before"], metrics["eval_loss_after"]
     if before is not None and after is not None:
         print(f"eval loss (held-out rows): {before:.4f} before -> {after:.4f} after training")
-    print(f"run dir: {metrics['run_dir']}")
-    print(f"tracker: {metrics['tracker']}")
+    print(f"run dir: {metrics.get('run_dir')}")
+    print(f"tracker: {metrics.get('tracker')}")
     return metrics["eval_loss_after"]  # what a Hydra sweeper minimises
 
 
