@@ -16,7 +16,9 @@ from conftest import CONF, ROOT, shared
 from medchat.config import ConfigError
 from medchat.data import DataError
 
-TRAIN = ["trainer=debug", "dataset.n=40", "dataset.eval_size=6", "trainer.max_steps=4", "tracker=none"]
+# Also logs generation metrics during training, to an offline W&B run (checked below).
+TRAIN = ["trainer=debug", "dataset.n=40", "dataset.eval_size=6", "trainer.max_steps=4", "tracker=wandb",
+         "eval.every_steps=2", "eval.num_samples=3", "eval.max_new_tokens=8", "eval.metrics=[bleu,rouge,meteor]"]
 METRICS = ("bleu", "rouge1", "rouge2", "rougeL", "meteor", "bertscore_f1", "perplexity", "mean_answer_words", "eos_rate")
 
 
@@ -74,6 +76,21 @@ def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_s
         assert set(r["generation"]) == {"adapter", "base"} and set(r["scores"]["adapter"]) >= {"bleu", "rouge1", "perplexity"}
     summary = (out / "summary.md").read_text()
     assert "| metric | base | adapter |" in summary and "BLEU" in summary and "6 held-out rows" in summary
+
+
+def test_generation_metrics_and_samples_were_logged_to_wandb_during_training(run):
+    from medchat.tracking import wandb_history
+
+    lines = [json.loads(line) for line in (run / "generation_metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4]
+    assert all(0 <= line["gen/rouge1"] <= 1 and "gen/bleu" in line and "gen/eos_rate" in line for line in lines)
+    logged = [row for row in wandb_history(run) if "gen/bleu" in row]
+    assert [row["train/global_step"] for row in logged] == [2, 4]
+    assert logged[0]["gen/samples._type"] == "table-file"
+    table = json.loads(next(run.glob(f"wandb/offline-run-*/files/{logged[0]['gen/samples.path']}")).read_text())
+    assert table["columns"] == ["step", "prompt", "reference", "generation"] and len(table["data"]) == 3
+    heldout = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [row[2] for row in table["data"]] == [h["messages"][-1]["content"] for h in heldout[:3]]
 
 
 def test_a_preset_base_model_on_the_runs_heldout_rows(run):
