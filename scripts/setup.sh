@@ -24,6 +24,22 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
 fi
 "$VENV/bin/python" -c 'import torch' 2>/dev/null || "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
-"$VENV/bin/python" -m pip install -q -e ".[dev,sweep]"
+"$VENV/bin/python" -m pip install -q -e ".[dev,sweep,eval]"
 "$VENV/bin/python" -m pip check
+
+# WordNet for METEOR: nltk.download cannot reach its host offline, so Debian's WordNet 3.0 packages are
+# installed (as root; skipped otherwise) and copied into the venv's nltk_data, where nltk looks by itself.
+# Without it METEOR is reported unavailable and every other metric still runs.
+WORDNET_PKGS="wordnet-base wordnet-sense-index"
+if [ ! -f /usr/share/wordnet/index.sense ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt_install() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends $WORDNET_PKGS >/dev/null 2>&1; }
+  apt_install || { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null 2>&1 && apt_install; } || true
+fi
+if [ -f "$VENV/nltk_data/corpora/wordnet/lexnames" ]; then
+  :
+elif [ -f /usr/share/wordnet/index.sense ]; then
+  "$VENV/bin/python" -m medchat.evaluation.wordnet install "$VENV/nltk_data"
+else
+  echo "WordNet not installed (apt-get install $WORDNET_PKGS as root, then re-run): METEOR will be reported unavailable" >&2
+fi
 echo "medchat installed in $VENV"

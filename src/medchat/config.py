@@ -140,6 +140,7 @@ class EvalConfig:
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.9
+    metrics: List[str] = field(default_factory=lambda: ["bleu", "rouge", "meteor", "bertscore"])
 
 
 @dataclass
@@ -231,5 +232,13 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"dataset.n must be > 0 or null, got {cfg.dataset.n}")
     if cfg.dataset.path is None and cfg.dataset.hub_id is None:
         raise ConfigError("dataset.path or dataset.hub_id must be set")
+    if cfg.eval.every_steps is not None:
+        if cfg.eval.every_steps <= 0 or cfg.eval.num_samples <= 0 or cfg.eval.max_new_tokens <= 0:
+            raise ConfigError("eval.every_steps, eval.num_samples and eval.max_new_tokens must be > 0")
+        if cfg.dataset.eval_size == 0:
+            raise ConfigError("eval.every_steps generates for held-out rows: set dataset.eval_size > 0")
+        unknown = set(cfg.eval.metrics) - {"bleu", "rouge", "meteor", "bertscore"}
+        if unknown:
+            raise ConfigError(f"eval.metrics: unknown {', '.join(sorted(unknown))}; known: bleu, rouge, meteor, bertscore")
     if cfg.trainer.eval_strategy != "no" and cfg.dataset.eval_size == 0:
         raise ConfigError("trainer.eval_strategy needs eval rows: set dataset.eval_size > 0 or trainer.eval_strategy=no")

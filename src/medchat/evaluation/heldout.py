@@ -1,0 +1,70 @@
+"""The rows an evaluation answers: a run's held-out conversations, checked against its split manifest.
+
+`RUN/eval.jsonl` holds the conversations the run set aside and `RUN/split.json` the hashes of both sides
+of its split. Every row evaluated must be one of the run's eval rows and none of its training rows;
+anything else (an edited eval.jsonl, an empty split) is an error that names the file and row.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from medchat.data import DataError
+from medchat.data.prepare import conversation_hash
+
+
+def read_conversations(path: str | Path) -> list[dict]:
+    """A JSONL file of {"messages": [...], "id"?: ..., "row"?: ...} -> records with id and row filled in."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} not found")
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path} line {n}: not JSON ({e})") from None
+        messages = record.get("messages") if isinstance(record, dict) else None
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m and "content" in m
+                                                     for m in messages):
+            raise DataError(f"{path} line {n}: needs \"messages\": a list of {{role, content}}")
+        records.append({"id": str(record.get("id", n - 1)), "row": record.get("row", n - 1), "messages": messages})
+    return records
+
+
+def heldout_rows(run_dir: str | Path) -> list[dict]:
+    """The run's eval rows, each verified to be held out (in split.json's eval side, not its train side)."""
+    run_dir = Path(run_dir)
+    eval_path, split_path = run_dir / "eval.jsonl", run_dir / "split.json"
+    for p in (eval_path, split_path):
+        if not p.is_file():
+            raise DataError(f"{run_dir} has no {p.name}: not a medchat run dir, or its training never started")
+    rows = read_conversations(eval_path)
+    if not rows:
+        raise DataError(
+            f"{eval_path} is empty: the run set no rows aside (dataset.eval_size=0?), so nothing held out can be "
+            "evaluated. Train with dataset.eval_size > 0"
+        )
+    manifest = json.loads(split_path.read_text())
+    eval_hashes = {r["hash"] for r in manifest.get("eval", [])}
+    train_hashes = {r["hash"] for r in manifest.get("train", [])}
+    for n, record in enumerate(rows, start=1):
+        h = conversation_hash(record)
+        if h in train_hashes:
+            raise DataError(f"{eval_path} line {n} (id {record['id']}) is a training row of this run: refusing to score it")
+        if h not in eval_hashes:
+            raise DataError(f"{eval_path} line {n} (id {record['id']}) is not among {split_path.name}'s eval rows: "
+                            "was eval.jsonl edited?")
+    return rows
+
+
+def context_and_reference(record: dict) -> tuple[list[dict], str]:
+    """The conversation before its last doctor turn (the prompt) and that turn (the reference answer)."""
+    messages = record["messages"]
+    if not messages or messages[-1]["role"] != "assistant" or len(messages) < 2 or messages[-2]["role"] != "user":
+        raise DataError(f"row {record.get('row')} (id {record.get('id')}): a conversation must end with a user turn "
+                        "followed by the doctor's answer")
+    return messages[:-1], messages[-1]["content"]

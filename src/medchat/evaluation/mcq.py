@@ -1,0 +1,174 @@
+"""Medical multiple-choice benchmarks scored by option log-likelihood (no generation, no answer parsing).
+
+For each item the model reads the question (and its options, for lettered benchmarks) and each option's
+label is scored as a continuation: the sum of log p(label tokens | prompt). The highest-scoring option is
+the model's choice. Accuracy comes with a 95% Wilson score interval, so small benchmarks say how little
+they can tell apart. Prompts (`mcq.prompt_format`):
+  plain: "Question: ...\\nA. ...\\nB. ...\\nAnswer:" scored on " A" / " B" ... (PubMedQA: " yes" / " no" / " maybe")
+  chat:  the same question as a user turn in the model's chat template, scored on "A" ... as the reply
+
+    python evaluate.py run_dir=runs/RUN task=mcq mcq.benchmarks=[../shared/data/mcq_eval]   # RUN/eval/mcq/
+    python evaluate.py model=qwen2_0_5b_instruct task=mcq mcq.benchmarks=[medqa] out_dir=runs/qwen-mcq
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from medchat.evaluation import loading
+from medchat.evaluation.mcq_data import Item, benchmarks
+from medchat.evaluation.plan import Plan, load_tokenizer
+from medchat.formatting import prompt_ids
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (sound at 0 and 1 and for small n, unlike p +- z*se)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # exact at the ends (the formula leaves rounding dust there)
+    return (0.0 if correct == 0 else max(0.0, center - half), 1.0 if correct == n else min(1.0, center + half))
+
+
+def prompt_text(item: Item) -> str:
+    if item.lettered:
+        options = "\n".join(f"{label}. {text}" for label, text in zip(item.labels, item.options))
+        return f"Question: {item.question}\n{options}\nAnswer:"
+    return f"{item.question}\nAnswer (yes, no or maybe):"
+
+
+def encode(tokenizer, item: Item, prompt_format: str) -> list[tuple[list[int], list[int]]]:
+    """(context ids, continuation ids) for each option of the item."""
+    text = prompt_text(item)
+    if prompt_format == "chat":
+        instruction = "Reply with the option's letter only." if item.lettered else "Reply with yes, no or maybe only."
+        context = prompt_ids(tokenizer, [{"role": "user", "content": f"{text.rsplit(chr(10), 1)[0]}\n{instruction}"}],
+                             "chat_template")
+        return [(context, tokenizer(label, add_special_tokens=False)["input_ids"]) for label in item.labels]
+    context = tokenizer(text)["input_ids"]
+    pairs = []
+    for label in item.labels:
+        # As lm-evaluation-harness does: encode the whole text and take what follows the context, so the
+        # label's tokens are the ones the model would read after the prompt (SentencePiece merges spaces).
+        whole = tokenizer(text + " " + label)["input_ids"]
+        if whole[: len(context)] == context and len(whole) > len(context):
+            pairs.append((context, whole[len(context):]))
+        else:
+            pairs.append((context, tokenizer(" " + label, add_special_tokens=False)["input_ids"]))
+    return pairs
+
+
+@torch.no_grad()
+def continuation_logprobs(model, pairs: list[tuple[list[int], list[int]]], pad_id: int, batch_size: int = 16) -> list[float]:
+    """sum over the continuation's tokens of log p(token | everything before it), one float per pair.
+
+    Options of one item share their context; when continuations are one token each (" A", " yes"), one
+    forward pass of the context scores them all, which is most of the work saved on long prompts."""
+    # requests: (sequence, first scored position, [(pair index, continuation tokens)])
+    shared: dict[tuple, list[int]] = {}
+    requests = []
+    for i, (context, cont) in enumerate(pairs):
+        if len(cont) == 1:
+            shared.setdefault(tuple(context), []).append(i)
+        else:
+            requests.append((context + cont, len(context) - 1, [(i, cont)]))
+    requests += [(list(c), len(c) - 1, [(i, pairs[i][1]) for i in idx]) for c, idx in shared.items()]
+    requests.sort(key=lambda r: -len(r[0]))
+    device = next(model.parameters()).device
+    out = [0.0] * len(pairs)
+    for b in range(0, len(requests), batch_size):
+        batch = requests[b : b + batch_size]
+        width = max(len(seq) for seq, _, _ in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, (seq, _, _) in enumerate(batch):
+            ids[r, : len(seq)] = torch.tensor(seq)
+            mask[r, : len(seq)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        for r, (_, first, targets) in enumerate(batch):
+            for i, cont in targets:  # position first + k predicts the continuation's token k
+                rows = torch.log_softmax(logits[r, first : first + len(cont)].float(), dim=-1)
+                out[i] = rows.gather(1, torch.tensor(cont, device=device)[:, None]).sum().item()
+    return out
+
+
+def score_items(model, tokenizer, items: list[Item], prompt_format: str, batch_size: int) -> list[dict]:
+    pairs, owners = [], []
+    for k, item in enumerate(items):
+        for pair in encode(tokenizer, item, prompt_format):
+            pairs.append(pair)
+            owners.append(k)
+    was_training = model.training
+    model.eval()
+    try:
+        logprobs = continuation_logprobs(model, pairs, tokenizer.pad_token_id, batch_size)
+    finally:
+        model.train(was_training)
+    per_item: list[list[float]] = [[] for _ in items]
+    for k, lp in zip(owners, logprobs):
+        per_item[k].append(lp)
+    results = []
+    for item, lps in zip(items, per_item):
+        choice = max(range(len(lps)), key=lambda i: lps[i])
+        results.append({"id": item.id, "gold": item.labels[item.answer], "choice": item.labels[choice],
+                        "correct": choice == item.answer, "logprobs": dict(zip(item.labels, lps))})
+    return results
+
+
+def accuracy(results: list[dict]) -> dict:
+    n, correct = len(results), sum(r["correct"] for r in results)
+    low, high = wilson_interval(correct, n)
+    return {"accuracy": correct / n, "correct": correct, "items": n, "ci95": [low, high]}
+
+
+def run_mcq(cfg, plan: Plan) -> Path:
+    suites = benchmarks(list(cfg.mcq.benchmarks))  # every file is read and checked before the model loads
+    if cfg.mcq.limit:
+        suites = [(name, items[: cfg.mcq.limit]) for name, items in suites]
+    out = plan.out_dir / "mcq"
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(plan)
+    scored: dict[str, dict[str, list[dict]]] = {name: {} for name, _ in suites}
+    for label, model in loading.models(plan, cfg.merge, cfg.compare_base):
+        for name, items in suites:
+            scored[name][label] = score_items(model, tokenizer, items, cfg.mcq.prompt_format, cfg.mcq.batch_size)
+    metrics = {"prompt_format": cfg.mcq.prompt_format, "scoring": "sum log-likelihood of each option's label",
+               "run_dir": str(plan.run_dir) if plan.run_dir else None, "base_model": plan.model_path,
+               "merge": cfg.merge, "command": [sys.executable, *sys.argv], "benchmarks": {}}
+    for name, items in suites:
+        models = scored[name]
+        metrics["benchmarks"][name] = {"items": len(items), "chance": 1 / len(items[0].labels),
+                                       "models": {m: accuracy(r) for m, r in models.items()}}
+        with open(out / f"{name}.jsonl", "w") as f:
+            for k, item in enumerate(items):
+                f.write(json.dumps({"id": item.id, "gold": item.labels[item.answer],
+                                    "choices": {m: {key: r[k][key] for key in ("choice", "correct", "logprobs")}
+                                                for m, r in models.items()}}) + "\n")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "summary.md").write_text(summary(metrics))
+    return out
+
+
+def summary(metrics: dict) -> str:
+    names = list(metrics["benchmarks"])
+    labels = list(metrics["benchmarks"][names[0]]["models"])
+    lines = ["# Medical multiple-choice benchmarks", "",
+             f"Scored by option log-likelihood ({metrics['prompt_format']} prompts); accuracy with its 95% Wilson "
+             "interval. Per-item choices and log-likelihoods are in `<benchmark>.jsonl`.", "",
+             "| benchmark | items | chance | " + " | ".join(labels) + " |", "|---|---:|---:|" + "---:|" * len(labels)]
+    for name in names:
+        b = metrics["benchmarks"][name]
+        cells = [f"{m['accuracy']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]" for m in b["models"].values()]
+        lines.append(f"| {name} | {b['items']} | {b['chance']:.3f} | " + " | ".join(cells) + " |")
+    lines += ["", f"Command: `{' '.join(metrics['command'])}`", ""]
+    return "\n".join(lines)

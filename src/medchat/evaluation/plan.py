@@ -1,0 +1,68 @@
+"""evaluate.py's config -> what to load and where to write, with every check that needs no weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from medchat import modeling
+from medchat.config import ConfigError, QuantConfig
+from medchat.evaluation import loading
+from medchat.evaluation.config import validate
+
+
+@dataclass
+class Plan:
+    model_cfg: object
+    quant_cfg: object
+    model_path: str  # where the base model's weights are read
+    adapter: Path | None  # None: evaluate the base model alone
+    tokenizer_source: str | None  # the run's saved tokenizer (with its chat template), else the model's
+    prompt_format: str
+    max_length: int | None  # the run's trainer.max_length: perplexity scores what training scored
+    out_dir: Path
+    run_dir: Path | None
+    rows_file: Path | None  # model=<preset> rows=FILE
+
+
+def make_plan(cfg) -> Plan:
+    validate(cfg)
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else None
+    if run_dir is not None and not run_dir.is_dir():
+        raise ConfigError(f"run_dir={run_dir}: no such directory")
+    run_cfg = loading.read_run_config(run_dir) if run_dir else None
+    none = OmegaConf.structured(QuantConfig(mode="none"))
+    if cfg.model is not None:  # a preset base model, no adapter
+        model_cfg, quant_cfg, adapter, tokenizer_source = cfg.model, cfg.quant or none, None, None
+        model_path = modeling.model_path(model_cfg)
+    else:
+        model_cfg, quant_cfg = run_cfg.model, cfg.quant or run_cfg.quant
+        adapter = loading.adapter_dir(run_dir)
+        model_path = cfg.base_model or modeling.model_path(model_cfg)
+        loading.check_adapter_base(adapter, model_cfg, model_path, check_name=cfg.base_model is None)
+        tokenizer_source = str(adapter)
+    modeling.check_quantization(quant_cfg)
+    if cfg.out_dir:
+        out_dir = Path(cfg.out_dir)
+    elif run_dir is not None:
+        out_dir = run_dir / ("eval" if cfg.model is None else f"eval-{cfg.model.name}")
+    else:
+        out_dir = Path("runs") / f"eval-{cfg.model.name}"
+    return Plan(
+        model_cfg=model_cfg,
+        quant_cfg=quant_cfg,
+        model_path=model_path,
+        adapter=adapter,
+        tokenizer_source=tokenizer_source,
+        prompt_format=run_cfg.dataset.prompt_format if run_cfg else "chat_template",
+        max_length=run_cfg.trainer.max_length if run_cfg else None,
+        out_dir=out_dir,
+        run_dir=run_dir,
+        rows_file=Path(cfg.rows) if cfg.rows else None,
+    )
+
+
+def load_tokenizer(plan: Plan):
+    return modeling.load_tokenizer(plan.model_cfg, path=plan.tokenizer_source)

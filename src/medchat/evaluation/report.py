@@ -1,0 +1,124 @@
+"""Evaluation outputs: predictions.jsonl (one row per example), metrics.json and a Markdown summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+# metric key -> how summary.md names it (and the scale it is on)
+LABELS = {
+    "bleu": "BLEU (sacrebleu corpus, 0-100)",
+    "rouge1": "ROUGE-1 F1 (mean)",
+    "rouge2": "ROUGE-2 F1 (mean)",
+    "rougeL": "ROUGE-L F1 (mean)",
+    "meteor": "METEOR (nltk, mean)",
+    "bertscore_f1": "BERTScore F1 (mean)",
+    "perplexity": "perplexity of the reference answers",
+    "mean_answer_words": "mean answer length (words)",
+    "eos_rate": "answers ending with EOS",
+    "mean_new_tokens": "mean new tokens",
+    "generated_tokens_per_second": "generation speed (tokens/s)",
+}
+
+
+def _json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3e}"
+    return str(value)
+
+
+def _clip(text: str, n: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def metrics_table(models: dict[str, dict], keys=tuple(LABELS)) -> str:
+    labels = list(models)
+    lines = ["| metric | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    for key in keys:
+        if any(key in models[m] for m in labels):
+            lines.append(f"| {LABELS.get(key, key)} | " + " | ".join(_fmt(models[m].get(key)) for m in labels) + " |")
+    return "\n".join(lines)
+
+
+def write_generation_outputs(plan, rows: list[dict], results: dict, settings: dict, command: list[str],
+                             seconds: float, config: dict) -> None:
+    out = plan.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    labels = list(results)
+    first = results[labels[0]][3]
+    with open(out / "predictions.jsonl", "w") as f:
+        for i, row in enumerate(rows):
+            f.write(json.dumps({
+                "id": row["id"],
+                "row": row["row"],
+                "prompt": first["prompts"][i],
+                "reference": first["references"][i],
+                "generation": {m: results[m][1][i] for m in labels},
+                "scores": {m: results[m][2][i] for m in labels},
+            }, ensure_ascii=False) + "\n")
+    unavailable = {}
+    for m in labels:
+        unavailable.update(results[m][3]["unavailable"])
+    ref_words = [len(r.split()) for r in first["references"]]
+    metrics = {
+        "rows": len(rows),
+        "split": str(plan.rows_file) if plan.rows_file else "eval.jsonl",
+        "run_dir": str(plan.run_dir) if plan.run_dir else None,
+        "generation": settings,
+        "models": {m: results[m][0] for m in labels},
+        "unavailable": unavailable,
+        "reference_mean_words": sum(ref_words) / len(ref_words),
+        "bleu_signature": first.get("bleu_signature"),
+        "bertscore_encoder": first.get("bertscore_encoder"),
+        "seconds": seconds,
+        "command": command,
+    }
+    _json(out / "metrics.json", metrics)
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (out / "summary.md").write_text(summary(metrics, rows, results))
+
+
+def summary(metrics: dict, rows: list[dict], results: dict) -> str:
+    s = metrics["generation"]
+    decoding = (f"sampled (temperature {s['temperature']}, top_p {s['top_p']}, seed {s['seed']})"
+                if s["do_sample"] else "greedy")
+    where = f"`{metrics['run_dir']}`" if metrics["run_dir"] else "the given rows"
+    adapter = ("the adapter merged into the base (its quantized weights dequantized first)" if s["merge"]
+               else f"the adapter unmerged on the {s['quant']} base")
+    text = [
+        f"# Evaluation of {where}",
+        "",
+        f"{metrics['rows']} held-out rows from `{metrics['split']}` (checked against the run's split.json: none was "
+        f"trained on). Each prompt is the conversation up to its last doctor turn, rendered with the run's "
+        f"`{s['prompt_format']}` format; the reference is that doctor turn. Decoding: {decoding}, at most "
+        f"{s['max_new_tokens']} new tokens, batches of {s['batch_size']} (left-padded); model: {adapter}. Base "
+        f"weights: `{s['base_model']}`. Reference answers average {metrics['reference_mean_words']:.1f} words.",
+        "",
+        metrics_table(metrics["models"]),
+        "",
+        "Perplexity: exp of the mean negative log-likelihood of the reference answers' doctor tokens "
+        "(teacher-forced, as training scored them). All other numbers score the generated answers against the "
+        "references.",
+        f"BLEU signature: `{metrics['bleu_signature']}`. BERTScore encoder: {metrics['bertscore_encoder']} "
+        "(not rescaled).",
+    ]
+    for name, reason in metrics["unavailable"].items():
+        text.append(f"**{name} unavailable**: {reason}")
+    text += ["", f"Command: `{' '.join(metrics['command'])}` ({metrics['seconds']:.0f} s)", "", "## First examples", ""]
+    labels = list(results)
+    for i, row in enumerate(rows[:3]):
+        question = next(m["content"] for m in reversed(row["messages"][:-1]) if m["role"] == "user")
+        text += [f"**Row {row['row']}** (id {row['id']}). Patient: {_clip(question)}", "",
+                 f"- reference: {_clip(results[labels[0]][3]['references'][i])}"]
+        text += [f"- {m}: {_clip(results[m][1][i]) or '(empty)'}" for m in labels]
+        text.append("")
+    return "\n".join(text)

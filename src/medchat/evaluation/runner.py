@@ -1,0 +1,108 @@
+"""`python evaluate.py ...` for task=generate: answer the held-out rows, score them, write RUN/eval/.
+
+Order of work: the plan (config, run dir, adapter/base checks) and the rows (held out, verified against
+split.json) are settled before any weights load; then each model (the base first when compare_base=true,
+then the adapter) generates answers in batches and is scored; last the outputs are written:
+predictions.jsonl, metrics.json and summary.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from medchat.evaluation import heldout, loading, report
+from medchat.evaluation.generation import GenerationStats, generate
+from medchat.evaluation.metrics import text_metrics
+from medchat.evaluation.perplexity import doctor_nll, perplexity, row_perplexity
+from medchat.evaluation.plan import Plan, load_tokenizer, make_plan
+from medchat.formatting import prompt_ids
+
+log = logging.getLogger(__name__)
+
+
+def _rows(cfg, plan: Plan) -> list[dict]:
+    rows = heldout.read_conversations(plan.rows_file) if plan.rows_file else heldout.heldout_rows(plan.run_dir)
+    if not rows:
+        from medchat.data import DataError
+
+        raise DataError(f"{plan.rows_file}: no rows to evaluate")
+    return rows[: cfg.limit] if cfg.limit else rows
+
+
+def _log_to_file(out_dir: Path) -> logging.Handler:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out_dir / "evaluate.log", mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def score_model(model, tokenizer, rows: list[dict], cfg, plan: Plan) -> tuple[dict, list[str], list[dict], dict]:
+    """Generate and score one model -> (corpus metrics, generations, per-row scores, report details)."""
+    g = cfg.generation
+    contexts, references = zip(*(heldout.context_and_reference(r) for r in rows))
+    prompts = [prompt_ids(tokenizer, ctx, plan.prompt_format) for ctx in contexts]
+    stats = GenerationStats()
+    gens = generate(model, tokenizer, prompts, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens,
+                    do_sample=g.do_sample, temperature=g.temperature, top_p=g.top_p, seed=g.seed,
+                    cache_implementation=g.cache_implementation, stats=stats)
+    texts = [x.text for x in gens]
+    m = cfg.metrics
+    scores = text_metrics(texts, list(references), names=list(m.names), bertscore_model=m.bertscore_model,
+                          bertscore_num_layers=m.bertscore_num_layers, bertscore_batch_size=m.bertscore_batch_size)
+    per_row = scores.per_example
+    corpus = dict(scores.corpus)
+    if m.perplexity:
+        nll = doctor_nll(model, tokenizer, [r["messages"] for r in rows], plan.prompt_format,
+                         batch_size=g.batch_size, max_length=plan.max_length)
+        corpus["perplexity"] = perplexity(nll)
+        for row, (s, c) in zip(per_row, nll):
+            row["perplexity"] = row_perplexity(s, c)
+    words = [len(t.split()) for t in texts]
+    for row, x, w in zip(per_row, gens, words):
+        row.update(words=w, new_tokens=len(x.token_ids), ended_with_eos=x.ended_with_eos)
+    corpus.update(
+        mean_answer_words=sum(words) / len(words),
+        eos_rate=sum(x.ended_with_eos for x in gens) / len(gens),
+        mean_new_tokens=sum(len(x.token_ids) for x in gens) / len(gens),
+        generation_seconds=stats.seconds,
+        generated_tokens_per_second=stats.tokens_per_second,
+    )
+    details = {**scores.details, "unavailable": scores.unavailable,
+               "prompts": [tokenizer.decode(p) for p in prompts], "references": list(references)}
+    return corpus, texts, per_row, details
+
+
+def run(cfg) -> Path:
+    plan = make_plan(cfg)
+    if cfg.task == "mcq":
+        from medchat.evaluation.mcq import run_mcq
+
+        return run_mcq(cfg, plan)
+    rows = _rows(cfg, plan)
+    handler = _log_to_file(plan.out_dir)
+    started = time.time()
+    try:
+        tokenizer = load_tokenizer(plan)
+        results = {}
+        for label, model in loading.models(plan, cfg.merge, cfg.compare_base):
+            log.info("scoring %s on %d rows", label, len(rows))
+            results[label] = score_model(model, tokenizer, rows, cfg, plan)
+        report.write_generation_outputs(
+            plan, rows, results,
+            settings={**OmegaConf.to_container(cfg.generation, resolve=True), "merge": cfg.merge,
+                      "quant": plan.quant_cfg.mode, "prompt_format": plan.prompt_format,
+                      "max_length": plan.max_length, "base_model": plan.model_path},
+            command=[sys.executable, *sys.argv],
+            seconds=time.time() - started,
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    return plan.out_dir

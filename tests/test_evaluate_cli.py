@@ -1,0 +1,205 @@
+"""evaluate.py end to end on a real (tiny) training run, and the bad inputs it must refuse clearly."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import CONF, ROOT, shared
+from medchat.config import ConfigError
+from medchat.data import DataError
+
+# Also logs generation metrics during training, to an offline W&B run (checked below).
+TRAIN = ["trainer=debug", "dataset.n=40", "dataset.eval_size=6", "trainer.max_steps=4", "tracker=wandb",
+         "eval.every_steps=2", "eval.num_samples=3", "eval.max_new_tokens=8", "eval.metrics=[bleu,rouge,meteor]"]
+METRICS = ("bleu", "rouge1", "rouge2", "rougeL", "meteor", "bertscore_f1", "perplexity", "mean_answer_words", "eos_rate")
+
+
+def _cli(script: str, *args: str):
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    out = subprocess.run([sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return out
+
+
+def compose_eval(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from medchat.config import register_configs
+    from medchat.evaluation.config import register_evaluate_configs
+
+    register_configs()
+    register_evaluate_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("evaluate", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run made the way a user makes one: `python train.py ... hydra.run.dir=R`."""
+    path = tmp_path_factory.mktemp("evalrun") / "run"
+    _cli("train.py", *TRAIN, f"hydra.run.dir={path}")
+    return path
+
+
+def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_side(run):
+    _cli("evaluate.py", f"run_dir={run}", "compare_base=true", "generation.max_new_tokens=16", "generation.batch_size=4")
+    out = run / "eval"
+    metrics = json.loads((out / "metrics.json").read_text())
+    heldout = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert metrics["rows"] == len(heldout) == 6 and metrics["split"] == "eval.jsonl"
+    assert set(metrics["models"]) == {"adapter", "base"}
+    wordnet_missing = "meteor" in metrics["unavailable"]
+    for model in metrics["models"].values():
+        for key in METRICS:
+            assert key in model, key
+            if not (key == "meteor" and wordnet_missing):
+                assert isinstance(model[key], (int, float)) and math.isfinite(model[key]), (key, model[key])
+    # The merged, dequantized adapter model is the function the run trained: its perplexity of the
+    # held-out answers matches the trainer's own eval loss (which batches differently, hence the tolerance).
+    trained = json.loads((run / "metrics.json").read_text())
+    assert metrics["models"]["adapter"]["perplexity"] == pytest.approx(trained["perplexity_after"], rel=1e-3)
+    assert metrics["models"]["base"]["perplexity"] == pytest.approx(trained["perplexity_before"], rel=1e-3)
+
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [h["id"] for h in heldout]
+    for r, h in zip(rows, heldout):
+        assert r["reference"] == h["messages"][-1]["content"]
+        assert r["prompt"].endswith("<|im_start|>assistant\n") and h["messages"][-2]["content"] in r["prompt"]
+        assert set(r["generation"]) == {"adapter", "base"} and set(r["scores"]["adapter"]) >= {"bleu", "rouge1", "perplexity"}
+    summary = (out / "summary.md").read_text()
+    assert "| metric | base | adapter |" in summary and "BLEU" in summary and "6 held-out rows" in summary
+
+
+def test_generation_metrics_and_samples_were_logged_to_wandb_during_training(run):
+    from medchat.tracking import wandb_history
+
+    lines = [json.loads(line) for line in (run / "generation_metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4]
+    assert all(0 <= line["gen/rouge1"] <= 1 and "gen/bleu" in line and "gen/eos_rate" in line for line in lines)
+    logged = [row for row in wandb_history(run) if "gen/bleu" in row]
+    assert [row["train/global_step"] for row in logged] == [2, 4]
+    assert logged[0]["gen/samples._type"] == "table-file"
+    table = json.loads(next(run.glob(f"wandb/offline-run-*/files/{logged[0]['gen/samples.path']}")).read_text())
+    assert table["columns"] == ["step", "prompt", "reference", "generation"] and len(table["data"]) == 3
+    heldout = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [row[2] for row in table["data"]] == [h["messages"][-1]["content"] for h in heldout[:3]]
+
+
+def test_a_preset_base_model_on_the_runs_heldout_rows(run):
+    from medchat.evaluation.runner import run as evaluate
+
+    out = evaluate(compose_eval(f"run_dir={run}", "model=tiny", "limit=2", "generation.max_new_tokens=4",
+                                "metrics.names=[bleu,rouge]"))
+    assert out == run / "eval-tiny"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["models"]) == ["base"] and metrics["rows"] == 2
+
+
+def test_mcq_runs_on_each_shared_benchmark_file(run, tmp_path):
+    from medchat.evaluation.runner import run as evaluate
+
+    folder = shared("mcq_eval")
+    out = evaluate(compose_eval(f"run_dir={run}", "task=mcq", f"mcq.benchmarks=[{folder}]", "mcq.limit=6",
+                                "compare_base=true", f"out_dir={tmp_path}"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["benchmarks"]) == {"medqa_usmle_4options_300", "pubmedqa_test_200", "clinical_knowledge_test",
+                                          "college_medicine_test"}
+    for name, bench in metrics["benchmarks"].items():
+        assert bench["items"] == 6
+        for result in bench["models"].values():
+            low, high = result["ci95"]
+            assert low <= result["accuracy"] <= high and result["correct"] == round(result["accuracy"] * 6)
+        items = [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
+        assert len(items) == 6 and set(items[0]["choices"]) == {"adapter", "base"}
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    import transformers
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded before the bad input was caught")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+
+
+def _copy(run, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(run, target, ignore=shutil.ignore_patterns("checkpoints", "eval", "eval-*"))
+    return target
+
+
+def test_a_run_dir_without_an_adapter(run, tmp_path, no_model_loading):
+    from medchat.evaluation.runner import run as evaluate
+
+    broken = _copy(run, tmp_path)
+    shutil.rmtree(broken / "adapter")
+    with pytest.raises(FileNotFoundError, match="has no adapter.*adapter_config.json is missing.*run status: done"):
+        evaluate(compose_eval(f"run_dir={broken}"))
+
+
+def test_an_adapter_whose_base_model_differs(run, tmp_path, no_model_loading):
+    from medchat.evaluation.runner import run as evaluate
+    from medchat.config import TinyModelConfig
+    from medchat.tiny import tiny_model_dir
+
+    other = _copy(run, tmp_path)
+    cfg = yaml.safe_load((other / ".hydra" / "config.yaml").read_text())
+    cfg["model"]["tiny"]["hidden_size"] = 64  # the run's config now names another base than the adapter's
+    (other / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="was trained on base model .*tiny-.* but this evaluation would load"):
+        evaluate(compose_eval(f"run_dir={other}"))
+    # Told to use another folder as the base, the shapes still have to fit.
+    narrow = tiny_model_dir(TinyModelConfig(hidden_size=64, intermediate_size=192))
+    with pytest.raises(ConfigError, match="does not fit base model"):
+        evaluate(compose_eval(f"run_dir={run}", f"base_model={narrow}"))
+
+
+def test_an_empty_eval_split(run, tmp_path, no_model_loading):
+    from medchat.evaluation.runner import run as evaluate
+
+    empty = _copy(run, tmp_path)
+    (empty / "eval.jsonl").write_text("")
+    with pytest.raises(DataError, match="eval.jsonl is empty: the run set no rows aside"):
+        evaluate(compose_eval(f"run_dir={empty}"))
+
+
+def test_a_training_row_is_never_scored(run, tmp_path, no_model_loading):
+    from medchat.evaluation.runner import run as evaluate
+
+    leaky = _copy(run, tmp_path)
+    split = json.loads((leaky / "split.json").read_text())
+    split["train"].append(split["eval"][1])  # as if that row had also been trained on
+    (leaky / "split.json").write_text(json.dumps(split))
+    with pytest.raises(DataError, match="line 2 .* is a training row of this run"):
+        evaluate(compose_eval(f"run_dir={leaky}"))
+
+
+def test_a_benchmark_file_missing_its_answers_fails_before_the_model_loads(run, tmp_path, no_model_loading):
+    from medchat.evaluation.runner import run as evaluate
+
+    bad = tmp_path / "medqa.jsonl"
+    bad.write_text(json.dumps({"question": "Q?", "options": {"A": "x", "B": "y"}, "answer": "x"}) + "\n")
+    with pytest.raises(DataError, match="medqa.jsonl item 0: no 'answer_idx' field"):
+        evaluate(compose_eval(f"run_dir={run}", "task=mcq", f"mcq.benchmarks=[{bad}]"))
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ([], "set run_dir=RUN"),
+    (["model=tiny", "compare_base=true"], "compare_base=true needs run_dir"),
+    (["run_dir=x", "task=mcq"], "task=mcq needs mcq.benchmarks"),
+    (["run_dir=x", "metrics.names=[bleu,cider]"], "unknown cider"),
+])
+def test_config_mistakes_name_the_key(overrides, match):
+    from medchat.evaluation.runner import run as evaluate
+
+    with pytest.raises(ConfigError, match=match):
+        evaluate(compose_eval(*overrides))
