@@ -24,6 +24,16 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
 fi
 "$VENV/bin/python" -c 'import torch' 2>/dev/null || "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
-"$VENV/bin/python" -m pip install -q -e ".[dev]"
+"$VENV/bin/python" -m pip install -q -e ".[dev,app]"
+# The web demo's browser test (tests/test_app.py) drives Debian's Chromium: Playwright cannot download its
+# own browser builds here. Installed when we are root with apt; otherwise that test is skipped (except in CI).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: could not install chromium with apt-get; the browser test will not run" >&2
+  else
+    echo "note: chromium is not installed (needs root and apt-get): tests/test_app.py's browser test will be skipped" >&2
+  fi
+fi
 "$VENV/bin/python" -m pip check
 echo "medchat installed in $VENV"

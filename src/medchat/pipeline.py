@@ -63,6 +63,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     # 2. The run dir records what is about to happen before the first step.
     run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     if main:
         rundir.write_status(run_dir, "running")
