@@ -120,9 +120,12 @@ def test_interactive_session_keeps_history_until_reset(bot):
     ({"run_dir": "/no/such/run"}, "run_dir=/no/such/run does not exist"),
     ({"prompt": "   "}, "prompt is empty"),
     ({"temperature": -1.0}, "temperature must be >= 0"),
+    ({"run_dir": "RUN/adapter"}, "is an adapter folder, not a run dir: pass its parent"),
 ])
 def test_bad_input_is_one_clear_line_before_any_model_loads(trained_run, capsys, monkeypatch, overrides, message):
     monkeypatch.setattr(ChatModel, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    if str(overrides.get("run_dir")).startswith("RUN/"):
+        overrides = {"run_dir": overrides["run_dir"].replace("RUN", str(trained_run))}
     cfg = OmegaConf.merge(OmegaConf.structured(ChatConfig(run_dir=str(trained_run), prompt="hi")), overrides)
     with pytest.raises(SystemExit) as exit_:
         run(cfg)

@@ -160,3 +160,16 @@ def test_push_needs_a_repo_id_a_token_and_the_network_before_anything_is_written
                                               repo_id=repo_id)))
     assert message in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
+
+
+def test_an_adapter_of_another_base_is_refused_before_anything_is_written(trained_run, tmp_path):
+    from medchat.inference import AdapterMismatch
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("checkpoints"))
+    adapter_cfg = run_dir / "adapter" / "adapter_config.json"
+    adapter_cfg.write_text(json.dumps({**json.loads(adapter_cfg.read_text()), "base_model_name_or_path": "org/other"}))
+    for merge in (False, True):
+        with pytest.raises(AdapterMismatch, match="trained on base model 'org/other'"):
+            export(run_dir, merge=merge)
+    assert not (run_dir / "export").exists()

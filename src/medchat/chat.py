@@ -101,9 +101,9 @@ def run(cfg) -> None:
         raise ConfigError('prompt is empty: pass prompt="your question", or leave it out to chat interactively')
     settings = settings_from(cfg)
     quiet_libraries(cfg.verbose)
-    print(f"[{DISCLAIMER}]", file=sys.stderr)
     bot = ChatModel.load(cfg.run_dir, quant=cfg.quant, base=cfg.base, check_base=cfg.check_base,
                          system_prompt=cfg.system_prompt, max_context=cfg.max_context)
+    print(f"[{DISCLAIMER}]", file=sys.stderr)
     if cfg.seed is not None:
         from transformers import set_seed
 

@@ -90,14 +90,6 @@ def merge_adapter(run_dir, dtype: str = "auto", base: str | None = None, check_b
     return merged, tokenizer
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"out={out} already exists and is not empty; pass overwrite=true or another out=")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def check_push(push: bool, repo_id: str | None) -> None:
     """Everything a push needs, checked before any weights are read."""
     if not push:
@@ -115,28 +107,38 @@ def check_push(push: bool, repo_id: str | None) -> None:
 def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: str = "auto", base: str | None = None,
            check_base: bool = True, overwrite: bool = False, repo_id: str | None = None) -> Path:
     """Write the export folder (weights, tokenizer, README.md model card, training_config.yaml); return it."""
+    from medchat import modeling
     from medchat.inference import check_adapter_base, check_run_dir, run_config
     from medchat.modelcard import build_card, config_yaml
-    from medchat import modeling
 
     run_dir = check_run_dir(run_dir)
     kind = "merged" if merge else "adapter"
     out = Path(out) if out else run_dir / "export" / kind
     if merge:
         merge_dtype(dtype)
-    elif check_base:
+    if check_base:
         check_adapter_base(run_dir, base or modeling.model_path(run_config(run_dir).model), explicit=base is not None)
-    _prepare_out(out, overwrite)
+    if out.is_file():
+        raise FileExistsError(f"out={out} is a file; pass a directory")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"out={out} already exists and is not empty; pass overwrite=true or another out=")
+    # Written beside `out` and renamed at the end: a failed merge never leaves a half-written export.
+    partial = out.parent / f".{out.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
     if merge:
-        model, tokenizer = merge_adapter(run_dir, dtype, base, check_base)
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        model, tokenizer = merge_adapter(run_dir, dtype, base, check_base=False)
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
     else:
         for f in sorted((run_dir / "adapter").iterdir()):
             if f.is_file() and f.name not in NOT_EXPORTED:
-                shutil.copy2(f, out / f.name)
-    build_card(run_dir, kind, repo_id).save(out / "README.md")
-    (out / "training_config.yaml").write_text(config_yaml(run_dir))
+                shutil.copy2(f, partial / f.name)
+    build_card(run_dir, kind, repo_id).save(partial / "README.md")
+    (partial / "training_config.yaml").write_text(config_yaml(run_dir))
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
     return out
 
 
@@ -144,11 +146,17 @@ def listing(folder: Path) -> list[tuple[str, int]]:
     return [(str(p.relative_to(folder)), p.stat().st_size) for p in sorted(folder.rglob("*")) if p.is_file()]
 
 
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+
+
 def describe(folder: Path) -> str:
     files = listing(folder)
-    total = sum(size for _, size in files)
-    lines = [f"  {name:40s} {size / 1e6:10.2f} MB" for name, size in files]
-    return "\n".join(lines + [f"  {len(files)} files, {total / 1e6:.2f} MB"])
+    lines = [f"  {name:40s} {human_size(size):>10s}" for name, size in files]
+    return "\n".join(lines + [f"  {len(files)} files, {human_size(sum(size for _, size in files))}"])
 
 
 def push_folder(folder: Path, repo_id: str, private: bool = True, commit_message: str | None = None):

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from medchat.config import ConfigError, ModelConfig, QuantConfig
+from medchat.config import CHOICES, ConfigError, ModelConfig, QuantConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ DISCLAIMER = (
     "can be wrong, incomplete or unsafe. Do not use it to diagnose or treat anyone; ask a qualified clinician, "
     "and in an emergency call your local emergency number."
 )
+
+
+QUANT_MODES = CHOICES["quant.mode"]
 
 
 class AdapterMismatch(ConfigError):
@@ -81,6 +84,9 @@ def check_run_dir(run_dir: str | Path | None) -> Path:
     run_dir = Path(run_dir).expanduser()
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run_dir={run_dir} does not exist or is not a directory")
+    if (run_dir / "adapter_config.json").is_file() and not (run_dir / "adapter").is_dir():
+        raise FileNotFoundError(f"run_dir={run_dir} is an adapter folder, not a run dir: pass its parent, "
+                                f"run_dir={run_dir.parent}")
     config_file(run_dir)
     if not (run_dir / "adapter" / "adapter_config.json").is_file():
         status = _status(run_dir)
@@ -210,6 +216,8 @@ class ChatModel:
     def load(cls, run_dir, quant: str | None = None, base: str | None = None, check_base: bool = True,
              system_prompt: str | None = None, max_context: int | None = None) -> "ChatModel":
         """quant: null = as trained (a QLoRA run's base is loaded in 4-bit again); system_prompt: null = the run's."""
+        if quant is not None and quant not in QUANT_MODES:
+            raise ConfigError(f"quant={quant!r} is not one of {', '.join(QUANT_MODES)} (or null: as trained)")
         run_dir = check_run_dir(run_dir)
         cfg = run_config(run_dir)
         quant_cfg = cfg.quant if quant is None else OmegaConf.merge(cfg.quant, {"mode": quant})
