@@ -64,7 +64,10 @@ def test_merged_model_equals_base_plus_adapter_and_loads_with_transformers_alone
     assert tokenizer.chat_template and tokenizer.eos_token == "<|im_end|>"
     eos = reloaded.generation_config.eos_token_id
     assert tokenizer.eos_token_id in (eos if isinstance(eos, list) else [eos])
-    assert (out / "README.md").is_file() and (out / "training_config.yaml").is_file()
+    card = (out / "README.md").read_text()
+    assert "saved in bfloat16" in card or "saved in float16" in card
+    assert "trained on the 4-bit (nf4) base; merged into the" in card
+    assert (out / "training_config.yaml").is_file()
 
 
 def test_adapter_export_has_a_card_with_the_runs_numbers_and_the_evaluation_table(trained_run, tmp_path):

@@ -46,7 +46,7 @@ class AppConfig:
     verbose: bool = False
 
 
-store_app_config("app", AppConfig)
+store_app_config("app", AppConfig, __doc__)
 
 
 def check_port(host: str, port: int) -> int:

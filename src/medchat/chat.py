@@ -39,7 +39,7 @@ class ChatConfig:
     verbose: bool = False
 
 
-store_app_config("chat", ChatConfig)
+store_app_config("chat", ChatConfig, __doc__)
 
 
 def settings_from(cfg):

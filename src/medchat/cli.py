@@ -23,13 +23,17 @@ from medchat.config import ConfigError
 QUIET_HYDRA = {"run": {"dir": "."}, "output_subdir": None}
 
 
-def store_app_config(name: str, schema: type) -> None:
+def store_app_config(name: str, schema: type, usage: str | None = None) -> None:
+    """Register `name` (its schema + quiet Hydra settings); `usage` (the module docstring) becomes --help."""
     cs = ConfigStore.instance()
     cs.store(name=f"{name}_schema", node=schema)
+    hydra_node = dict(QUIET_HYDRA)
+    if usage:
+        hydra_node["help"] = {"template": usage.strip() + "\n\n== Settings (key=value) ==\n$CONFIG"}
     cs.store(name=name, node={
         "defaults": [f"{name}_schema", "_self_",
                      {"override hydra/job_logging": "none"}, {"override hydra/hydra_logging": "none"}],
-        "hydra": QUIET_HYDRA,
+        "hydra": hydra_node,
     })
 
 

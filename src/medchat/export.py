@@ -46,7 +46,7 @@ class ExportConfig:
     verbose: bool = False
 
 
-store_app_config("export", ExportConfig)
+store_app_config("export", ExportConfig, __doc__)
 
 
 def merge_dtype(name: str):
@@ -134,7 +134,8 @@ def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: s
         for f in sorted((run_dir / "adapter").iterdir()):
             if f.is_file() and f.name not in NOT_EXPORTED:
                 shutil.copy2(f, partial / f.name)
-    build_card(run_dir, kind, repo_id).save(partial / "README.md")
+    dtype_name = str(merge_dtype(dtype)).removeprefix("torch.") if merge else "16-bit"
+    build_card(run_dir, kind, repo_id, dtype_name).save(partial / "README.md")
     (partial / "training_config.yaml").write_text(config_yaml(run_dir))
     if out.exists():
         shutil.rmtree(out)

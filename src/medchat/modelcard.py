@@ -99,8 +99,8 @@ def _usage(kind: str, repo_id: str, base: str) -> str:
             f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{repo_id}")')
 
 
-def card_context(run_dir: str | Path, kind: str, repo_id: str | None) -> tuple[dict, dict]:
-    """(metadata for the YAML header, values for the template)."""
+def card_context(run_dir: str | Path, kind: str, repo_id: str | None, dtype: str = "16-bit") -> tuple[dict, dict]:
+    """(metadata for the YAML header, values for the template); dtype: of the merged weights."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     metrics = _read_json(run_dir / "metrics.json")
@@ -113,6 +113,8 @@ def card_context(run_dir: str | Path, kind: str, repo_id: str | None) -> tuple[d
                     if base == "tiny" else f"`{base}`" + (f" (revision {model.revision})" if model.revision else ""))
     counts = split.get("counts") or metrics.get("data") or {}
     packages = provenance.get("packages", {})
+    git = provenance.get("git") or {}
+    trained_on = {"none": "unquantized", "int8": "8-bit (int8)"}.get(cfg.quant.mode, f"4-bit ({cfg.quant.mode})")
     system_prompt = run_system_prompt(run_dir, cfg)
     generation = evaluation.get("generation") or {}
     meta = {
@@ -130,7 +132,7 @@ def card_context(run_dir: str | Path, kind: str, repo_id: str | None) -> tuple[d
                    f"on doctor-patient conversations ({data.name}) with medchat (TRL SFT, PEFT LoRA"
                    f"{', 4-bit QLoRA' if cfg.quant.mode in ('nf4', 'fp4') else ''}), loss on the doctor's turns only.",
         "base_model_display": base_display,
-        "kind_description": ("the base model with the LoRA adapter merged into its weights, saved in 16-bit; "
+        "kind_description": (f"the base model with the LoRA adapter merged into its weights, saved in {dtype}; "
                              "loads with transformers alone" if kind == "merged" else
                              "a PEFT LoRA adapter; load it on top of the base model"),
         "chat_format": ("the tokenizer's chat template (saved with it)" if data.get("prompt_format") != "plain"
@@ -138,8 +140,8 @@ def card_context(run_dir: str | Path, kind: str, repo_id: str | None) -> tuple[d
                        (f", medchat template `{model.chat_template}`" if model.get("chat_template") else ""),
         "system_prompt_display": f"`{system_prompt}`" if system_prompt else "none",
         "medchat_version": packages.get("medchat", "?"),
-        "git_commit": (provenance.get("git") or {}).get("commit", "unknown")[:12] if provenance.get("git") else "unknown",
-        "git_dirty": (provenance.get("git") or {}).get("dirty"),
+        "git_commit": (git.get("commit") or "unknown")[:12],
+        "git_dirty": git.get("dirty"),
         "packages": ", ".join(f"{k} {packages[k]}" for k in ("torch", "transformers", "peft", "trl") if k in packages),
         "dataset_name": data.name,
         "dataset_where": f"Hub dataset `{data.hub_id}`" if data.get("hub_id") and not data.get("path")
@@ -156,18 +158,19 @@ def card_context(run_dir: str | Path, kind: str, repo_id: str | None) -> tuple[d
         "eval_generation": ", ".join(f"{k}={_fmt(v)}" for k, v in generation.items()),
         "eval_unavailable": sorted((evaluation.get("unavailable") or {}).items()),
         "usage": _usage(kind, repo_id or "PATH/TO/THIS/FOLDER", base),
-        "quant_note": ("The adapter was trained on the 4-bit quantized base; merged into the 16-bit base its answers "
-                       "can differ slightly from the 4-bit model that was evaluated."
+        "quant_note": (f"The adapter was trained on the {trained_on} base; merged into the {dtype} base its answers can "
+                       "differ slightly from the quantized model it was trained and evaluated with."
                        if kind == "merged" and cfg.quant.mode != "none" else
-                       f"Evaluate it on the same base weights it was trained on ({cfg.quant.mode} quantization)."),
+                       f"It was trained on the {trained_on} base model: load the base the same way to get answers like "
+                       "the ones evaluated."),
     }
     return meta, values
 
 
-def build_card(run_dir: str | Path, kind: str, repo_id: str | None = None):
+def build_card(run_dir: str | Path, kind: str, repo_id: str | None = None, dtype: str = "16-bit"):
     from huggingface_hub import ModelCard, ModelCardData
 
-    meta, values = card_context(run_dir, kind, repo_id)
+    meta, values = card_context(run_dir, kind, repo_id, dtype)
     data = ModelCardData(**{k: v for k, v in meta.items() if v is not None})
     template = resources.files("medchat").joinpath("templates/model_card.md.jinja").read_text()
     return ModelCard.from_template(data, template_str=template, **values)
