@@ -50,11 +50,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until_served(proc: subprocess.Popen, url: str, timeout: float) -> None:
+def wait_until_served(proc: subprocess.Popen, url: str, log, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"the app exited with {proc.returncode}:\n{proc.stderr.read()}")
+            pytest.fail(f"the app exited with {proc.returncode}:\n{log.read_text()}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -69,12 +69,14 @@ def served_app(trained_run, tmp_path):
     browser_or_skip()
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "medchat.app", f"run_dir={trained_run}", f"port={port}", "max_new_tokens=24",
-         "temperature=0"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "app.log"  # a file, not a pipe nobody drains while the app runs
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "medchat.app", f"run_dir={trained_run}", f"port={port}", "max_new_tokens=24",
+             "temperature=0"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_until_served(proc, url, timeout=240)
+        wait_until_served(proc, url, log, timeout=240)
         yield url
     finally:
         proc.terminate()

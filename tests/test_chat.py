@@ -48,7 +48,6 @@ def test_streamed_pieces_are_the_greedy_generation_up_to_eos(bot):
 
     messages = bot.conversation([], "I get heartburn after dinner.")
     pieces = list(bot.stream(messages, GenerationSettings(max_new_tokens=40, temperature=0, repetition_penalty=1.0)))
-    assert len(pieces) > 1  # streamed, not delivered at the end
     ids = torch.tensor([prompt_ids(bot.tokenizer, messages, "chat_template")])
     out = []
 
@@ -63,6 +62,7 @@ def test_streamed_pieces_are_the_greedy_generation_up_to_eos(bot):
     thread.join()
     new = out[0][0, ids.shape[1]:].tolist()
     assert "".join(pieces) == bot.tokenizer.decode(new, skip_special_tokens=True)
+    assert len(pieces) > 1 or len(new) <= 2  # streamed as it was generated, not delivered at the end
     if bot.tokenizer.eos_token_id in new:  # generation stopped right at the end-of-turn token
         assert new.index(bot.tokenizer.eos_token_id) == len(new) - 1
 

@@ -82,7 +82,7 @@ def respond_fn(bot):
         except ConfigError as e:  # empty question, too long for the context, bad slider value
             raise gr.Error(str(e)) from e
         if not text.strip():
-            yield "(the model answered with nothing but its end-of-turn token)"
+            yield "(the model's answer was empty)"
 
     return respond
 

@@ -63,6 +63,8 @@ def answer(bot, history: list[dict], question: str, settings, out=sys.stdout) ->
         out.write(piece)
         out.flush()
     out.write("\n")
+    if not pieces:
+        print("(the model's answer was empty)", file=sys.stderr)
     return "".join(pieces).strip()
 
 
