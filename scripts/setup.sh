@@ -24,22 +24,29 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
 fi
 "$VENV/bin/python" -c 'import torch' 2>/dev/null || "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
-"$VENV/bin/python" -m pip install -q -e ".[dev,sweep,eval]"
+"$VENV/bin/python" -m pip install -q -e ".[dev,sweep,eval,app]"
 "$VENV/bin/python" -m pip check
 
-# WordNet for METEOR: nltk.download cannot reach its host offline, so Debian's WordNet 3.0 packages are
-# installed (as root; skipped otherwise) and copied into the venv's nltk_data, where nltk looks by itself.
-# Without it METEOR is reported unavailable and every other metric still runs.
-WORDNET_PKGS="wordnet-base wordnet-sense-index"
-if [ ! -f /usr/share/wordnet/index.sense ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt_install() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends $WORDNET_PKGS >/dev/null 2>&1; }
-  apt_install || { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null 2>&1 && apt_install; } || true
+# System packages, from Debian, installed when we are root with apt (skipped otherwise, with a note):
+# - WordNet 3.0 for METEOR: nltk.download cannot reach its host offline, so Debian's files are copied into
+#   the venv's nltk_data, where nltk looks by itself. Without it METEOR is reported unavailable.
+# - Chromium for the web demo's browser test: Playwright cannot download its own browser builds here.
+#   Without it that test is skipped (except under CI=true, where it fails).
+missing=""
+[ -f /usr/share/wordnet/index.sense ] || missing="$missing wordnet-base wordnet-sense-index"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    # with recommends: Chromium needs the fonts they bring to render text in screenshots
+    apt_install() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q $missing \
+                      >/dev/null 2>&1; }
+    apt_install || { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null 2>&1 && apt_install; } \
+      || echo "warning: apt-get could not install:$missing" >&2
+  else
+    echo "note: not installed (needs root and apt-get):$missing; METEOR / the browser test will be skipped" >&2
+  fi
 fi
-if [ -f "$VENV/nltk_data/corpora/wordnet/lexnames" ]; then
-  :
-elif [ -f /usr/share/wordnet/index.sense ]; then
+if [ ! -f "$VENV/nltk_data/corpora/wordnet/lexnames" ] && [ -f /usr/share/wordnet/index.sense ]; then
   "$VENV/bin/python" -m medchat.evaluation.wordnet install "$VENV/nltk_data"
-else
-  echo "WordNet not installed (apt-get install $WORDNET_PKGS as root, then re-run): METEOR will be reported unavailable" >&2
 fi
 echo "medchat installed in $VENV"

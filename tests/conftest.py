@@ -56,3 +56,15 @@ def tiny_tokenizer(tiny_dir):
     from medchat.modeling import load_tokenizer
 
     return load_tokenizer(ModelConfig(chat_template="chatml"), path=str(tiny_dir))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A finished QLoRA run of the tiny model (4 steps): what chat, export and the app are tested on. Read-only:
+    a test that needs to change it works on a copy."""
+    from medchat.pipeline import train
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    train(compose("trainer=debug", "trainer.max_steps=4", "trainer.eval_strategy=no", "dataset.n=40",
+                  "dataset.eval_size=4", "tracker=none"), run)
+    return run

@@ -66,7 +66,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     if main:
         rundir.write_status(run_dir, "running")
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)  # what evaluate.py reads when .hydra/ is absent
+        # what evaluate.py, chat and export read (also when train() is called without Hydra's .hydra/)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
         _write_json(run_dir / "split.json", split.manifest())
         with open(run_dir / "eval.jsonl", "w") as f:
             for r in split.eval:

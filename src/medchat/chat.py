@@ -1,0 +1,130 @@
+"""Talk to a trained run in the terminal: streamed answers, multi-turn history, the run's own prompt format.
+
+    python -m medchat.chat run_dir=runs/2026-11-22_10-00-00                      # interactive
+    python -m medchat.chat run_dir=runs/2026-11-22_10-00-00 prompt="I have a sore throat and fever."
+    python -m medchat.chat run_dir=RUN temperature=0 max_new_tokens=128       # greedy, shorter answers
+    python -m medchat.chat run_dir=RUN quant=none                              # base in 16/32-bit, not 4-bit
+
+With `prompt=...` the answer alone goes to stdout (for scripts); the medical disclaimer and any
+diagnostics go to stderr. Interactive commands: /reset (forget the conversation), /exit (or Ctrl-D).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Optional
+
+import hydra
+from omegaconf import DictConfig
+
+from medchat.cli import quiet_libraries, quote_free_text, store_app_config, user_errors
+from medchat.config import ConfigError
+
+
+@dataclass
+class ChatConfig:
+    run_dir: Optional[str] = None
+    prompt: Optional[str] = None  # answer this one question and exit
+    system_prompt: Optional[str] = None  # null: the run's; "": none
+    quant: Optional[str] = None  # null: as trained (nf4 | fp4 | int8 | none)
+    base: Optional[str] = None  # null: the run's base model; a local copy of it, say
+    check_base: bool = True
+    max_context: Optional[int] = None  # null: the run's trainer.max_length
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+    seed: Optional[int] = None
+    verbose: bool = False
+
+
+store_app_config("chat", ChatConfig, __doc__)
+
+
+def settings_from(cfg):
+    from medchat.inference import GenerationSettings
+
+    settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                                  repetition_penalty=cfg.repetition_penalty)
+    settings.check()
+    return settings
+
+
+def answer(bot, history: list[dict], question: str, settings, out=sys.stdout) -> str:
+    """Stream one answer to `out` and return it."""
+    pieces = []
+    for piece in bot.stream(bot.conversation(history, question), settings):
+        if not pieces:
+            piece = piece.lstrip()
+            if not piece:
+                continue
+        pieces.append(piece)
+        out.write(piece)
+        out.flush()
+    out.write("\n")
+    if not pieces:
+        print("(the model's answer was empty)", file=sys.stderr)
+    return "".join(pieces).strip()
+
+
+def interactive(bot, settings, read=input, out=sys.stdout) -> None:
+    history: list[dict] = []
+    print("Type a question; /reset forgets the conversation, /exit or Ctrl-D quits.", file=sys.stderr)
+    while True:
+        try:
+            question = read("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return
+        if not question:
+            continue
+        if question in ("/exit", "/quit"):
+            return
+        if question == "/reset":
+            history = []
+            print("(conversation cleared)", file=sys.stderr)
+            continue
+        out.write("doctor> ")
+        try:
+            reply = answer(bot, history, question, settings, out)
+        except ConfigError as e:  # e.g. a question too long for the context: say so and carry on
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+
+
+@user_errors("medchat.chat")
+def run(cfg) -> None:
+    from medchat.inference import DISCLAIMER, ChatModel, check_run_dir
+
+    check_run_dir(cfg.run_dir)  # before anything heavy is imported
+    if cfg.prompt is not None and not cfg.prompt.strip():
+        raise ConfigError('prompt is empty: pass prompt="your question", or leave it out to chat interactively')
+    settings = settings_from(cfg)
+    quiet_libraries(cfg.verbose)
+    bot = ChatModel.load(cfg.run_dir, quant=cfg.quant, base=cfg.base, check_base=cfg.check_base,
+                         system_prompt=cfg.system_prompt, max_context=cfg.max_context)
+    print(f"[{DISCLAIMER}]", file=sys.stderr)
+    if cfg.seed is not None:
+        from transformers import set_seed
+
+        set_seed(cfg.seed)
+    if cfg.prompt is not None:
+        answer(bot, [], cfg.prompt, settings)
+    else:
+        interactive(bot, settings)
+
+
+@hydra.main(version_base="1.3", config_path=None, config_name="chat")
+def _hydra_main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+def main() -> None:
+    quote_free_text(("prompt", "system_prompt"))
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

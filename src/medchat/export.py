@@ -1,0 +1,203 @@
+"""Export a run for the Hub: the adapter, or the base with the adapter merged in, plus a model card.
+
+    python -m medchat.export run_dir=RUN                          # RUN/export/adapter: adapter + tokenizer + card
+    python -m medchat.export run_dir=RUN merge=true               # RUN/export/merged: 16-bit merged model + card
+    python -m medchat.export run_dir=RUN merge=true dtype=float32 out=/tmp/merged
+    HF_TOKEN=hf_... python -m medchat.export run_dir=RUN push=true repo_id=you/medchat-llama3-8b
+
+Merging reloads the base in 16-bit (bf16 where the machine supports it, else fp16), never quantized, and
+folds the adapter in with PEFT's `merge_and_unload`: the folder then loads with
+`AutoModelForCausalLM.from_pretrained(folder)` alone. Without `push=true` nothing leaves the machine: the
+folder is written and what would be uploaded is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import hydra
+from omegaconf import DictConfig
+
+from medchat.cli import quiet_libraries, quote_free_text, store_app_config, user_errors
+from medchat.config import ConfigError
+
+# Files of RUN/adapter that do not belong on the Hub: pickled training arguments and PEFT's stub card.
+NOT_EXPORTED = {"training_args.bin", "README.md"}
+MERGE_DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+@dataclass
+class ExportConfig:
+    run_dir: Optional[str] = None
+    merge: bool = False  # false: the adapter alone; true: base + adapter merged into one model
+    out: Optional[str] = None  # null: RUN/export/adapter or RUN/export/merged
+    dtype: str = "auto"  # of the merged weights: auto (bf16 where supported, else fp16) | bfloat16 | float16 | float32
+    base: Optional[str] = None  # null: the run's base model
+    check_base: bool = True
+    overwrite: bool = False
+    push: bool = False
+    repo_id: Optional[str] = None  # you/name on the Hub
+    private: bool = True
+    commit_message: Optional[str] = None
+    verbose: bool = False
+
+
+store_app_config("export", ExportConfig, __doc__)
+
+
+def merge_dtype(name: str):
+    """auto: bf16 where the GPU (or, without one, the CPU) supports it, else fp16; never 32-bit unless asked."""
+    import torch
+
+    if name not in MERGE_DTYPES:
+        raise ConfigError(f"dtype={name!r} is not one of {', '.join(MERGE_DTYPES)}")
+    if name != "auto":
+        return getattr(torch, name)
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16
+
+
+def merge_adapter(run_dir, dtype: str = "auto", base: str | None = None, check_base: bool = True):
+    """(merged transformers model, the run's tokenizer): base reloaded unquantized in `dtype`, adapter folded in."""
+    from transformers import AutoModelForCausalLM
+
+    from medchat import modeling
+    from medchat.inference import attach_adapter, check_adapter_base, check_run_dir, run_config
+
+    run_dir = check_run_dir(run_dir)
+    cfg = run_config(run_dir)
+    path = base or modeling.model_path(cfg.model)
+    if check_base:
+        check_adapter_base(run_dir, path, explicit=base is not None)
+    torch_dtype = merge_dtype(dtype)
+    tokenizer = modeling.load_tokenizer(cfg.model, path=str(run_dir / "adapter"))
+    model = AutoModelForCausalLM.from_pretrained(
+        path, revision=None if base else cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
+        dtype=torch_dtype, device_map=modeling.device_map())
+    merged = attach_adapter(model, tokenizer, run_dir, path).merge_and_unload()
+    merged.config.use_cache = True  # training switched it off; generation wants it
+    gen = merged.generation_config
+    eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
+    if tokenizer.eos_token_id not in eos:  # the turn-ending token the adapter learned to emit must stop generation
+        gen.eos_token_id = [e for e in eos if e is not None] + [tokenizer.eos_token_id]
+    if gen.pad_token_id is None:
+        gen.pad_token_id = tokenizer.pad_token_id
+    return merged, tokenizer
+
+
+def check_push(push: bool, repo_id: str | None) -> None:
+    """Everything a push needs, checked before any weights are read."""
+    if not push:
+        return
+    if not repo_id or repo_id.count("/") != 1:
+        raise ConfigError(f"push=true needs repo_id=<user or org>/<name>, got {repo_id!r}")
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        raise ConfigError("push=true but HF_HUB_OFFLINE is set: unset it to upload")
+    from huggingface_hub import get_token
+
+    if not get_token():
+        raise ConfigError("push=true needs a Hugging Face token with write access: set HF_TOKEN or run `hf auth login`")
+
+
+def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: str = "auto", base: str | None = None,
+           check_base: bool = True, overwrite: bool = False, repo_id: str | None = None) -> Path:
+    """Write the export folder (weights, tokenizer, README.md model card, training_config.yaml); return it."""
+    from medchat import modeling
+    from medchat.inference import check_adapter_base, check_run_dir, run_config
+    from medchat.modelcard import build_card, config_yaml
+
+    run_dir = check_run_dir(run_dir)
+    kind = "merged" if merge else "adapter"
+    out = Path(out) if out else run_dir / "export" / kind
+    if merge:
+        merge_dtype(dtype)
+    if check_base:
+        check_adapter_base(run_dir, base or modeling.model_path(run_config(run_dir).model), explicit=base is not None)
+    if out.is_file():
+        raise FileExistsError(f"out={out} is a file; pass a directory")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"out={out} already exists and is not empty; pass overwrite=true or another out=")
+    # Written beside `out` and renamed at the end: a failed merge never leaves a half-written export.
+    partial = out.parent / f".{out.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    if merge:
+        model, tokenizer = merge_adapter(run_dir, dtype, base, check_base=False)
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+    else:
+        for f in sorted((run_dir / "adapter").iterdir()):
+            if f.is_file() and f.name not in NOT_EXPORTED:
+                shutil.copy2(f, partial / f.name)
+    dtype_name = str(merge_dtype(dtype)).removeprefix("torch.") if merge else "16-bit"
+    build_card(run_dir, kind, repo_id, dtype_name).save(partial / "README.md")
+    (partial / "training_config.yaml").write_text(config_yaml(run_dir))
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return out
+
+
+def listing(folder: Path) -> list[tuple[str, int]]:
+    return [(str(p.relative_to(folder)), p.stat().st_size) for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+
+
+def describe(folder: Path) -> str:
+    files = listing(folder)
+    lines = [f"  {name:40s} {human_size(size):>10s}" for name, size in files]
+    return "\n".join(lines + [f"  {len(files)} files, {human_size(sum(size for _, size in files))}"])
+
+
+def push_folder(folder: Path, repo_id: str, private: bool = True, commit_message: str | None = None):
+    """Create the model repo if needed and upload the folder in one commit; returns the commit info."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                             commit_message=commit_message or "Upload model exported by medchat")
+
+
+@user_errors("medchat.export")
+def run(cfg) -> Path:
+    from medchat.inference import check_run_dir
+
+    check_run_dir(cfg.run_dir)
+    check_push(cfg.push, cfg.repo_id)
+    quiet_libraries(cfg.verbose)
+    out = export(cfg.run_dir, merge=cfg.merge, out=cfg.out, dtype=cfg.dtype, base=cfg.base, check_base=cfg.check_base,
+                 overwrite=cfg.overwrite, repo_id=cfg.repo_id)
+    print(f"wrote {out}:\n{describe(out)}")
+    target = f"{cfg.repo_id} ({'private' if cfg.private else 'public'})" if cfg.repo_id else "repo_id=<not set>"
+    if cfg.push:
+        commit = push_folder(out, cfg.repo_id, cfg.private, cfg.commit_message)
+        print(f"pushed to {target}: {getattr(commit, 'commit_url', commit)}")
+    else:
+        print(f"not pushed (push=false): push=true would upload these files to the Hub model repo {target}")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=None, config_name="export")
+def _hydra_main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+def main() -> None:
+    quote_free_text(("commit_message",))
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
