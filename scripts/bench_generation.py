@@ -55,10 +55,10 @@ class IdTokenizer:
         return " ".join(map(str, ids))
 
 
-def mistral7b_random(device: str):
+def mistral7b_random(device: str, num_layers: int = 32):
     from transformers import GenerationConfig, MistralConfig, MistralForCausalLM
 
-    config = MistralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+    config = MistralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=num_layers,
                            num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=32768,
                            rope_theta=10000.0, sliding_window=None, bos_token_id=1, eos_token_id=2, pad_token_id=0,
                            tie_word_embeddings=False)
@@ -199,13 +199,17 @@ def main() -> int:
     p.add_argument("--nf4-batch-sizes", default=None, help="batch sizes for nf4-lora (default: --batch-sizes)")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--prompt-len", default="96,320", help="mistral7b-random: min,max prompt tokens")
+    p.add_argument("--num-layers", type=int, default=32, help="mistral7b-random: fewer layers, for a smoke check only")
     p.add_argument("--out", type=Path, help="write the Markdown table here (and .json beside it)")
     args = p.parse_args()
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     args.nf4_batch_sizes = [int(b) for b in (args.nf4_batch_sizes or ",".join(map(str, args.batch_sizes))).split(",")]
     setups = args.setups.split(",")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tokenizer, dtype = (mistral7b_random if args.model == "mistral7b-random" else tiny)(device)
+    if args.model == "mistral7b-random":
+        model, tokenizer, dtype = mistral7b_random(device, args.num_layers)
+    else:
+        model, tokenizer, dtype = tiny(device)
     prompts = prompts_for(args, tokenizer)
     rows, outputs = [], {}
     # merged first: the same weights are quantized in place afterwards for nf4-lora
