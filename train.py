@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from medchat.config import register_configs
 from medchat.rundir import register_resolvers
+from medchat.tracking import is_main_process
 
 register_configs()
 register_resolvers()
@@ -25,7 +26,8 @@ def main(cfg: DictConfig) -> float | None:
     from medchat.pipeline import train
 
     metrics = train(cfg)
-    print(f"eval loss before: {metrics['eval_loss_before']}  after: {metrics['eval_loss_after']}")
+    if is_main_process():  # once per launch, not once per rank
+        print(f"eval loss before: {metrics['eval_loss_before']}  after: {metrics['eval_loss_after']}")
     return metrics["eval_loss_after"]  # what a Hydra sweeper minimises
 
 
