@@ -27,7 +27,11 @@ COMMON = ["trainer=debug", "dataset.n=160", "dataset.eval_size=8", "lora.lora_dr
 
 
 def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    # Earlier tests in this process may have left run-specific variables (the tracker sets WANDB_DIR, for one).
+    dropped = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "MEDCHAT_RUN_ID",
+               "TENSORBOARD_LOGGING_DIR")
+    env = {k: v for k, v in os.environ.items()
+           if k not in dropped and not k.startswith(("WANDB_", "ACCELERATE_", "TORCHELASTIC_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", **extra)
     return env
