@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from medchat.config import register_configs
 from medchat.rundir import register_resolvers
+from medchat.tracking import is_main_process
 
 register_configs()
 register_resolvers()
@@ -30,10 +31,11 @@ def main(cfg: DictConfig) -> float | None:
     # resume an unfinished one. The medchat launcher decides that before starting the job's process.
     metrics = rejoin(cfg) or train(cfg)
     before, after = metrics["eval_loss_before"], metrics["eval_loss_after"]
-    if before is not None and after is not None:
-        print(f"eval loss (held-out rows): {before:.4f} before -> {after:.4f} after training")
-    print(f"run dir: {metrics.get('run_dir')}")
-    print(f"tracker: {metrics.get('tracker')}")
+    if is_main_process():  # once per launch, not once per rank
+        if before is not None and after is not None:
+            print(f"eval loss (held-out rows): {before:.4f} before -> {after:.4f} after training")
+        print(f"run dir: {metrics.get('run_dir')}")
+        print(f"tracker: {metrics.get('tracker')}")
     return metrics["eval_loss_after"]  # what a Hydra sweeper minimises
 
 

@@ -85,12 +85,14 @@ class QuantConfig:
     mode: str = "nf4"  # nf4 | fp4 | int8 | none
     double_quant: bool = True
     compute_dtype: str = "auto"  # auto: bf16 where the GPU supports it, else fp32
-    quant_storage: Optional[str] = None  # e.g. bfloat16: needed to shard 4-bit weights with FSDP
+    # dtype 4-bit weights are stored as. null: uint8, or the model's dtype under FSDP (which needs that to shard)
+    quant_storage: Optional[str] = None
 
 
 @dataclass
 class TrainerConfig:
-    """Keys are TRL `SFTConfig` / transformers `TrainingArguments` names, except `precision` and `resume`."""
+    """Keys are TRL `SFTConfig` / transformers `TrainingArguments` names, except `precision`, `resume`,
+    `fail_at_step` and the checkpointing plan's `checkpoint_every_n_layers` and `memory_budget_gib`."""
 
     num_train_epochs: float = 1.0
     max_steps: int = -1
@@ -109,7 +111,12 @@ class TrainerConfig:
     save_steps: int = 100
     save_total_limit: Optional[int] = 3
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
-    gradient_checkpointing: bool = True  # always non-reentrant
+    # auto: none if the estimated peak fits trainer.memory_budget_gib, else every n-th layer, else all (GPU);
+    # none on CPU. true | false | partial (every trainer.checkpoint_every_n_layers-th layer). Never reentrant.
+    gradient_checkpointing: str = "auto"
+    checkpoint_every_n_layers: Optional[int] = None
+    memory_budget_gib: Optional[float] = None  # null: 85% of the GPU's memory
+    use_liger_kernel: str = "auto"  # auto: on a CUDA GPU when liger-kernel is installed | true | false
     train_sampling_strategy: str = "random"  # random | group_by_length (the notebooks' group_by_length=True)
     packing: bool = True  # padding-free BFD packing; each example attends only to itself
     max_length: int = 1024
@@ -185,9 +192,14 @@ CHOICES = {
     "trainer.precision": ("auto", "bf16", "fp16", "fp32"),
     "trainer.eval_strategy": ("steps", "epoch", "no"),
     "trainer.train_sampling_strategy": ("random", "group_by_length", "sequential"),
+    "trainer.gradient_checkpointing": ("auto", "true", "false", "partial"),
+    "trainer.use_liger_kernel": ("auto", "true", "false"),
     "tracker.backend": ("wandb", "tensorboard", "none"),
     "tracker.mode": ("auto", "online", "offline"),
 }
+
+
+LOWERCASED = ("trainer.gradient_checkpointing", "trainer.use_liger_kernel")
 
 
 class ConfigError(ValueError):
@@ -205,6 +217,8 @@ def validate(cfg: Any) -> None:
     """Checks that need no model or data: raise ConfigError naming the key."""
     for key, allowed in CHOICES.items():
         value = _get(cfg, key)
+        if key in LOWERCASED:  # YAML booleans arrive as "True"/"False" in these str fields
+            value = str(value).lower()
         if value not in allowed:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
     positive = {
@@ -220,6 +234,10 @@ def validate(cfg: Any) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
+    if cfg.quant.quant_storage is not None and cfg.quant.quant_storage not in ("bfloat16", "float16", "float32", "uint8"):
+        raise ConfigError(f"quant.quant_storage={cfg.quant.quant_storage!r} is not one of bfloat16, float16, float32, uint8")
+    if cfg.trainer.memory_budget_gib is not None and cfg.trainer.memory_budget_gib <= 0:
+        raise ConfigError(f"trainer.memory_budget_gib must be > 0 or null, got {cfg.trainer.memory_budget_gib}")
     if not 0.0 <= cfg.lora.lora_dropout < 1.0:
         raise ConfigError(f"lora.lora_dropout must be in [0, 1), got {cfg.lora.lora_dropout}")
     if cfg.trainer.learning_rate <= 0:

@@ -59,8 +59,11 @@ def precision_flags(precision: str) -> dict:
 
 
 def device_map():
-    """Each process holds a whole copy on its own GPU: what DDP needs for 4-bit models."""
-    return {"": local_rank()} if has_cuda() else None
+    """Each process holds a whole copy on its own GPU: what DDP needs for 4-bit models. Under FSDP the model
+    is loaded unplaced and FSDP shards it across the ranks."""
+    from medchat.perf import fsdp_enabled
+
+    return {"": local_rank()} if has_cuda() and not fsdp_enabled() else None
 
 
 # ----- tokenizer ---------------------------------------------------------------------------------------
@@ -107,9 +110,13 @@ def load_tokenizer(model_cfg, path: str | None = None):
 
 # ----- quantization -----------------------------------------------------------------------------------
 
-def check_quantization(quant_cfg) -> None:
+def check_quantization(quant_cfg, model_cfg=None) -> None:
     if quant_cfg.mode == "none":
         return
+    if model_cfg is not None:
+        from medchat.perf import check_fsdp_quantization
+
+        check_fsdp_quantization(quant_cfg, model_dtype(model_cfg))
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ConfigError(f"quant.mode={quant_cfg.mode} needs bitsandbytes, which is not installed; use quant=none")
     if torch.backends.mps.is_available() and not has_cuda():
@@ -122,14 +129,19 @@ def quantization_config(quant_cfg, model_cfg):
     """quant config -> transformers.BitsAndBytesConfig (None for quant.mode=none)."""
     from transformers import BitsAndBytesConfig
 
+    from medchat.perf import check_fsdp_quantization, fsdp_enabled
+
     if quant_cfg.mode == "none":
         return None
+    check_fsdp_quantization(quant_cfg, model_dtype(model_cfg))
     if quant_cfg.mode == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
     compute = DTYPES.get(quant_cfg.compute_dtype) or model_dtype(model_cfg)
     kwargs = {}
     if quant_cfg.quant_storage:
-        kwargs["bnb_4bit_quant_storage"] = DTYPES[quant_cfg.quant_storage]
+        kwargs["bnb_4bit_quant_storage"] = getattr(torch, quant_cfg.quant_storage)
+    elif fsdp_enabled():
+        kwargs["bnb_4bit_quant_storage"] = model_dtype(model_cfg)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=quant_cfg.mode,
@@ -184,11 +196,29 @@ def architecture_linear_names(model_cfg, path: str) -> set[str]:
     return linear_module_names(model)
 
 
-def attn_implementation(model_cfg) -> str:
-    return "sdpa" if model_cfg.attn_implementation == "auto" else model_cfg.attn_implementation
+def supports_flex_attention(model_cfg, path: str) -> bool:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(path, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code)
+        return bool(getattr(AutoModelForCausalLM._model_mapping[type(config)], "_supports_flex_attn", False))
+    except Exception:  # remote code or an unmapped architecture: stay with sdpa
+        return False
 
 
-def load_model(model_cfg, quant_cfg, path: str):
+def attn_implementation(model_cfg, path: str | None = None, training: bool = True) -> str:
+    """model.attn_implementation; `auto` picks the kernel (medchat.perf.choose_attention). Generation
+    (training=False) never gets flex_attention, which recompiles as the KV cache grows."""
+    from medchat.perf import choose_attention
+
+    cuda = has_cuda()
+    flex_ok = (training and cuda and model_cfg.attn_implementation == "auto" and path is not None
+               and supports_flex_attention(model_cfg, path))
+    return choose_attention(model_cfg.attn_implementation, cuda=cuda,
+                            half_precision=model_dtype(model_cfg) != torch.float32, supports_flex=flex_ok)
+
+
+def load_model(model_cfg, quant_cfg, path: str, training: bool = True):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
@@ -196,7 +226,7 @@ def load_model(model_cfg, quant_cfg, path: str):
         revision=model_cfg.revision,
         trust_remote_code=model_cfg.trust_remote_code,
         dtype=model_dtype(model_cfg),
-        attn_implementation=attn_implementation(model_cfg),
+        attn_implementation=attn_implementation(model_cfg, path, training),
         quantization_config=quantization_config(quant_cfg, model_cfg),
         device_map=device_map(),
     )
@@ -258,7 +288,7 @@ def load_for_inference(run_dir: str | Path, model_cfg, quant_cfg=None):
     if not (adapter / "adapter_config.json").exists():
         raise FileNotFoundError(f"{run_dir} has no adapter (expected {adapter}/adapter_config.json)")
     tokenizer = load_tokenizer(model_cfg, path=str(adapter))
-    model = load_model(model_cfg, quant_cfg or QuantConfig(mode="none"), model_path(model_cfg))
+    model = load_model(model_cfg, quant_cfg or QuantConfig(mode="none"), model_path(model_cfg), training=False)
     model = PeftModel.from_pretrained(model, adapter)
     model.eval()
     return model, tokenizer

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from medchat import data, modeling, provenance, rundir, training
+from medchat import data, modeling, perf, provenance, rundir, training
 from medchat.config import validate
 from medchat.formatting import tokenize_conversation
 from medchat.tracking import Tracker, is_main_process
@@ -44,6 +44,13 @@ def _run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def _wait_for_all_ranks() -> None:
+    if perf.world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()
+
+
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     """Train a LoRA adapter as `cfg` says; return the final metrics (also in RUN/metrics.json)."""
     run_dir = Path(run_dir) if run_dir is not None else _run_dir()
@@ -51,9 +58,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     # 1. Everything checkable without weights.
     validate(cfg)
-    modeling.check_quantization(cfg.quant)
+    perf.check_processes_vs_gpus()  # before the distributed setup in sft_config, where two ranks on one GPU hang
+    modeling.check_quantization(cfg.quant, cfg.model)
     args = training.sft_config(cfg, run_dir)  # also rejects precision the machine cannot do
     rundir.claim(run_dir, resume=cfg.trainer.resume)
+    _wait_for_all_ranks()  # every rank has checked the run dir before the main one writes its status
     split = data.load_split(cfg.dataset)
     path = modeling.model_path(cfg.model)
     target_modules = modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, path))
@@ -114,16 +123,14 @@ def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds,
         ckpt_dir = Path(args.output_dir)
         checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
         log.info("resuming from %s", checkpoint or "scratch (no checkpoint yet)")
-    before = trainer.evaluate(metric_key_prefix="eval_before") if eval_ds is not None and not checkpoint else {}
+    before = training.evaluate_before_training(trainer) if eval_ds is not None and not checkpoint else {}
     if before and is_main_process():
         _write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"]})
     tokens_at_start = _tokens_in_checkpoint(checkpoint)
-    out = trainer.train(resume_from_checkpoint=checkpoint)
+    out = training.train(trainer, cfg, resume_from_checkpoint=checkpoint)
     after = trainer.evaluate() if eval_ds is not None else {}
 
-    trainer.save_model(str(run_dir / "adapter"))
-    if is_main_process():
-        tokenizer.save_pretrained(run_dir / "adapter")
+    training.save_adapter(trainer, tokenizer, run_dir / "adapter")
 
     trainable, total = model.get_nb_trainable_parameters()
     eval_before = before.get("eval_before_loss")
@@ -148,5 +155,13 @@ def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds,
         "target_modules": target_modules,
         "data": split.counts,
         "resumed_from": checkpoint,
+        "world_size": perf.world_size(),
+        "speed": {
+            "attn_implementation": model.config._attn_implementation,
+            "use_liger_kernel": bool(args.use_liger_kernel),
+            "optim": args.optim if isinstance(args.optim, str) else args.optim.value,
+            "gradient_checkpointing": bool(args.gradient_checkpointing),
+            "checkpoint_every_n_layers": (args.gradient_checkpointing_kwargs or {}).get("every_n_layers", 1),
+        },
     }
     return metrics

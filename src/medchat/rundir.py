@@ -24,12 +24,24 @@ def _timestamp() -> str:
     return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
+def _launcher_id() -> str:
+    """The launching agent (torchrun, accelerate launch) is the parent of every local rank: its pid and start
+    time tell this launch from earlier ones. (`accelerate launch` sets TORCHELASTIC_RUN_ID to "none" for every
+    launch, so that alone made every launch reuse the first launch's run id.)"""
+    ppid = os.getppid()
+    try:
+        start = Path(f"/proc/{ppid}/stat").read_text().rsplit(")", 1)[1].split()[19]  # field 22: start time
+    except (OSError, IndexError):
+        start = ""
+    return f"{ppid}-{start}"
+
+
 def _launch_key() -> str | None:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
-    key = os.environ.get("TORCHELASTIC_RUN_ID") or "{}-{}".format(
-        os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", "")
-    )
+    run = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    key = "{}-{}-{}-{}".format("" if run == "none" else run, os.environ.get("MASTER_ADDR", ""),
+                               os.environ.get("MASTER_PORT", ""), _launcher_id())
     return "".join(c if c.isalnum() else "_" for c in key)
 
 

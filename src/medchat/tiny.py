@@ -106,6 +106,25 @@ def tiny_model_dir(tiny_cfg) -> Path:
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    # One builder at a time: the ranks of a multi-GPU launch all ask at once on a fresh machine (seen failing
+    # on 2 GPUs without this lock); the others wait, then find the finished directory.
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        _lock(lock)
+        if (target / "config.json").exists():
+            return target
+        _build(spec, data_hash, target)
+    return target
+
+
+def _lock(handle) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the atomic rename below still protects readers
+        return
+    fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+
+
+def _build(spec: dict, data_hash: str, target: Path) -> None:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
     try:
         tokenizer = build_tokenizer(spec["vocab_size"], tmp)
@@ -118,4 +137,3 @@ def tiny_model_dir(tiny_cfg) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
