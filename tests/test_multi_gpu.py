@@ -54,7 +54,7 @@ def _adapter(run_dir: Path) -> dict:
 
 
 def test_two_processes_train_like_one(tmp_path, tiny_dir):
-    runs = tmp_path / "runs"
+    runs = tmp_path / "runs_named_so_that_this_override_is_longer_than_a_wandb_tag_may_be"  # W&B caps tags at 64
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "conf/accelerate/ddp.yaml"),
            "--num_processes", "2", "--main_process_port", str(_free_port()), str(ROOT / "train.py"), *COMMON,
            "trainer.per_device_train_batch_size=2", f"runs_root={runs}", "tracker=wandb"]

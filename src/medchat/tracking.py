@@ -66,7 +66,7 @@ class Tracker:
             entity=tracker_cfg.entity,
             group=tracker_cfg.group,
             name=tracker_cfg.name or run_dir.name,
-            tags=[*tracker_cfg.tags, *overrides][:64],
+            tags=[t[:64] for t in [*tracker_cfg.tags, *overrides]][:64],  # W&B refuses tags over 64 characters
             config={**flatten(config), "run_dir": str(run_dir)},
             dir=str(run_dir),
             mode=os.environ["WANDB_MODE"],
