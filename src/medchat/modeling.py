@@ -275,20 +275,3 @@ def apply_lora(model, peft_config):
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %s trainable of %s parameters (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     return model
-
-
-def load_for_inference(run_dir: str | Path, model_cfg, quant_cfg=None):
-    """Base model + the run's adapter, eval mode, with the run's own tokenizer."""
-    from peft import PeftModel
-
-    from medchat.config import QuantConfig
-
-    run_dir = Path(run_dir)
-    adapter = run_dir / "adapter"
-    if not (adapter / "adapter_config.json").exists():
-        raise FileNotFoundError(f"{run_dir} has no adapter (expected {adapter}/adapter_config.json)")
-    tokenizer = load_tokenizer(model_cfg, path=str(adapter))
-    model = load_model(model_cfg, quant_cfg or QuantConfig(mode="none"), model_path(model_cfg), training=False)
-    model = PeftModel.from_pretrained(model, adapter)
-    model.eval()
-    return model, tokenizer
