@@ -123,6 +123,14 @@ class TrainerConfig:
     seed: int = 42
     dataloader_num_workers: int = 0
     resume: bool = False  # continue from the latest checkpoint in the run dir
+    # Keep the checkpoint with the lowest eval loss and load it at the end (transformers' names; needs
+    # evaluation, and save_steps a multiple of eval_steps). metrics.json records which checkpoint won.
+    load_best_model_at_end: bool = False
+    metric_for_best_model: str = "eval_loss"
+    # Stop when the eval loss has not improved (by more than the threshold) for this many evaluations
+    # (transformers' EarlyStoppingCallback; it implies load_best_model_at_end). null: never stop early.
+    early_stopping_patience: Optional[int] = None
+    early_stopping_threshold: float = 0.0
     fail_at_step: Optional[int] = None  # testing aid: raise after this optimizer step, as a crash would
 
 
@@ -258,5 +266,23 @@ def validate(cfg: Any) -> None:
         unknown = set(cfg.eval.metrics) - {"bleu", "rouge", "meteor", "bertscore"}
         if unknown:
             raise ConfigError(f"eval.metrics: unknown {', '.join(sorted(unknown))}; known: bleu, rouge, meteor, bertscore")
+    _validate_best_and_early(cfg.trainer)
     if cfg.trainer.eval_strategy != "no" and cfg.dataset.eval_size == 0:
         raise ConfigError("trainer.eval_strategy needs eval rows: set dataset.eval_size > 0 or trainer.eval_strategy=no")
+
+
+def _validate_best_and_early(t) -> None:
+    """load_best_model_at_end / early stopping need evaluations that coincide with saved checkpoints."""
+    if t.early_stopping_patience is not None and t.early_stopping_patience <= 0:
+        raise ConfigError(f"trainer.early_stopping_patience must be > 0 or null, got {t.early_stopping_patience}")
+    if not (t.load_best_model_at_end or t.early_stopping_patience):
+        return
+    key = "trainer.early_stopping_patience" if t.early_stopping_patience else "trainer.load_best_model_at_end"
+    if t.eval_strategy != "steps":
+        raise ConfigError(f"{key} needs trainer.eval_strategy=steps (it compares evaluations), got {t.eval_strategy}")
+    eval_steps = t.eval_steps or t.logging_steps
+    if t.save_steps % eval_steps:
+        raise ConfigError(f"{key} needs trainer.save_steps ({t.save_steps}) to be a multiple of trainer.eval_steps "
+                          f"({eval_steps}): only evaluated checkpoints can be the best one")
+    if not t.metric_for_best_model.startswith("eval_"):
+        raise ConfigError(f"trainer.metric_for_best_model={t.metric_for_best_model!r} must be an eval_* metric")

@@ -155,6 +155,7 @@ def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds,
         "target_modules": target_modules,
         "data": split.counts,
         "resumed_from": checkpoint,
+        **training.best_and_early(trainer, cfg),
         "world_size": perf.world_size(),
         "speed": {
             "attn_implementation": model.config._attn_implementation,

@@ -117,6 +117,10 @@ def sft_config(cfg, run_dir: Path):
         ddp_find_unused_parameters=False,
         disable_tqdm=True,
         save_only_model=False,  # optimizer and RNG state are needed to resume exactly
+        # early stopping needs the best checkpoint tracked; transformers infers greater_is_better from the name
+        load_best_model_at_end=bool(t.load_best_model_at_end or t.early_stopping_patience),
+        metric_for_best_model=t.metric_for_best_model if (t.load_best_model_at_end or t.early_stopping_patience)
+        else None,
         **kwargs,
     )
 
@@ -154,7 +158,30 @@ def build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
         keep_adapter_fp32(trainer.model)
     if cfg.trainer.fail_at_step:
         trainer.add_callback(FailAtStep(cfg.trainer.fail_at_step))
+    if cfg.trainer.early_stopping_patience:
+        from transformers import EarlyStoppingCallback
+
+        trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.trainer.early_stopping_patience,
+                                                   early_stopping_threshold=cfg.trainer.early_stopping_threshold))
     return trainer
+
+
+def best_and_early(trainer, cfg) -> dict:
+    """What metrics.json says about best-checkpoint selection and early stopping."""
+    state, t = trainer.state, cfg.trainer
+    if not (t.load_best_model_at_end or t.early_stopping_patience):
+        return {}
+    planned = state.max_steps  # the trainer's own total (from max_steps or the epochs)
+    best = state.best_model_checkpoint
+    return {
+        "best_metric": state.best_metric,
+        "metric_for_best_model": t.metric_for_best_model,
+        "best_checkpoint": best,
+        "best_step": int(best.rsplit("-", 1)[1]) if best else None,
+        "loaded_best_model": bool(best),
+        "stopped_early": bool(t.early_stopping_patience) and state.global_step < planned,
+        "planned_steps": planned,
+    }
 
 
 def evaluate_before_training(trainer) -> dict:
