@@ -48,17 +48,44 @@ class ModelConfig:
 
 
 @dataclass
-class DatasetConfig:
-    name: str = "sample"
-    # Where rows come from: a local json/jsonl/csv/parquet file (or directory of them), else `hub_id`.
+class DatasetSourceConfig:
+    """One dataset of a mixture (dataset.sources): where its rows are, how its columns map, how many to take."""
+
+    name: Optional[str] = None  # names the source in split.json's counts; default: its path or hub id
     path: Optional[str] = None
     hub_id: Optional[str] = None
+    subset: Optional[str] = None  # datasets.load_dataset's `name` (a configuration of the Hub dataset)
+    revision: Optional[str] = None
     hub_split: str = "train"
+    data_files: Optional[Any] = None  # datasets.load_dataset's data_files: a path, a list, or {split: paths}
+    format: str = "auto"
+    schema: str = "messages"
+    columns: Dict[str, str] = field(default_factory=dict)
+    system_prompt: Optional[str] = None  # null: dataset.system_prompt
+    n: Optional[int] = None  # take this many of its rows (seeded), or
+    weight: Optional[float] = None  # its share of the mixture (relative to the other sources' weights)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "sample"
+    # Where rows come from: a local json/jsonl/csv/parquet file (or directory of them), else `hub_id`
+    # (with datasets.load_dataset's name -> `subset`, `revision`, split -> `hub_split`, `data_files`),
+    # else several `sources` mixed into one run.
+    path: Optional[str] = None
+    hub_id: Optional[str] = None
+    subset: Optional[str] = None
+    revision: Optional[str] = None
+    hub_split: str = "train"
+    data_files: Optional[Any] = None
+    sources: List[DatasetSourceConfig] = field(default_factory=list)
     format: str = "auto"  # auto (from the file suffix) | json | jsonl | csv | parquet
-    # How columns map to a conversation: messages | instruction | qa | patient_doctor
+    # How columns map to a conversation: messages | sharegpt | instruction | qa | patient_doctor
     schema: str = "messages"
     # Column names per role, overriding the schema's defaults: question, answer, system, messages, id.
     columns: Dict[str, str] = field(default_factory=dict)
+    num_proc: Optional[int] = None  # processes for loading and tokenizing a large dataset
+    cache_tokenized: bool = True  # reuse tokenized rows across runs and sweep jobs (medchat.data.cache)
     n: Optional[int] = None  # subsample this many rows (after cleaning), with `seed`
     seed: int = 42
     eval_size: float = 0.1  # < 1: fraction of rows; >= 1: number of rows
@@ -140,9 +167,12 @@ class TrackerConfig:
     project: str = "medchat"
     entity: Optional[str] = None
     group: Optional[str] = None
-    name: Optional[str] = None  # default: the run dir's name
+    # default: a sweep job is named by what differs in the sweep (r8-lr1e-4), a single run
+    # <experiment or model>-<dataset>-<run dir name>; group default: the sweep
+    name: Optional[str] = None
     tags: List[str] = field(default_factory=list)
     mode: str = "auto"  # auto: online when an API key is set, else offline | online | offline
+    log_model: bool = False  # upload RUN/adapter as a W&B model artifact at the end of training
 
 
 @dataclass
@@ -191,7 +221,7 @@ CHOICES = {
     "model.dtype": ("auto", "bfloat16", "float16", "float32"),
     "model.attn_implementation": ("auto", "sdpa", "eager", "flex_attention", "flash_attention_2"),
     "dataset.format": ("auto", "json", "jsonl", "csv", "parquet"),
-    "dataset.schema": ("messages", "instruction", "qa", "patient_doctor"),
+    "dataset.schema": ("messages", "sharegpt", "instruction", "qa", "patient_doctor"),
     "dataset.prompt_format": ("chat_template", "plain"),
     "lora.targets": ("qv", "attention", "all_linear", "all_linear_lm_head"),
     "lora.bias": ("none", "all", "lora_only"),
@@ -256,8 +286,9 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"dataset.eval_size must be >= 0, got {cfg.dataset.eval_size}")
     if cfg.dataset.n is not None and cfg.dataset.n <= 0:
         raise ConfigError(f"dataset.n must be > 0 or null, got {cfg.dataset.n}")
-    if cfg.dataset.path is None and cfg.dataset.hub_id is None:
-        raise ConfigError("dataset.path or dataset.hub_id must be set")
+    if cfg.dataset.path is None and cfg.dataset.hub_id is None and not cfg.dataset.sources:
+        raise ConfigError("dataset.path, dataset.hub_id or dataset.sources must be set")
+    _validate_sources(cfg.dataset)
     if cfg.eval.every_steps is not None:
         if cfg.eval.every_steps <= 0 or cfg.eval.num_samples <= 0 or cfg.eval.max_new_tokens <= 0:
             raise ConfigError("eval.every_steps, eval.num_samples and eval.max_new_tokens must be > 0")
@@ -286,3 +317,29 @@ def _validate_best_and_early(t) -> None:
                           f"({eval_steps}): only evaluated checkpoints can be the best one")
     if not t.metric_for_best_model.startswith("eval_"):
         raise ConfigError(f"trainer.metric_for_best_model={t.metric_for_best_model!r} must be an eval_* metric")
+
+
+def _validate_sources(d) -> None:
+    """dataset.sources: each names its rows; shares are either all weights or row counts, never mixed."""
+    if not d.sources:
+        return
+    if d.path is not None or d.hub_id is not None:
+        raise ConfigError("dataset.sources replaces dataset.path / dataset.hub_id: set one or the other "
+                          "(dataset.path=null dataset.hub_id=null)")
+    weighted = [s.weight is not None for s in d.sources]
+    for i, s in enumerate(d.sources):
+        key = f"dataset.sources[{i}]"
+        if s.path is None and s.hub_id is None:
+            raise ConfigError(f"{key}: set path or hub_id")
+        if s.schema not in CHOICES["dataset.schema"]:
+            raise ConfigError(f"{key}.schema={s.schema!r} is not one of {', '.join(CHOICES['dataset.schema'])}")
+        if s.format not in CHOICES["dataset.format"]:
+            raise ConfigError(f"{key}.format={s.format!r} is not one of {', '.join(CHOICES['dataset.format'])}")
+        if s.weight is not None and s.n is not None:
+            raise ConfigError(f"{key}: set n (rows) or weight (share), not both")
+        if s.weight is not None and s.weight <= 0:
+            raise ConfigError(f"{key}.weight must be > 0, got {s.weight}")
+        if s.n is not None and s.n <= 0:
+            raise ConfigError(f"{key}.n must be > 0, got {s.n}")
+    if any(weighted) and not all(weighted):
+        raise ConfigError("dataset.sources: give every source a weight, or none (use n for row counts)")

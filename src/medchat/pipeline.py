@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from medchat import data, modeling, perf, provenance, rundir, training
 from medchat.config import validate
-from medchat.formatting import tokenize_conversation
+from medchat.data.cache import tokenized
 from medchat.tracking import Tracker, is_main_process
 
 log = logging.getLogger(__name__)
@@ -23,13 +23,6 @@ log = logging.getLogger(__name__)
 
 def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def tokenize(records: list[dict], tokenizer, prompt_format: str):
-    import datasets
-
-    rows = [tokenize_conversation(tokenizer, r["messages"], prompt_format) for r in records]
-    return datasets.Dataset.from_list(rows)
 
 
 def _hydra_overrides() -> list[str]:
@@ -67,8 +60,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     path = modeling.model_path(cfg.model)
     target_modules = modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, path))
     tokenizer = modeling.load_tokenizer(cfg.model)
-    train_ds = tokenize(split.train, tokenizer, cfg.dataset.prompt_format)
-    eval_ds = tokenize(split.eval, tokenizer, cfg.dataset.prompt_format) if split.eval else None
+    train_ds, eval_ds, tokenized_cache = tokenized(split, tokenizer, cfg.dataset.prompt_format, cfg.trainer.max_length,
+                                                   run_dir, use_cache=cfg.dataset.cache_tokenized,
+                                                   num_proc=cfg.dataset.num_proc)
 
     # 2. The run dir records what is about to happen before the first step.
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +76,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             for r in split.eval:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
         _write_json(run_dir / "provenance.json", provenance.collect(split.fingerprint, split.source))
-    tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides())
+    tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides(), extra={"data": split.counts})
     try:
         metrics = _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker)
     except BaseException as e:
@@ -91,7 +85,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         tracker.finish(failed=True)
         raise
     tracker.log_summary(metrics)
+    if main:
+        tracker.log_model(run_dir / "adapter")
     metrics["tracker"] = tracker.description
+    metrics["tokenized_cache"] = tokenized_cache
     metrics["run_dir"] = str(run_dir)
     if main:
         _write_json(run_dir / "metrics.json", metrics)
