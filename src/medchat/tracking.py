@@ -175,21 +175,27 @@ class Tracker:
             self.run = None
 
 
-def wandb_history(run_dir: str | Path) -> list[dict]:
-    """The metric rows an offline W&B run logged, read back from its .wandb file (no server needed)."""
+def wandb_records(run_dir: str | Path, kind: str, which: int | None = None) -> list[dict]:
+    """Records of one type ("history", "run", ...) that the offline W&B sessions of a run dir wrote, read
+    back from their .wandb files (no server needed). `which`: one session's folder, in start order (-1: the
+    latest); None: every session in order (a resumed run, then evaluate.py, each add a folder)."""
     import json
     import shutil
     import subprocess
     import sys
 
-    runs = sorted(Path(run_dir).glob("wandb/*run-*"))
+    runs = sorted(p for p in Path(run_dir).glob("wandb/*run-*") if p.is_dir())
     if not runs:
         raise FileNotFoundError(f"no W&B run under {run_dir}/wandb")
     exe = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
-    out = subprocess.run([exe, "leet", "inspect", "--json", str(runs[-1])], capture_output=True, text=True,
-                         check=True, timeout=120).stdout
-    rows = []
-    for line in out.splitlines():
-        if '"type":"history"' in line:
-            rows.append(json.loads(line)["history"]["item"])
-    return rows
+    records = []
+    for folder in runs if which is None else [runs[which]]:
+        out = subprocess.run([exe, "leet", "inspect", "--json", str(folder)], capture_output=True, text=True,
+                             check=True, timeout=120).stdout
+        records += [json.loads(line)[kind] for line in out.splitlines() if f'"type":"{kind}"' in line]
+    return records
+
+
+def wandb_history(run_dir: str | Path) -> list[dict]:
+    """The metric rows an offline W&B run logged, over all its sessions."""
+    return [r["item"] for r in wandb_records(run_dir, "history")]

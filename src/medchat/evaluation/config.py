@@ -68,6 +68,8 @@ class EvaluateConfig:
     # base with the adapter unmerged, as during training.
     merge: bool = True
     limit: Optional[int] = None  # evaluate only the first N held-out rows (smoke tests)
+    # log metrics and a predictions Table into the training run's W&B run (when it was trained with W&B)
+    log_wandb: bool = True
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     metrics: MetricSettings = field(default_factory=MetricSettings)
     mcq: McqSettings = field(default_factory=McqSettings)
