@@ -119,7 +119,8 @@ class QuantConfig:
 @dataclass
 class TrainerConfig:
     """Keys are TRL `SFTConfig` / transformers `TrainingArguments` names, except `precision`, `resume`,
-    `fail_at_step` and the checkpointing plan's `checkpoint_every_n_layers` and `memory_budget_gib`."""
+    `fail_at_step`, the checkpointing plan's `checkpoint_every_n_layers` and `memory_budget_gib`, and
+    `early_stopping_*` (transformers' EarlyStoppingCallback's names)."""
 
     num_train_epochs: float = 1.0
     max_steps: int = -1
