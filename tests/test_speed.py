@@ -205,3 +205,36 @@ def test_static_generation_shape_is_one_per_eval_set_and_results_equal_dynamic()
     padded = generate(model, Tok(), prompts, batch_size=3, max_new_tokens=6, cache_implementation="static")
     assert [g.token_ids for g in padded] == [g.token_ids for g in dynamic]
     assert all(len(g.token_ids) > 0 for g in dynamic)
+
+
+def test_auto_micro_batch_wiring_on_a_pretend_gpu(tmp_path, monkeypatch):
+    """trainer.memory_budget_gib -> SFTConfig batch split, checkpointing and offloading (Mistral-7B shape)."""
+    from hydra import compose, initialize_config_dir
+    from transformers import MistralConfig
+
+    from medchat import modeling, perf, speed_wiring, training
+    from medchat.config import register_configs
+    from medchat.rundir import register_resolvers
+    from pathlib import Path
+
+    MistralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                  num_attention_heads=32, num_key_value_heads=8, sliding_window=None).save_pretrained(tmp_path)
+    for mod in (modeling, training, perf):
+        monkeypatch.setattr(mod, "has_cuda", lambda: True)
+    monkeypatch.setattr(modeling, "attn_implementation", lambda *a, **k: "flex_attention")
+    register_configs()
+    register_resolvers()
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    seen = {}
+    for budget in (6, 23):
+        with initialize_config_dir(config_dir=conf, version_base="1.3"):
+            cfg = compose("config", overrides=["model=mistral7b", "lora=r32", "quant=nf4", f"model.name_or_path={tmp_path}",
+                                               f"trainer.memory_budget_gib={budget}"])
+        plan, kwargs = speed_wiring.micro_batch(cfg, {"use_liger_kernel": True}, None)
+        seen[budget] = (kwargs, plan)
+    kwargs, plan = seen[23]  # fused LoRA: dropout costs nothing, 4 x 1,024 fits (measured 22.4 GiB on an H200)
+    assert kwargs == {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "activation_offloading": False}
+    assert not plan.enabled
+    kwargs, plan = seen[6]  # measured 5.77 GiB on an H200 with this plan
+    assert kwargs == {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2, "activation_offloading": True}
+    assert plan.enabled and plan.checkpointed_layers == 32 and plan.kwargs() == {"use_reentrant": False}
