@@ -145,6 +145,11 @@ class TrainerConfig:
     checkpoint_every_n_layers: Optional[int] = None
     memory_budget_gib: Optional[float] = None  # null: 85% of the GPU's memory
     use_liger_kernel: str = "auto"  # auto: on a CUDA GPU when liger-kernel is installed | true | false
+    # --- speed levers (issue 13; medchat.speed) ---
+    fused_lora: str = "auto"  # auto: one fused autograd function per LoRA projection on a GPU | true | false
+    compile: str = "auto"  # regional torch.compile of the decoder layers: auto (off until measured) | true | false
+    micro_batch: str = "auto"  # auto: largest micro-batch that fits memory_budget_gib at the same step batch | fixed
+    activation_offloading: str = "auto"  # auto: offload checkpointed inputs only when nothing else fits | true | false
     train_sampling_strategy: str = "random"  # random | group_by_length (the notebooks' group_by_length=True)
     packing: bool = True  # padding-free BFD packing; each example attends only to itself
     max_length: int = 1024
@@ -233,12 +238,17 @@ CHOICES = {
     "trainer.train_sampling_strategy": ("random", "group_by_length", "sequential"),
     "trainer.gradient_checkpointing": ("auto", "true", "false", "partial"),
     "trainer.use_liger_kernel": ("auto", "true", "false"),
+    "trainer.fused_lora": ("auto", "true", "false"),
+    "trainer.compile": ("auto", "true", "false"),
+    "trainer.micro_batch": ("auto", "fixed"),
+    "trainer.activation_offloading": ("auto", "true", "false"),
     "tracker.backend": ("wandb", "tensorboard", "none"),
     "tracker.mode": ("auto", "online", "offline"),
 }
 
 
-LOWERCASED = ("trainer.gradient_checkpointing", "trainer.use_liger_kernel")
+LOWERCASED = ("trainer.gradient_checkpointing", "trainer.use_liger_kernel", "trainer.fused_lora", "trainer.compile",
+              "trainer.micro_batch", "trainer.activation_offloading")
 
 
 class ConfigError(ValueError):

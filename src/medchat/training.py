@@ -74,6 +74,11 @@ def sft_config(cfg, run_dir: Path):
     eval_on = t.eval_strategy != "no"
     choices = speed_choices(cfg)
     plan = choices["checkpointing"]
+    # --- issue 13 wiring: the auto micro-batch plan overrides batch split, checkpointing and offloading ---
+    from medchat import speed_wiring
+
+    plan, batch_kwargs = speed_wiring.micro_batch(cfg, choices, plan)
+    # --- end issue 13 wiring ---
     log.info("speed choices: optim=%s liger=%s checkpointing: %s", choices["optim"], choices["use_liger_kernel"],
              plan.reason)
     kwargs = {}
@@ -86,9 +91,10 @@ def sft_config(cfg, run_dir: Path):
         run_name=cfg.tracker.name or run_dir.name,
         num_train_epochs=float(t.num_train_epochs),
         max_steps=int(t.max_steps),
-        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_train_batch_size=batch_kwargs["per_device_train_batch_size"],
         per_device_eval_batch_size=t.per_device_eval_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        gradient_accumulation_steps=batch_kwargs["gradient_accumulation_steps"],
+        activation_offloading=batch_kwargs["activation_offloading"],
         learning_rate=float(t.learning_rate),
         lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=float(t.warmup_steps),
@@ -156,6 +162,11 @@ def build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
     )
     if not perf.fsdp_enabled():  # FSDP flattens one dtype per wrapped unit: adapters stay in the model's dtype
         keep_adapter_fp32(trainer.model)
+    # --- issue 13 wiring: fused LoRA projections, regional compilation ---
+    from medchat.speed.apply import apply as apply_speed
+
+    trainer.medchat_speed = apply_speed(trainer, cfg)
+    # --- end issue 13 wiring ---
     if cfg.trainer.fail_at_step:
         trainer.add_callback(FailAtStep(cfg.trainer.fail_at_step))
     if cfg.trainer.early_stopping_patience:
