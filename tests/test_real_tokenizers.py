@@ -141,13 +141,13 @@ def test_trained_labels_are_exactly_the_doctor_turns(family, packing, tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from medchat import training
-    from medchat.pipeline import tokenize
+    from medchat.data.cache import tokenize_rows
 
     name, cfg, tokenizer = family
     cfg.trainer.packing = packing
     cfg.trainer.per_device_train_batch_size = 2
     records = [{"id": str(i), "row": i, "messages": c} for i, c in enumerate(CONVERSATIONS)]
-    ds = tokenize(records, tokenizer, cfg.dataset.prompt_format)
+    ds = tokenize_rows(records, tokenizer, cfg.dataset.prompt_format, None)  # what training tokenizes with
     longest = max(len(r) for r in ds["input_ids"])
     assert longest < cfg.trainer.max_length  # nothing may be truncated here: every label must arrive
     torch.manual_seed(0)
