@@ -80,9 +80,11 @@ class DatasetConfig:
     data_files: Optional[Any] = None
     sources: List[DatasetSourceConfig] = field(default_factory=list)
     format: str = "auto"  # auto (from the file suffix) | json | jsonl | csv | parquet
-    # How columns map to a conversation: messages | sharegpt | instruction | qa | patient_doctor
+    # How columns map to a conversation: messages | sharegpt | instruction | qa | patient_doctor, or for
+    # stage=dpo|orpo preference (prompt/chosen/rejected; see medchat.data.preference)
     schema: str = "messages"
-    # Column names per role, overriding the schema's defaults: question, answer, system, messages, id.
+    # Column names per role, overriding the schema's defaults: question, answer, system, messages, id
+    # (preference: prompt, chosen, rejected, messages, system, id, split).
     columns: Dict[str, str] = field(default_factory=dict)
     num_proc: Optional[int] = None  # processes for loading and tokenizing a large dataset
     cache_tokenized: bool = True  # reuse tokenized rows across runs and sweep jobs (medchat.data.cache)
@@ -204,6 +206,30 @@ class LauncherConfig:
     gpus_per_job: int = 1
 
 
+# DPOConfig.loss_type values in TRL 1.16 (its docstring); checked here so a typo fails before weights load.
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
+@dataclass
+class StageConfig:
+    """Which objective trains the adapter: sft (TRL SFTTrainer), dpo (DPOTrainer), orpo (ORPOTrainer, which
+    TRL 1.16 ships in trl.experimental.orpo). Keys other than `name` and `init_from` are DPOConfig / ORPOConfig
+    names and pass through unchanged (ORPO reads only `beta`, its lambda)."""
+
+    name: str = "sft"  # sft | dpo | orpo
+    # dpo: a finished SFT run dir; its adapter is trained further and a frozen copy of it is the reference model.
+    # null: a fresh LoRA adapter on the base, the base being the reference. sft/orpo: must be null.
+    init_from: Optional[str] = None
+    beta: float = 0.1
+    loss_type: List[str] = field(default_factory=lambda: ["sigmoid"])
+    loss_weights: Optional[List[float]] = None
+    label_smoothing: float = 0.0
+    use_weighting: bool = False
+    ld_alpha: Optional[float] = None
+    precompute_ref_log_probs: bool = False
+
+
 @dataclass
 class Config:
     model: ModelConfig = MISSING
@@ -214,6 +240,7 @@ class Config:
     tracker: TrackerConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    stage: StageConfig = field(default_factory=StageConfig)
     experiment_name: Optional[str] = None
     runs_root: str = "runs"  # where run dirs go unless hydra.run.dir is set
     extra: Dict[str, Any] = field(default_factory=dict)  # free-form notes saved with the run
@@ -229,7 +256,7 @@ CHOICES = {
     "model.dtype": ("auto", "bfloat16", "float16", "float32"),
     "model.attn_implementation": ("auto", "sdpa", "eager", "flex_attention", "flash_attention_2"),
     "dataset.format": ("auto", "json", "jsonl", "csv", "parquet"),
-    "dataset.schema": ("messages", "sharegpt", "instruction", "qa", "patient_doctor"),
+    "dataset.schema": ("messages", "sharegpt", "instruction", "qa", "patient_doctor", "preference"),
     "dataset.prompt_format": ("chat_template", "plain"),
     "lora.targets": ("qv", "attention", "all_linear", "all_linear_lm_head"),
     "lora.bias": ("none", "all", "lora_only"),
@@ -246,6 +273,7 @@ CHOICES = {
     "trainer.activation_offloading": ("auto", "true", "false"),
     "tracker.backend": ("wandb", "tensorboard", "none"),
     "tracker.mode": ("auto", "online", "offline"),
+    "stage.name": ("sft", "dpo", "orpo"),
 }
 
 
@@ -313,6 +341,7 @@ def validate(cfg: Any) -> None:
     _validate_best_and_early(cfg.trainer)
     if cfg.trainer.eval_strategy != "no" and cfg.dataset.eval_size == 0:
         raise ConfigError("trainer.eval_strategy needs eval rows: set dataset.eval_size > 0 or trainer.eval_strategy=no")
+    validate_stage(cfg)
 
 
 def _validate_best_and_early(t) -> None:
@@ -356,3 +385,31 @@ def _validate_sources(d) -> None:
             raise ConfigError(f"{key}.n must be > 0, got {s.n}")
     if any(weighted) and not all(weighted):
         raise ConfigError("dataset.sources: give every source a weight, or none (use n for row counts)")
+
+
+def validate_stage(cfg: Any) -> None:
+    """stage.* against the dataset and each other: preference stages need preference pairs, and vice versa."""
+    stage = cfg.stage
+    preference = stage.name in ("dpo", "orpo")
+    if preference and cfg.dataset.schema != "preference":
+        raise ConfigError(f"stage={stage.name} trains on preference pairs: set dataset.schema=preference "
+                          f"(got {cfg.dataset.schema!r}); make pairs with `python -m medchat.make_pairs`")
+    if not preference and cfg.dataset.schema == "preference":
+        raise ConfigError("dataset.schema=preference holds pairs for stage=dpo or stage=orpo, not stage=sft")
+    if cfg.dataset.sources and (preference or any(s.schema == "preference" for s in cfg.dataset.sources)):
+        raise ConfigError("dataset.sources mixes SFT conversations; preference pairs come from one dataset.path")
+    if stage.init_from is not None and stage.name != "dpo":
+        raise ConfigError(f"stage.init_from is for stage=dpo (continuing an SFT run); stage={stage.name} "
+                          "starts from the base model: remove stage.init_from")
+    if stage.beta <= 0:
+        raise ConfigError(f"stage.beta must be > 0, got {stage.beta}")
+    if stage.name == "dpo":
+        unknown = [t for t in stage.loss_type if t not in DPO_LOSS_TYPES]
+        if not stage.loss_type or unknown:
+            raise ConfigError(f"stage.loss_type: unknown {', '.join(unknown) or '(empty)'}; "
+                              f"TRL's DPO losses are {', '.join(DPO_LOSS_TYPES)}")
+        if stage.loss_weights is not None and len(stage.loss_weights) != len(stage.loss_type):
+            raise ConfigError(f"stage.loss_weights has {len(stage.loss_weights)} weights for "
+                              f"{len(stage.loss_type)} stage.loss_type entries")
+        if stage.ld_alpha is not None and not 0.0 <= stage.ld_alpha <= 1.0:
+            raise ConfigError(f"stage.ld_alpha must be in [0, 1] or null, got {stage.ld_alpha}")

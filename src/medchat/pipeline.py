@@ -7,28 +7,18 @@ sweeps, reports and export: see README "Run dir".
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from medchat import data, modeling, perf, provenance, rundir, training
+from medchat import data, modeling, perf, runrecord, training
 from medchat.config import validate
 from medchat.data.cache import tokenized
-from medchat.tracking import Tracker, is_main_process
 
 log = logging.getLogger(__name__)
 
 
-def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def _hydra_overrides() -> list[str]:
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def _run_dir() -> Path:
@@ -37,25 +27,20 @@ def _run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def _wait_for_all_ranks() -> None:
-    if perf.world_size() > 1:
-        from accelerate import PartialState
-
-        PartialState().wait_for_everyone()
-
-
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     """Train a LoRA adapter as `cfg` says; return the final metrics (also in RUN/metrics.json)."""
     run_dir = Path(run_dir) if run_dir is not None else _run_dir()
-    main = is_main_process()
 
     # 1. Everything checkable without weights.
     validate(cfg)
     perf.check_processes_vs_gpus()  # before the distributed setup in sft_config, where two ranks on one GPU hang
     modeling.check_quantization(cfg.quant, cfg.model)
+    if cfg.stage.name != "sft":  # DPO / ORPO: the same run dir, tracking and resume, another trainer
+        from medchat.stages import train_stage
+
+        return train_stage(cfg, run_dir)
     args = training.sft_config(cfg, run_dir)  # also rejects precision the machine cannot do
-    rundir.claim(run_dir, resume=cfg.trainer.resume)
-    _wait_for_all_ranks()  # every rank has checked the run dir before the main one writes its status
+    runrecord.claim(run_dir, resume=cfg.trainer.resume)
     split = data.load_split(cfg.dataset)
     path = modeling.model_path(cfg.model)
     target_modules = modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, path))
@@ -64,48 +49,16 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
                                                    run_dir, use_cache=cfg.dataset.cache_tokenized,
                                                    num_proc=cfg.dataset.num_proc)
 
-    # 2. The run dir records what is about to happen before the first step.
-    run_dir.mkdir(parents=True, exist_ok=True)
-    plain_cfg = OmegaConf.to_container(cfg, resolve=True)
-    if main:
-        rundir.write_status(run_dir, "running")
-        # what evaluate.py, chat and export read (also when train() is called without Hydra's .hydra/)
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-        _write_json(run_dir / "split.json", split.manifest())
-        with open(run_dir / "eval.jsonl", "w") as f:
-            for r in split.eval:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        _write_json(run_dir / "provenance.json", provenance.collect(split.fingerprint, split.source))
-    tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides(), extra={"data": split.counts})
-    try:
+    # 2. The run dir records what is about to happen before the first step (medchat.runrecord).
+    def fit(tracker) -> dict:
         metrics = _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker)
-    except BaseException as e:
-        if main:
-            rundir.write_status(run_dir, "failed", reason=f"{type(e).__name__}: {e}"[:2000])
-        tracker.finish(failed=True)
-        raise
-    tracker.log_summary(metrics)
-    if main:
-        tracker.log_model(run_dir / "adapter")
-    metrics["tracker"] = tracker.description
-    metrics["tokenized_cache"] = tokenized_cache
-    metrics["run_dir"] = str(run_dir)
-    if main:
-        _write_json(run_dir / "metrics.json", metrics)
-        rundir.write_status(run_dir, "done")
-    tracker.finish()
-    return metrics
+        return {**metrics, "tokenized_cache": tokenized_cache}
 
-
-def _tokens_in_checkpoint(checkpoint: str | None) -> int:
-    if checkpoint is None:
-        return 0
-    return json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
+    return runrecord.record_run(cfg, run_dir, split, fit)
 
 
 def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker) -> dict:
     from transformers import set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     set_seed(cfg.trainer.seed)  # LoRA's A matrices are drawn from the global RNG when the adapter is created
     model = modeling.load_model(cfg.model, cfg.quant, path)
@@ -114,52 +67,4 @@ def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds,
 
     callbacks = generation_callbacks(cfg, tokenizer, split.eval, run_dir)  # [] unless eval.every_steps is set
     trainer = training.build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args, callbacks=callbacks)
-
-    checkpoint = None
-    if cfg.trainer.resume:
-        ckpt_dir = Path(args.output_dir)
-        checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-        log.info("resuming from %s", checkpoint or "scratch (no checkpoint yet)")
-    before = training.evaluate_before_training(trainer) if eval_ds is not None and not checkpoint else {}
-    if before and is_main_process():
-        _write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"]})
-    tokens_at_start = _tokens_in_checkpoint(checkpoint)
-    out = training.train(trainer, cfg, resume_from_checkpoint=checkpoint)
-    after = trainer.evaluate() if eval_ds is not None else {}
-
-    training.save_adapter(trainer, tokenizer, run_dir / "adapter")
-
-    trainable, total = model.get_nb_trainable_parameters()
-    eval_before = before.get("eval_before_loss")
-    if eval_before is None and checkpoint:  # resumed: keep the first session's number
-        previous = run_dir / "metrics_before.json"
-        eval_before = json.loads(previous.read_text()).get("eval_loss_before") if previous.exists() else None
-    metrics = {
-        "eval_loss_before": eval_before,
-        "eval_loss_after": after.get("eval_loss"),
-        "perplexity_before": training.perplexity(eval_before),
-        "perplexity_after": training.perplexity(after.get("eval_loss")),
-        "train_loss": out.metrics.get("train_loss"),
-        "train_runtime_s": out.metrics.get("train_runtime"),
-        # real (non-pad) tokens this session, over its wall time
-        "train_tokens_per_second": (trainer.state.num_input_tokens_seen - tokens_at_start)
-        / out.metrics["train_runtime"],
-        "global_step": trainer.state.global_step,
-        "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
-        "peak_memory_gib": training.peak_memory_gib(),
-        "trainable_parameters": trainable,
-        "total_parameters": total,
-        "target_modules": target_modules,
-        "data": split.counts,
-        "resumed_from": checkpoint,
-        **training.best_and_early(trainer, cfg),
-        "world_size": perf.world_size(),
-        "speed": {
-            "attn_implementation": model.config._attn_implementation,
-            "use_liger_kernel": bool(args.use_liger_kernel),
-            "optim": args.optim if isinstance(args.optim, str) else args.optim.value,
-            "gradient_checkpointing": bool(args.gradient_checkpointing),
-            "checkpoint_every_n_layers": (args.gradient_checkpointing_kwargs or {}).get("every_n_layers", 1),
-        },
-    }
-    return metrics
+    return training.fit(trainer, cfg, run_dir, model, tokenizer, eval_ds is not None, split, target_modules)

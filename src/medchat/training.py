@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 import math
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from medchat import perf
+from medchat import perf, runrecord
 from medchat.modeling import has_cuda, local_rank, precision_flags
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,9 @@ def report_to(backend: str) -> list[str]:
     return {"wandb": ["wandb"], "tensorboard": ["tensorboard"], "none": []}[backend]
 
 
-def sft_config(cfg, run_dir: Path):
-    """cfg.trainer (+ tracker) -> trl.SFTConfig. Keys pass through under their SFTConfig names."""
-    from trl import SFTConfig
-
+def training_arguments(cfg, run_dir: Path, config_class) -> dict:
+    """cfg.trainer (+ tracker) -> the TrainingArguments keys every stage's TRL config shares (SFTConfig,
+    DPOConfig, ORPOConfig), under their TRL names."""
     t = cfg.trainer
     eval_on = t.eval_strategy != "no"
     choices = speed_choices(cfg)
@@ -82,11 +82,11 @@ def sft_config(cfg, run_dir: Path):
     log.info("speed choices: optim=%s liger=%s checkpointing: %s", choices["optim"], choices["use_liger_kernel"],
              plan.reason)
     kwargs = {}
-    if "train_sampling_strategy" in inspect.signature(SFTConfig).parameters:
+    if "train_sampling_strategy" in inspect.signature(config_class).parameters:
         kwargs["train_sampling_strategy"] = t.train_sampling_strategy
     elif t.train_sampling_strategy == "group_by_length":  # transformers before train_sampling_strategy existed
         kwargs["group_by_length"] = True
-    return SFTConfig(
+    return dict(
         output_dir=str(run_dir / "checkpoints"),
         run_name=cfg.tracker.name or run_dir.name,
         num_train_epochs=float(t.num_train_epochs),
@@ -112,8 +112,6 @@ def sft_config(cfg, run_dir: Path):
         gradient_checkpointing=plan.enabled,
         gradient_checkpointing_kwargs=plan.kwargs(),
         use_liger_kernel=choices["use_liger_kernel"],
-        packing=t.packing,
-        packing_strategy="bfd",  # padding-free: position_ids restart per example, so attention stays per document
         max_length=t.max_length,
         seed=t.seed,
         data_seed=t.seed,
@@ -128,6 +126,17 @@ def sft_config(cfg, run_dir: Path):
         metric_for_best_model=t.metric_for_best_model if (t.load_best_model_at_end or t.early_stopping_patience)
         else None,
         **kwargs,
+    )
+
+
+def sft_config(cfg, run_dir: Path):
+    """cfg.trainer (+ tracker) -> trl.SFTConfig. Keys pass through under their SFTConfig names."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **training_arguments(cfg, run_dir, SFTConfig),
+        packing=cfg.trainer.packing,
+        packing_strategy="bfd",  # padding-free: position_ids restart per example, so attention stays per document
     )
 
 
@@ -167,6 +176,12 @@ def build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
 
     trainer.medchat_speed = apply_speed(trainer, cfg)
     # --- end issue 13 wiring ---
+    add_callbacks(trainer, cfg)
+    return trainer
+
+
+def add_callbacks(trainer, cfg) -> None:
+    """The callbacks every stage's trainer gets from cfg.trainer: the testing crash, early stopping."""
     if cfg.trainer.fail_at_step:
         trainer.add_callback(FailAtStep(cfg.trainer.fail_at_step))
     if cfg.trainer.early_stopping_patience:
@@ -174,7 +189,6 @@ def build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
 
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.trainer.early_stopping_patience,
                                                    early_stopping_threshold=cfg.trainer.early_stopping_threshold))
-    return trainer
 
 
 def best_and_early(trainer, cfg) -> dict:
@@ -193,6 +207,70 @@ def best_and_early(trainer, cfg) -> dict:
         "stopped_early": bool(t.early_stopping_patience) and state.global_step < planned,
         "planned_steps": planned,
     }
+
+
+def tokens_in_checkpoint(checkpoint: str | None) -> int:
+    if checkpoint is None:
+        return 0
+    return json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
+
+
+def fit(trainer, cfg, run_dir: Path, model, tokenizer, has_eval: bool, split, target_modules, summarise=None) -> dict:
+    """Any stage's built trainer: resume from the run dir's last checkpoint if asked, evaluate before and after,
+    train, save the adapter -> the metrics every stage reports (plus summarise(before, after), the stage's own)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    args = trainer.args
+    checkpoint = None
+    if cfg.trainer.resume:
+        ckpt_dir = Path(trainer.args.output_dir)
+        checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        log.info("resuming from %s", checkpoint or "scratch (no checkpoint yet)")
+    before = evaluate_before_training(trainer) if has_eval and not checkpoint else {}
+    if before and trainer.is_world_process_zero():
+        runrecord.write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"], **before})
+    tokens_at_start = tokens_in_checkpoint(checkpoint)
+    out = train(trainer, cfg, resume_from_checkpoint=checkpoint)
+    after = trainer.evaluate() if has_eval else {}
+
+    save_adapter(trainer, tokenizer, run_dir / "adapter")
+
+    trainable, total = model.get_nb_trainable_parameters()
+    if not before and checkpoint:  # resumed: keep the first session's numbers
+        previous = run_dir / "metrics_before.json"
+        before = json.loads(previous.read_text()) if previous.exists() else {}
+    eval_before = before.get("eval_before_loss")
+    metrics = {
+        "eval_loss_before": eval_before,
+        "eval_loss_after": after.get("eval_loss"),
+        "perplexity_before": perplexity(eval_before),
+        "perplexity_after": perplexity(after.get("eval_loss")),
+        "train_loss": out.metrics.get("train_loss"),
+        "train_runtime_s": out.metrics.get("train_runtime"),
+        # real (non-pad) tokens this session, over its wall time
+        "train_tokens_per_second": (trainer.state.num_input_tokens_seen - tokens_at_start)
+        / out.metrics["train_runtime"] if args.include_num_input_tokens_seen not in ("no", False) else None,
+        "global_step": trainer.state.global_step,
+        "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
+        "peak_memory_gib": peak_memory_gib(),
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "target_modules": target_modules,
+        "data": split.counts,
+        "resumed_from": checkpoint,
+        **best_and_early(trainer, cfg),
+        "world_size": perf.world_size(),
+        "speed": {
+            "attn_implementation": model.config._attn_implementation,
+            "use_liger_kernel": bool(args.use_liger_kernel),
+            "optim": args.optim if isinstance(args.optim, str) else args.optim.value,
+            "gradient_checkpointing": bool(args.gradient_checkpointing),
+            "checkpoint_every_n_layers": (args.gradient_checkpointing_kwargs or {}).get("every_n_layers", 1),
+        },
+    }
+    if summarise is not None:
+        metrics.update(summarise(before, after))
+    return metrics
 
 
 def evaluate_before_training(trainer) -> dict:
