@@ -181,3 +181,25 @@ def test_dpo_resume_after_a_crash_ends_where_an_uninterrupted_run_does(trained_r
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_sweep_report_groups_runs_by_stage_with_their_reward_metrics(tmp_path):
+    from medchat.report import build
+
+    runs = {"0": ("sft", None, 1.5), "1": ("dpo", 0.75, 0.61), "2": ("dpo", 0.25, 0.66), "3": ("orpo", 0.5, 7.1)}
+    for name, (stage, accuracy, loss) in runs.items():
+        run = tmp_path / name
+        run.mkdir()
+        (run / "status").write_text(json.dumps({"state": "done"}))
+        metrics = {"eval_loss_after": loss, "reward_accuracy_after": accuracy, "reward_margin_after": accuracy}
+        if stage != "sft":  # an SFT run's metrics.json names no stage: the report reads its config
+            metrics["stage"] = stage
+        (run / "metrics.json").write_text(json.dumps(metrics))
+        (run / "config.yaml").write_text(f"stage:\n  name: {stage}\n")
+    out = build(tmp_path)
+    table = (out / "ablation.md").read_text()
+    assert "| stage | n |" in table and "held-out reward accuracy ↑" in table
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| stage")}
+    assert set(rows) == {"sft", "dpo", "orpo"}
+    assert "| 2/2 |" in rows["dpo"] and "0.5000 ± 0.3536" in rows["dpo"]  # mean +- std of 0.75 and 0.25
