@@ -14,14 +14,16 @@ from conftest import CONF, compose
 from medchat import config as schema
 from medchat import modeling, training
 
-GROUPS = ["model", "dataset", "lora", "quant", "trainer", "tracker", "experiment", "debug"]
+GROUPS = ["model", "dataset", "lora", "quant", "trainer", "tracker", "experiment", "debug", "stage"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 # Linear layers of every Llama/Mistral/Qwen2 decoder the presets name.
 LLAMA_LINEAR = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"}
 
 
 def build_all(cfg, tmp_path):
-    args = training.sft_config(cfg, tmp_path)
+    from medchat.stages.preference import preference_config
+
+    args = training.sft_config(cfg, tmp_path) if cfg.stage.name == "sft" else preference_config(cfg, tmp_path)
     targets = modeling.resolve_target_modules(cfg.lora, LLAMA_LINEAR)
     lora = modeling.lora_config(cfg.lora, targets)
     bnb = modeling.quantization_config(cfg.quant, cfg.model)
@@ -30,10 +32,20 @@ def build_all(cfg, tmp_path):
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_builds_real_configs(group, option, tmp_path):
-    cfg = compose(f"{group}={option}", "dataset.path=rows.jsonl")
+    # preference pairs and the preference stages only come together (validate refuses either alone)
+    pairing = {("dataset", "preference"): ["stage=dpo"], ("stage", "dpo"): ["dataset=preference"],
+               ("stage", "orpo"): ["dataset=preference"]}
+    cfg = compose(f"{group}={option}", "dataset.path=rows.jsonl", *pairing.get((group, option), []))
     schema.validate(cfg)
     args, lora, bnb = build_all(cfg, tmp_path)
-    assert isinstance(args, trl.SFTConfig)
+    if cfg.stage.name == "sft":
+        assert isinstance(args, trl.SFTConfig)
+    else:
+        from trl.experimental.orpo import ORPOConfig
+
+        assert isinstance(args, trl.DPOConfig if cfg.stage.name == "dpo" else ORPOConfig)
+        assert args.beta == cfg.stage.beta
+        assert cfg.stage.name == "orpo" or args.loss_type == list(cfg.stage.loss_type)
     assert args.learning_rate == cfg.trainer.learning_rate
     assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}
     assert isinstance(lora, peft.LoraConfig) and lora.r == cfg.lora.r and lora.lora_alpha == cfg.lora.lora_alpha

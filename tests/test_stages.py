@@ -158,12 +158,19 @@ def test_dpo_refuses_an_sft_run_on_another_base(trained_run, pairs, tmp_path):
         train(compose("stage=dpo", f"stage.init_from={unfinished}", *_pref(pairs)), tmp_path / "run2")
 
 
-def test_orpo_from_the_base_lowers_its_loss(pairs, tmp_path):
-    metrics = train(compose("stage=orpo", *_pref(pairs), "trainer.max_steps=8", "trainer.learning_rate=3e-3",
-                            "trainer.eval_steps=8"), tmp_path / "orpo")
+def test_orpo_from_the_base_lowers_its_loss_and_logs_rewards_to_wandb(pairs, tmp_path):
+    from medchat.tracking import wandb_history
+
+    overrides = [o for o in _pref(pairs) if o != "tracker=none"]
+    run = tmp_path / "orpo"
+    metrics = train(compose("stage=orpo", *overrides, "tracker=wandb", "trainer.max_steps=8",
+                            "trainer.learning_rate=3e-3", "trainer.eval_steps=8"), run)
     assert metrics["stage"] == "orpo" and metrics["init_from"] is None
     assert metrics["eval_loss_after"] < metrics["eval_loss_before"] - 0.3, metrics
     assert metrics["reward_accuracy_before"] is not None and metrics["reward_accuracy_after"] is not None
+    history = wandb_history(run)
+    assert any("eval/rewards/accuracies" in row for row in history)
+    assert any("train/rewards/margins" in row for row in history)
 
 
 def test_dpo_resume_after_a_crash_ends_where_an_uninterrupted_run_does(trained_run, pairs, tmp_path):

@@ -111,7 +111,8 @@ def reward_summary(before: dict, after: dict) -> dict:
 
 
 def _adapter_targets(adapter: Path) -> list[str]:
-    return sorted(json.loads((adapter / "adapter_config.json").read_text())["target_modules"])
+    targets = json.loads((adapter / "adapter_config.json").read_text())["target_modules"]
+    return [targets] if isinstance(targets, str) else sorted(targets)  # PEFT saves a list, or one regex
 
 
 def train(cfg, run_dir: Path) -> dict:
