@@ -114,3 +114,12 @@ def prompt_ids(tokenizer, messages: list[dict], prompt_format: str) -> list[int]
         text = "".join(t for t, _ in _plain_prompt(messages))
         return _bos(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
     return _chat_ids(tokenizer, messages, generation_prompt=True)
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The ids that end the doctor's turn: the tokenizer's EOS plus any the model's generation_config lists
+    (e.g. Llama-3's <|eot_id|>). What every generation path stops on."""
+    ids = [tokenizer.eos_token_id]
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids += configured if isinstance(configured, (list, tuple)) else [configured]
+    return sorted({i for i in ids if i is not None})

@@ -1,7 +1,8 @@
 """One training run, top to bottom: `train(cfg)` is what `train.py` calls and what tests call.
 
 Everything that can fail on bad input (config values, data files, columns, LoRA targets, quantization)
-is checked before the model's weights are loaded. The run dir is the run's contract with evaluation,
+is checked before the model's weights are loaded. Every `auto` and hardware-dependent choice is resolved
+once, into the run plan (medchat.plan), which is logged, saved as RUN/plan.json and handed to the builders. The run dir is the run's contract with evaluation,
 sweeps, reports and export: see README "Run dir".
 """
 
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from medchat import data, modeling, perf, provenance, rundir, training
+from medchat import data, modeling, provenance, rundir, training
+from medchat import plan as run_plan
 from medchat.config import validate
 from medchat.formatting import tokenize_conversation
 from medchat.tracking import Tracker, is_main_process
@@ -44,8 +46,8 @@ def _run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def _wait_for_all_ranks() -> None:
-    if perf.world_size() > 1:
+def _wait_for_all_ranks(world_size: int) -> None:
+    if world_size > 1:
         from accelerate import PartialState
 
         PartialState().wait_for_everyone()
@@ -58,14 +60,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     # 1. Everything checkable without weights.
     validate(cfg)
-    perf.check_processes_vs_gpus()  # before the distributed setup in sft_config, where two ranks on one GPU hang
-    modeling.check_quantization(cfg.quant, cfg.model)
-    args = training.sft_config(cfg, run_dir)  # also rejects precision the machine cannot do
+    plan = run_plan.resolve(cfg)  # also rejects what the machine cannot do (precision, Liger, quantization)
+    log.info("%s", plan.describe())
+    args = training.sft_config(cfg, run_dir, plan)
     rundir.claim(run_dir, resume=cfg.trainer.resume)
-    _wait_for_all_ranks()  # every rank has checked the run dir before the main one writes its status
+    _wait_for_all_ranks(plan.world_size)  # every rank has checked the run dir before the main one writes its status
     split = data.load_split(cfg.dataset)
-    path = modeling.model_path(cfg.model)
-    target_modules = modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, path))
     tokenizer = modeling.load_tokenizer(cfg.model)
     train_ds = tokenize(split.train, tokenizer, cfg.dataset.prompt_format)
     eval_ds = tokenize(split.eval, tokenizer, cfg.dataset.prompt_format) if split.eval else None
@@ -77,6 +77,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         rundir.write_status(run_dir, "running")
         # what evaluate.py, chat and export read (also when train() is called without Hydra's .hydra/)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        plan.save(run_dir)
         _write_json(run_dir / "split.json", split.manifest())
         with open(run_dir / "eval.jsonl", "w") as f:
             for r in split.eval:
@@ -84,7 +85,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         _write_json(run_dir / "provenance.json", provenance.collect(split.fingerprint, split.source))
     tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides())
     try:
-        metrics = _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker)
+        metrics = _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split)
     except BaseException as e:
         if main:
             rundir.write_status(run_dir, "failed", reason=f"{type(e).__name__}: {e}"[:2000])
@@ -106,17 +107,18 @@ def _tokens_in_checkpoint(checkpoint: str | None) -> int:
     return json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
 
 
-def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker) -> dict:
+def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split) -> dict:
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     set_seed(cfg.trainer.seed)  # LoRA's A matrices are drawn from the global RNG when the adapter is created
-    model = modeling.load_model(cfg.model, cfg.quant, path)
-    model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, target_modules))
+    model = modeling.load_model(plan.model)
+    model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, plan.target_modules))
     from medchat.evaluation.callback import generation_callbacks
 
-    callbacks = generation_callbacks(cfg, tokenizer, split.eval, run_dir)  # [] unless eval.every_steps is set
-    trainer = training.build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args, callbacks=callbacks)
+    # [] unless eval.every_steps is set; generates with the plan's generation attention
+    callbacks = generation_callbacks(cfg, tokenizer, split.eval, run_dir, plan.model.generation_attention)
+    trainer = training.build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=callbacks)
 
     checkpoint = None
     if cfg.trainer.resume:
@@ -127,7 +129,7 @@ def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds,
     if before and is_main_process():
         _write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"]})
     tokens_at_start = _tokens_in_checkpoint(checkpoint)
-    out = training.train(trainer, cfg, resume_from_checkpoint=checkpoint)
+    out = training.run_trainer(trainer, cfg, resume_from_checkpoint=checkpoint)
     after = trainer.evaluate() if eval_ds is not None else {}
 
     training.save_adapter(trainer, tokenizer, run_dir / "adapter")
@@ -149,14 +151,14 @@ def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds,
         / out.metrics["train_runtime"],
         "global_step": trainer.state.global_step,
         "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
-        "peak_memory_gib": training.peak_memory_gib(),
+        "peak_memory_gib": training.peak_memory_gib(plan.model.cuda),
         "trainable_parameters": trainable,
         "total_parameters": total,
-        "target_modules": target_modules,
+        "target_modules": list(plan.target_modules),
         "data": split.counts,
         "resumed_from": checkpoint,
-        "world_size": perf.world_size(),
-        "speed": {
+        "world_size": plan.world_size,
+        "speed": {  # what the trainer really ran with (plan.json says what was planned)
             "attn_implementation": model.config._attn_implementation,
             "use_liger_kernel": bool(args.use_liger_kernel),
             "optim": args.optim if isinstance(args.optim, str) else args.optim.value,

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from medchat.formatting import stop_token_ids
+
 log = logging.getLogger(__name__)
 
 
@@ -35,13 +37,6 @@ class GenerationStats:
         return self.new_tokens / self.seconds if self.seconds else 0.0
 
 
-def stop_ids(model, tokenizer) -> list[int]:
-    ids = [tokenizer.eos_token_id]
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids += configured if isinstance(configured, (list, tuple)) else [configured]
-    return sorted({i for i in ids if i is not None})
-
-
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
@@ -53,17 +48,18 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
 
 
 def generation_config(model, tokenizer, max_new_tokens: int, do_sample: bool = False, temperature: float = 0.7,
-                      top_p: float = 0.9, cache_implementation: str | None = None):
+                      top_p: float = 0.9, cache_implementation: str | None = None, repetition_penalty: float = 1.0):
     """A fresh GenerationConfig: the model's own defaults (e.g. an instruct model's do_sample=True) do not leak in."""
     from transformers import GenerationConfig
 
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id in stop_ids(model, tokenizer):
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id in stop_token_ids(model, tokenizer):
         raise ValueError("generation needs a pad token distinct from EOS (medchat.modeling.load_tokenizer sets one)")
     sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample else {}
     return GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=do_sample,
-        eos_token_id=stop_ids(model, tokenizer),
+        repetition_penalty=repetition_penalty,
+        eos_token_id=stop_token_ids(model, tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         use_cache=True,
         cache_implementation=cache_implementation if cache_implementation != "dynamic" else None,
@@ -85,9 +81,11 @@ def _cut(row: list[int], stops: set[int], pad_id: int) -> tuple[list[int], bool,
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, max_new_tokens: int = 256,
              do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
-             cache_implementation: str | None = None, stats: GenerationStats | None = None) -> list[Generation]:
+             cache_implementation: str | None = None, stats: GenerationStats | None = None,
+             repetition_penalty: float = 1.0) -> list[Generation]:
     """One Generation per prompt (token id lists), in the prompts' order."""
-    config = generation_config(model, tokenizer, max_new_tokens, do_sample, temperature, top_p, cache_implementation)
+    config = generation_config(model, tokenizer, max_new_tokens, do_sample, temperature, top_p, cache_implementation,
+                               repetition_penalty)
     stops = set(config.eos_token_id)
     device = next(model.parameters()).device
     was_training = model.training
