@@ -32,7 +32,8 @@ DISCLAIMER = (
 QUANT_MODES = CHOICES["quant.mode"]
 
 
-def chat_settings(max_new_tokens: int, temperature: float, top_p: float, repetition_penalty: float) -> GenerationSettings:
+def chat_settings(max_new_tokens: int, temperature: float, top_p: float,
+                  repetition_penalty: float) -> GenerationSettings:
     """Chat's and the app's knobs (temperature 0 = greedy) -> checked GenerationSettings."""
     settings = GenerationSettings(max_new_tokens=int(max_new_tokens), do_sample=float(temperature) > 0,
                                   temperature=float(temperature), top_p=float(top_p),

@@ -2,8 +2,9 @@
 
 Everything that can fail on bad input (config values, data files, columns, LoRA targets, quantization)
 is checked before the model's weights are loaded. Every `auto` and hardware-dependent choice is resolved
-once, into the run plan (medchat.plan), which is logged, saved as RUN/plan.json and handed to the builders. The run dir is the run's contract with evaluation,
-sweeps, reports and export: see README "Run dir".
+once, into the run plan (medchat.plan), which is logged, saved as RUN/plan.json and handed to the builders.
+The run dir is the run's contract with evaluation, sweeps, reports and export (which open it through
+medchat.runs): see README "Run dir".
 """
 
 from __future__ import annotations

@@ -218,14 +218,14 @@ def checkpoint_plan(cfg, hw: Hardware, arch: memory.Arch, attention: str, liger:
                                      layers=arch.layers, estimate=estimate, budget_bytes=budget)
 
 
-def resolve(cfg, hw: Hardware | None = None) -> RunPlan:
-    """The run plan of `cfg` on `hw` (default: this machine). Reads the model's config and instantiates it on
-    the meta device (for its linear module names); no weights are read. Raises ConfigError for a choice the
-    machine cannot honour."""
+def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
+    """The run plan of `cfg` on `hw` (default: this machine). Reads the model's config (unless given as
+    `config`) and instantiates it on the meta device (for its linear module names); no weights are read.
+    Raises ConfigError for a choice the machine cannot honour."""
     hw = hw or hardware.detect()
     launch_checks.check_processes_vs_gpus(hw)  # before the distributed setup, where two ranks on one GPU hang
     path = modeling.model_path(cfg.model)
-    config = modeling.model_config(cfg.model, path)
+    config = config if config is not None else modeling.model_config(cfg.model, path)
     model = model_plan(cfg.model, cfg.quant, hw, path, config=config)
     targets = tuple(modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, config)))
     liger = choose_liger(cfg.trainer.use_liger_kernel, hw)
@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     from medchat.rundir import register_resolvers
 
     argv = sys.argv[1:] if argv is None else argv
-    conf = next((p / "conf" for p in (Path.cwd(), Path(__file__).resolve().parents[2]) if (p / "conf" / "config.yaml").is_file()), None)
+    roots = (Path.cwd(), Path(__file__).resolve().parents[2])  # here, or the checkout of an editable install
+    conf = next((r / "conf" for r in roots if (r / "conf" / "config.yaml").is_file()), None)
     if conf is None:
         sys.exit("medchat.plan: error: no conf/config.yaml here or in the medchat checkout: run it from the repository")
     register_configs()
