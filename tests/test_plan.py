@@ -29,7 +29,8 @@ def no_weights(monkeypatch):
 
 
 def test_a_gpu_shaped_machine_gets_the_gpu_plan(no_weights):
-    cfg = compose("trainer.gradient_checkpointing=auto", "trainer.use_liger_kernel=auto")
+    cfg = compose("model.dtype=auto", "model.attn_implementation=auto", "trainer.precision=auto", "trainer.gradient_checkpointing=auto",
+                  "trainer.use_liger_kernel=auto", "trainer.optim=auto")
     p = plan.resolve(cfg, H100)
     m = p.model
     assert (m.dtype, p.precision, p.use_cpu, m.device, p.optim) == ("bfloat16", "bf16", False, 0, "adamw_torch_fused")
@@ -72,9 +73,18 @@ def test_training_saves_the_plan_it_ran_with(trained_run):
     assert plan.resolve(runs.read_config(trained_run), detect()).to_dict() == saved
 
 
-def test_generation_on_a_gpu_shaped_plan_uses_the_generation_attention(trained_run, monkeypatch):
+def test_generation_on_a_gpu_shaped_plan_uses_the_generation_attention(trained_run, monkeypatch, tmp_path):
     """Chat, the app and evaluate.py build their model through medchat.runs: on a GPU whose training attention
     is flex_attention, generation still loads sdpa, with the KV cache on."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    run_dir = tmp_path / "run"  # the tiny preset pins sdpa and float32: this copy leaves both to `auto`
+    shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("checkpoints"))
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg.model.attn_implementation, cfg.model.dtype = "auto", "auto"
+    OmegaConf.save(cfg, run_dir / "config.yaml")
     seen = {}
 
     class Loaded(Exception):
@@ -85,7 +95,7 @@ def test_generation_on_a_gpu_shaped_plan_uses_the_generation_attention(trained_r
         raise Loaded
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
-    run = runs.open_run(trained_run)
+    run = runs.open_run(run_dir)
     gpu = Hardware(cuda=True, gpus=1, bf16=True, gpu_memory_bytes=80 * 10**9)
     path = modeling.model_path(run.cfg.model)
     assert plan.model_plan(run.cfg.model, run.cfg.quant, gpu, path).train_attention == "flex_attention"
@@ -98,7 +108,8 @@ def test_generation_on_a_gpu_shaped_plan_uses_the_generation_attention(trained_r
     from medchat.evaluation.plan import make_plan
 
     monkeypatch.setattr("medchat.hardware.detect", lambda: gpu)
-    assert make_plan(compose_eval(f"run_dir={trained_run}")).model.generation_attention == "sdpa"
+    evaluation = make_plan(compose_eval(f"run_dir={run_dir}")).model
+    assert (evaluation.train_attention, evaluation.generation_attention) == ("flex_attention", "sdpa")
 
 
 def test_the_training_callback_generates_with_the_generation_attention(tiny_dir, tiny_tokenizer, monkeypatch, tmp_path):

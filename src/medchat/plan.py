@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
 
     argv = sys.argv[1:] if argv is None else argv
     roots = (Path.cwd(), Path(__file__).resolve().parents[2])  # here, or the checkout of an editable install
-    conf = next((r / "conf" for r in roots if (r / "conf" / "config.yaml").is_file()), None)
+    conf = next((r / "conf" for r in roots if (r / "conf/config.yaml").is_file()), None)
     if conf is None:
         sys.exit("medchat.plan: error: no conf/config.yaml here or in the medchat checkout: run it from the repository")
     register_configs()
