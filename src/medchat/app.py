@@ -35,7 +35,7 @@ class AppConfig:
     system_prompt: Optional[str] = None  # null: the run's; "": none
     quant: Optional[str] = None  # null: as trained
     base: Optional[str] = None
-    check_base: bool = True
+    check_base: bool = True  # false: skip the adapter's recorded base name (its shapes are still checked)
     max_context: Optional[int] = None
     # the sliders' starting values
     max_new_tokens: int = 256

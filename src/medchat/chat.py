@@ -29,7 +29,7 @@ class ChatConfig:
     system_prompt: Optional[str] = None  # null: the run's; "": none
     quant: Optional[str] = None  # null: as trained (nf4 | fp4 | int8 | none)
     base: Optional[str] = None  # null: the run's base model; a local copy of it, say
-    check_base: bool = True
+    check_base: bool = True  # false: skip the adapter's recorded base name (its shapes are still checked)
     max_context: Optional[int] = None  # null: the run's trainer.max_length
     max_new_tokens: int = 256
     temperature: float = 0.7

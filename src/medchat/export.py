@@ -36,7 +36,7 @@ class ExportConfig:
     out: Optional[str] = None  # null: RUN/export/adapter or RUN/export/merged
     dtype: str = "auto"  # of the merged weights: auto (bf16 where supported, else fp16) | bfloat16 | float16 | float32
     base: Optional[str] = None  # null: the run's base model
-    check_base: bool = True
+    check_base: bool = True  # false: skip the adapter's recorded base name (its shapes are still checked)
     overwrite: bool = False
     push: bool = False
     repo_id: Optional[str] = None  # you/name on the Hub
@@ -82,7 +82,7 @@ def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: s
     kind = "merged" if merge else "adapter"
     out = Path(out) if out else run_dir / "export" / kind
     dtype_name = export_dtype(dtype, detect()) if merge else "16-bit"
-    runs.check_base(run, base, check_name=check_base)  # before anything is written
+    runs.check_base(run, base, check_name=check_base, tokenizer=runs.run_tokenizer(run))  # before anything is written
     if out.is_file():
         raise FileExistsError(f"out={out} is a file; pass a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -92,7 +92,7 @@ def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: s
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     if merge:
-        model, tokenizer = runs.load_for_export(run, dtype_name, base, check_name=False)
+        model, tokenizer = runs.load_for_export(run, dtype_name, base, checked=True)
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
     else:

@@ -241,14 +241,15 @@ def load_for_generation(run: Run, quant: str | None = None, base: str | None = N
     return model, tokenizer
 
 
-def load_for_export(run: Run, dtype: str = "auto", base: str | None = None, check_name: bool = True, hw=None):
+def load_for_export(run: Run, dtype: str = "auto", base: str | None = None, check_name: bool = True, hw=None,
+                    checked: bool = False):
     """(merged transformers model, the run's tokenizer): the base reloaded unquantized in `dtype` (auto: bf16
-    where supported, else fp16), the adapter folded in."""
+    where supported, else fp16), the adapter folded in. checked=True: the caller already ran check_base."""
     from medchat.config import QuantConfig
 
     hw = hw or hardware.detect()
     tokenizer = run_tokenizer(run)
-    path = check_base(run, base, check_name, tokenizer)
+    path = base_path(run, base) if checked else check_base(run, base, check_name, tokenizer)
     model_cfg = OmegaConf.merge(run.cfg.model, {"dtype": run_plan.export_dtype(dtype, hw)})
     plan = generation_plan(model_cfg, OmegaConf.structured(QuantConfig(mode="none")), path, hw)
     if base:
