@@ -81,7 +81,7 @@ def load_tokenizer(plan: Plan):
     return modeling.load_tokenizer(plan.model_cfg, path=plan.tokenizer_source)
 
 
-def models(plan: Plan, merge: bool, compare_base: bool):
+def load_models(plan: Plan, merge: bool, compare_base: bool):
     """Yield (label, model): "base" first when asked for (or alone for a preset), then "adapter". With `merge`
     the adapter is folded into the base after its quantized weights are dequantized to the model dtype: the
     same function the run trained, without the 4-bit kernels' per-token cost at generation time."""

@@ -19,7 +19,7 @@ from medchat.evaluation import heldout, outputs
 from medchat.evaluation.generation import GenerationStats, generate
 from medchat.evaluation.metrics import text_metrics
 from medchat.evaluation.perplexity import doctor_nll, perplexity, row_perplexity
-from medchat.evaluation.plan import Plan, load_tokenizer, make_plan, models
+from medchat.evaluation.plan import Plan, load_models, load_tokenizer, make_plan
 from medchat.formatting import prompt_ids
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def run(cfg) -> Path:
     try:
         tokenizer = load_tokenizer(plan)
         results = {}
-        for label, model in models(plan, cfg.merge, cfg.compare_base):
+        for label, model in load_models(plan, cfg.merge, cfg.compare_base):
             log.info("scoring %s on %d rows", label, len(rows))
             results[label] = score_model(model, tokenizer, rows, cfg, plan)
         outputs.write_generation_outputs(
