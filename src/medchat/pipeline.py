@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from medchat import data, modeling, provenance, rundir, training
 from medchat import plan as run_plan
 from medchat.config import validate
-from medchat.formatting import tokenize_conversation
+from medchat.data.cache import tokenized
 from medchat.tracking import Tracker, is_main_process
 
 log = logging.getLogger(__name__)
@@ -26,13 +26,6 @@ log = logging.getLogger(__name__)
 
 def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def tokenize(records: list[dict], tokenizer, prompt_format: str):
-    import datasets
-
-    rows = [tokenize_conversation(tokenizer, r["messages"], prompt_format) for r in records]
-    return datasets.Dataset.from_list(rows)
 
 
 def _hydra_overrides() -> list[str]:
@@ -68,8 +61,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     _wait_for_all_ranks(plan.world_size)  # every rank has checked the run dir before the main one writes its status
     split = data.load_split(cfg.dataset)
     tokenizer = modeling.load_tokenizer(cfg.model)
-    train_ds = tokenize(split.train, tokenizer, cfg.dataset.prompt_format)
-    eval_ds = tokenize(split.eval, tokenizer, cfg.dataset.prompt_format) if split.eval else None
+    train_ds, eval_ds, tokenized_cache = tokenized(split, tokenizer, cfg.dataset.prompt_format, cfg.trainer.max_length,
+                                                   run_dir, use_cache=cfg.dataset.cache_tokenized,
+                                                   num_proc=cfg.dataset.num_proc)
 
     # 2. The run dir records what is about to happen before the first step.
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +78,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             for r in split.eval:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
         _write_json(run_dir / "provenance.json", provenance.collect(split.fingerprint, split.source))
-    tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides())
+    tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides(), extra={"data": split.counts})
     try:
         metrics = _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split)
     except BaseException as e:
@@ -93,7 +87,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         tracker.finish(failed=True)
         raise
     tracker.log_summary(metrics)
+    if main:
+        tracker.log_model(run_dir / "adapter")
     metrics["tracker"] = tracker.description
+    metrics["tokenized_cache"] = tokenized_cache
     metrics["run_dir"] = str(run_dir)
     if main:
         _write_json(run_dir / "metrics.json", metrics)
@@ -158,6 +155,7 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split) -> dict:
         "target_modules": list(plan.target_modules),
         "data": split.counts,
         "resumed_from": checkpoint,
+        **training.best_and_early(trainer, cfg),
         "world_size": plan.world_size,
         "speed": {  # what the trainer really ran with (plan.json says what was planned)
             "attn_implementation": model.config._attn_implementation,
@@ -165,6 +163,10 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split) -> dict:
             "optim": args.optim if isinstance(args.optim, str) else args.optim.value,
             "gradient_checkpointing": bool(args.gradient_checkpointing),
             "checkpoint_every_n_layers": (args.gradient_checkpointing_kwargs or {}).get("every_n_layers", 1),
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "activation_offloading": bool(args.activation_offloading),
+            **getattr(trainer, "medchat_speed", {}),  # fused LoRA projections, compiled layers
         },
     }
     return metrics

@@ -2,9 +2,12 @@
 
 `resolve(cfg, hw)` turns the config plus the machine (medchat.hardware.Hardware) into one frozen RunPlan:
 placement, dtype, precision flags, attention for training and for generation, Liger, optimizer, LoRA target
-modules, the checkpointing plan with its memory estimate, and the world size. `pipeline.train` logs it,
+modules, the checkpointing plan with its memory estimate, the world size, and issue 13's speed levers (fused
+LoRA, regional compile, the micro-batch / accumulation split and activation offloading from the memory
+budget: medchat.speed.apply). `pipeline.train` logs it,
 saves it as RUN/plan.json and hands it to the builders (modeling.load_model, training.sft_config), which
-consume it and decide nothing themselves. `model_plan()` answers the same questions for loading a model
+consume it and decide nothing themselves (training.build_trainer applies the fused LoRA and compile
+switches through medchat.speed.apply.apply). `model_plan()` answers the same questions for loading a model
 only (what medchat.runs uses to open a finished run for generation on this machine).
 
     python -m medchat.plan trainer=debug model=mistral7b     # what this config would do on this machine
@@ -27,6 +30,8 @@ from pathlib import Path
 from medchat import hardware, launch_checks, memory, modeling
 from medchat.config import ConfigError
 from medchat.hardware import Hardware
+from medchat.speed import apply as speed
+from medchat.speed.microbatch import MicroBatchPlan
 
 log = logging.getLogger(__name__)
 PLAN_FILE = "plan.json"
@@ -56,6 +61,22 @@ class ModelPlan:
 
 
 @dataclass(frozen=True)
+class BatchPlan:
+    """How the optimizer step's rows are split: the config's numbers, or the auto micro-batch plan's."""
+
+    per_device_train_batch_size: int
+    gradient_accumulation_steps: int
+    activation_offloading: bool
+    micro_batch: MicroBatchPlan | None = None  # the auto plan, when trainer.micro_batch=auto applied
+
+    @property
+    def reason(self) -> str:
+        how = self.micro_batch.reason if self.micro_batch else "the config's batch"
+        return f"{self.per_device_train_batch_size} rows x {self.gradient_accumulation_steps} accumulation" \
+               f"{', activations offloaded' if self.activation_offloading else ''} ({how})"
+
+
+@dataclass(frozen=True)
 class RunPlan:
     model: ModelPlan
     precision: str  # bf16 | fp16 | fp32
@@ -67,6 +88,9 @@ class RunPlan:
     world_size: int
     fsdp: bool
     hardware: Hardware
+    batch: BatchPlan
+    fused_lora: bool  # one autograd function per LoRA projection (medchat.speed.fused_lora)
+    compile: bool  # regional torch.compile of the decoder layers (medchat.speed.compile)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -79,6 +103,7 @@ class RunPlan:
         return (f"run plan: {where}, world size {self.world_size}; dtype {m.dtype}, precision {self.precision}; "
                 f"attention {m.train_attention} (generation {m.generation_attention}); liger {self.liger}; "
                 f"optim {self.optim}; quant {m.quant.mode}; LoRA on {', '.join(self.target_modules)}; "
+                f"fused LoRA {self.fused_lora}; compile {self.compile}; batch {self.batch.reason}; "
                 f"checkpointing: {c.reason}")
 
     def save(self, run_dir: str | Path) -> Path:
@@ -229,10 +254,23 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
     model = model_plan(cfg.model, cfg.quant, hw, path, config=config)
     targets = tuple(modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, config)))
     liger = choose_liger(cfg.trainer.use_liger_kernel, hw)
-    checkpointing = checkpoint_plan(cfg, hw, memory.Arch.from_config(config), model.train_attention, liger, targets)
-    return RunPlan(model=model, precision=choose_precision(cfg.trainer.precision, hw), use_cpu=not hw.cuda,
-                   optim=choose_optimizer(cfg.trainer.optim, hw), liger=liger, target_modules=targets,
-                   checkpointing=checkpointing, world_size=hw.world_size, fsdp=hw.fsdp, hardware=hw)
+    arch = memory.Arch.from_config(config)
+    fused = speed.use_fused_lora(cfg, hw)
+    t = cfg.trainer
+    mb = speed.micro_batch_plan(cfg, hw, arch, liger=liger, attention=model.train_attention, fused=fused,
+                                targets=targets)
+    if mb is None:  # the config's split stands, checkpointed as trainer.gradient_checkpointing says
+        checkpointing = checkpoint_plan(cfg, hw, arch, model.train_attention, liger, targets)
+        batch = BatchPlan(t.per_device_train_batch_size, t.gradient_accumulation_steps,
+                          speed.offload_choice(cfg) == "true")
+    else:  # the same rows per optimizer step, split to fit the memory budget
+        checkpointing = speed.checkpointing_of(mb, arch.layers)
+        batch = BatchPlan(mb.per_device_train_batch_size, mb.gradient_accumulation_steps,
+                          speed.offload_choice(cfg) == "true" or mb.offload, mb)
+    return RunPlan(model=model, precision=choose_precision(t.precision, hw), use_cpu=not hw.cuda,
+                   optim=choose_optimizer(t.optim, hw), liger=liger, target_modules=targets,
+                   checkpointing=checkpointing, world_size=hw.world_size, fsdp=hw.fsdp, hardware=hw,
+                   batch=batch, fused_lora=fused, compile=speed.use_compile(cfg, hw))
 
 
 def read_saved(run_dir: str | Path) -> dict | None:

@@ -95,6 +95,24 @@ def read_config(run_dir: str | Path, on_schema: bool = True) -> DictConfig:
         raise ConfigError(f"{path} does not fit medchat's config schema: {e}") from e
 
 
+def wandb_run(run_dir: str | Path | None) -> tuple[str, dict] | None:
+    """The W&B run a finished run trained into: (its id from RUN/wandb_run_id, the run's tracker config as a
+    plain dict), or None when it has no saved id, no config, or did not train with tracker.backend=wandb."""
+    from medchat.tracking import saved_run_id
+
+    if run_dir is None or (run_id := saved_run_id(Path(run_dir))) is None:
+        return None
+    try:
+        tracker_cfg = read_config(run_dir, on_schema=False).get("tracker", {})
+    except FileNotFoundError:
+        return None
+    try:
+        tracker = OmegaConf.to_container(tracker_cfg, resolve=True)
+    except Exception:  # Hydra's copy may interpolate ${hydra:...}, unresolvable outside Hydra: take it as written
+        tracker = OmegaConf.to_container(tracker_cfg, resolve=False)
+    return (run_id, tracker) if tracker.get("backend") == "wandb" else None
+
+
 def _status(run_dir: Path) -> str:
     from medchat.rundir import read_status
 

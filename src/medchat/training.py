@@ -14,6 +14,7 @@ import torch
 from transformers import TrainerCallback
 
 from medchat.launch_checks import oom_advice
+from medchat.speed.apply import apply as apply_speed
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def sft_config(cfg, run_dir: Path, plan):
     t = cfg.trainer
     eval_on = t.eval_strategy != "no"
     checkpointing = plan.checkpointing
+    batch = plan.batch  # the config's split, or the auto micro-batch plan's (medchat.speed.apply)
     kwargs = {}
     if "train_sampling_strategy" in inspect.signature(SFTConfig).parameters:
         kwargs["train_sampling_strategy"] = t.train_sampling_strategy
@@ -39,9 +41,10 @@ def sft_config(cfg, run_dir: Path, plan):
         run_name=cfg.tracker.name or run_dir.name,
         num_train_epochs=float(t.num_train_epochs),
         max_steps=int(t.max_steps),
-        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_train_batch_size=batch.per_device_train_batch_size,
         per_device_eval_batch_size=t.per_device_eval_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        gradient_accumulation_steps=batch.gradient_accumulation_steps,
+        activation_offloading=batch.activation_offloading,
         learning_rate=float(t.learning_rate),
         lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=float(t.warmup_steps),
@@ -71,6 +74,10 @@ def sft_config(cfg, run_dir: Path, plan):
         ddp_find_unused_parameters=False,
         disable_tqdm=True,
         save_only_model=False,  # optimizer and RNG state are needed to resume exactly
+        # early stopping needs the best checkpoint tracked; transformers infers greater_is_better from the name
+        load_best_model_at_end=bool(t.load_best_model_at_end or t.early_stopping_patience),
+        metric_for_best_model=t.metric_for_best_model if (t.load_best_model_at_end or t.early_stopping_patience)
+        else None,
         **kwargs,
     )
 
@@ -106,9 +113,34 @@ def build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callback
     )
     if not plan.fsdp:  # FSDP flattens one dtype per wrapped unit: adapters stay in the model's dtype
         keep_adapter_fp32(trainer.model)
+    # fused LoRA projections and regional compilation, as the plan says (medchat.speed.apply)
+    trainer.medchat_speed = apply_speed(trainer, plan)
     if cfg.trainer.fail_at_step:
         trainer.add_callback(FailAtStep(cfg.trainer.fail_at_step))
+    if cfg.trainer.early_stopping_patience:
+        from transformers import EarlyStoppingCallback
+
+        trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.trainer.early_stopping_patience,
+                                                   early_stopping_threshold=cfg.trainer.early_stopping_threshold))
     return trainer
+
+
+def best_and_early(trainer, cfg) -> dict:
+    """What metrics.json says about best-checkpoint selection and early stopping."""
+    state, t = trainer.state, cfg.trainer
+    if not (t.load_best_model_at_end or t.early_stopping_patience):
+        return {}
+    planned = state.max_steps  # the trainer's own total (from max_steps or the epochs)
+    best = state.best_model_checkpoint
+    return {
+        "best_metric": state.best_metric,
+        "metric_for_best_model": t.metric_for_best_model,
+        "best_checkpoint": best,
+        "best_step": int(best.rsplit("-", 1)[1]) if best else None,
+        "loaded_best_model": bool(best),
+        "stopped_early": bool(t.early_stopping_patience) and state.global_step < planned,
+        "planned_steps": planned,
+    }
 
 
 def evaluate_before_training(trainer) -> dict:

@@ -37,8 +37,8 @@ class GenerationStats:
         return self.new_tokens / self.seconds if self.seconds else 0.0
 
 
-def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(p) for p in prompts)
+def left_pad(prompts: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(width or 0, max(len(p) for p in prompts))
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, p in enumerate(prompts):
@@ -78,16 +78,32 @@ def _cut(row: list[int], stops: set[int], pad_id: int) -> tuple[list[int], bool,
     return kept, False, len(kept)
 
 
+def resolve_cache(choice: str | None, device: torch.device) -> str | None:
+    """generation.cache_implementation: auto -> static on a CUDA GPU (compiled decoding), else dynamic."""
+    if choice == "auto":
+        return "static" if device.type == "cuda" else None
+    return None if choice in (None, "dynamic") else choice
+
+
+def static_shape(prompts: list[list[int]], batch_size: int, multiple: int = 64) -> tuple[int, int]:
+    """(rows, width) every batch is padded to under a static cache, so decoding compiles once for the whole
+    eval set: the longest prompt rounded up to `multiple`, and full batches (the last one padded with copies)."""
+    width = -(-max(len(p) for p in prompts) // multiple) * multiple
+    return min(batch_size, len(prompts)), width
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, max_new_tokens: int = 256,
              do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
              cache_implementation: str | None = None, stats: GenerationStats | None = None,
              repetition_penalty: float = 1.0) -> list[Generation]:
     """One Generation per prompt (token id lists), in the prompts' order."""
+    device = next(model.parameters()).device
+    cache_implementation = resolve_cache(cache_implementation, device)
     config = generation_config(model, tokenizer, max_new_tokens, do_sample, temperature, top_p, cache_implementation,
                                repetition_penalty)
     stops = set(config.eos_token_id)
-    device = next(model.parameters()).device
+    rows, width = static_shape(prompts, batch_size) if cache_implementation == "static" else (None, None)
     was_training = model.training
     model.eval()
     if do_sample:
@@ -98,9 +114,10 @@ def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, m
     try:
         for b in range(0, len(order), batch_size):
             batch = order[b : b + batch_size]
-            ids, mask = left_pad([prompts[i] for i in batch], tokenizer.pad_token_id)
+            fill = [batch[0]] * (rows - len(batch)) if rows else []  # same shape as every other batch
+            ids, mask = left_pad([prompts[i] for i in batch + fill], tokenizer.pad_token_id, width)
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
-            for i, row in zip(batch, out[:, ids.shape[1]:].tolist()):
+            for i, row in zip(batch, out[: len(batch), ids.shape[1]:].tolist()):
                 kept, ended, produced = _cut(row, stops, tokenizer.pad_token_id)
                 results[i] = Generation(tokenizer.decode(kept, skip_special_tokens=True).strip(), kept, ended)
                 if stats is not None:
