@@ -103,9 +103,15 @@ def test_auto_plan_on_a_gpu_from_the_config(tmp_path):
     cfg = compose("trainer.gradient_checkpointing=auto", "trainer.use_liger_kernel=false")
     roomy = plan.resolve(cfg, GPU).checkpointing
     assert not roomy.enabled and roomy.estimate_bytes < 80 * 10**9
-    cfg = compose("trainer.gradient_checkpointing=auto", "trainer.memory_budget_gib=0.001")
+    # trainer.micro_batch=fixed: the config's split, checkpointed by medchat.memory's planner alone
+    cfg = compose("trainer.gradient_checkpointing=auto", "trainer.memory_budget_gib=0.001", "trainer.micro_batch=fixed")
     tight = plan.resolve(cfg, GPU).checkpointing
     assert tight.enabled and tight.every_n_layers == 1 and "over budget" in tight.reason
+    # micro_batch=auto (the default): the same hopeless budget ends in the last resort, which does not fit
+    auto = plan.resolve(compose("trainer.gradient_checkpointing=auto", "trainer.memory_budget_gib=0.001"), GPU)
+    assert auto.batch.micro_batch is not None and not auto.batch.micro_batch.fits
+    assert auto.checkpointing.enabled and auto.batch.activation_offloading and auto.checkpointing.estimate_bytes > 0
+    assert auto.batch.per_device_train_batch_size == 1
 
 
 def _sft(cfg, tmp_path):
