@@ -4,7 +4,7 @@
 It runs medchat's own generation code (medchat.evaluation.generation.generate: left padding, EOS-aware
 cutting) on two kinds of model:
 
-  --model tiny              the offline tiny Llama on CPU, prompts = real sample dialogues (a smoke check;
+  --model tiny              the offline tiny Llama on CPU, prompts = questions of the MedQuAD sample (a smoke check;
                             also asserts that batched greedy outputs equal one-at-a-time outputs)
   --model mistral7b-random  a Mistral-7B-shaped model with random weights on one GPU (no download needed),
                             prompts = random token ids with lengths drawn uniformly from --prompt-len
@@ -123,8 +123,9 @@ def prompts_for(args, tokenizer) -> list[list[int]]:
         from medchat.data.readers import resolve_path
         from medchat.formatting import prompt_ids
 
-        lines = resolve_path("medchat:sample_data/dialogues.jsonl").read_text().splitlines()[-args.prompts:]
-        return [prompt_ids(tokenizer, json.loads(line)["messages"][:-1], "chat_template") for line in lines]
+        lines = resolve_path("medchat:sample_data/medquad.jsonl").read_text().splitlines()[-args.prompts:]
+        return [prompt_ids(tokenizer, [{"role": "user", "content": json.loads(line)["question"]}], "chat_template")
+                for line in lines]
     rng = random.Random(0)
     lo, hi = map(int, args.prompt_len.split(","))
     return [[1] + [rng.randrange(3, 32000) for _ in range(rng.randint(lo, hi) - 1)] for _ in range(args.prompts)]

@@ -89,6 +89,8 @@ class DatasetConfig:
     n: Optional[int] = None  # subsample this many rows (after cleaning), with `seed`
     seed: int = 42
     eval_size: float = 0.1  # < 1: fraction of rows; >= 1: number of rows
+    # A column whose value groups rows (e.g. document_id): a group's rows all land on one side of the split.
+    split_by: Optional[str] = None
     system_prompt: Optional[str] = None  # overrides any system text from the data
     prompt_format: str = "chat_template"  # chat_template | plain ("### Patient query: ... ### Doctor opinion: ...")
     dedup: bool = True  # drop exact duplicate conversations

@@ -15,6 +15,10 @@ from pathlib import Path
 PLAIN_QUERY = "### Patient query: "
 PLAIN_ANSWER = "### Doctor opinion:"
 SHIPPED_TEMPLATES = ("chatml", "inst")
+# Tokens that end a turn or a text in the families medchat's recipes use. A tokenizer has one eos, but
+# its model may stop on several (Llama-3 Instruct ends turns with <|eot_id|> and texts with <|end_of_text|>;
+# Qwen2 with <|im_end|> and <|endoftext|>); generation must stop at whichever the model emits.
+END_TOKENS = ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>", "<|im_end|>", "<|endoftext|>", "</s>")
 
 
 class TemplateError(ValueError):
@@ -108,18 +112,23 @@ def tokenize_conversation(tokenizer, messages: list[dict], prompt_format: str) -
     return {"input_ids": ids, "assistant_masks": mask}
 
 
-def prompt_ids(tokenizer, messages: list[dict], prompt_format: str) -> list[int]:
-    """Token ids that ask the model for the next doctor turn (messages end with a user turn)."""
-    if prompt_format == "plain":
-        text = "".join(t for t, _ in _plain_prompt(messages))
-        return _bos(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
-    return _chat_ids(tokenizer, messages, generation_prompt=True)
-
-
-def stop_token_ids(model, tokenizer) -> list[int]:
-    """The ids that end the doctor's turn: the tokenizer's EOS plus any the model's generation_config lists
-    (e.g. Llama-3's <|eot_id|>). What every generation path stops on."""
-    ids = [tokenizer.eos_token_id]
+def stop_token_ids(tokenizer, model=None) -> list[int]:
+    """Ids generation stops at: the tokenizer's eos, the model's generation_config eos (one or a list), and
+    every END_TOKENS entry the tokenizer has as a special token (so a config that lists only one is not
+    trusted alone)."""
+    ids = {tokenizer.eos_token_id}
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids += configured if isinstance(configured, (list, tuple)) else [configured]
-    return sorted({i for i in ids if i is not None})
+    ids |= set(configured) if isinstance(configured, (list, tuple)) else {configured}
+    special = set(tokenizer.all_special_tokens) | {str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+                                                  if getattr(t, "special", False)}
+    vocab = tokenizer.get_vocab()
+    ids |= {vocab[t] for t in END_TOKENS if t in special and t in vocab}
+    return sorted(i for i in ids if i is not None)
+
+
+def prompt_ids(tokenizer, messages: list[dict], prompt_format: str) -> list[int]:
+    """Token ids that ask the model for the next doctor turn (messages end with a user turn): exactly the
+    context training put before that turn (earlier doctor turns end with their EOS, as trained)."""
+    if prompt_format == "plain":
+        return _tokenize_plain(tokenizer, messages)[0]
+    return _chat_ids(tokenizer, messages, generation_prompt=True)

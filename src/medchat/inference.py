@@ -62,7 +62,7 @@ class ChatModel:
         self.prompt_format, self.system_prompt, self.max_context = prompt_format, system_prompt, max_context
         from medchat.formatting import stop_token_ids
 
-        self.eos_token_ids = stop_token_ids(model, tokenizer)
+        self.eos_token_ids = stop_token_ids(tokenizer, model)  # every end token of the family, not only eos
 
     @classmethod
     def load(cls, run_dir, quant: str | None = None, base: str | None = None, check_base: bool = True,

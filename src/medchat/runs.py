@@ -240,7 +240,7 @@ def run_tokenizer(run: Run):
 def set_stop_tokens(model, tokenizer) -> None:
     """The turn-ending token the adapter learned to emit stops generation, also in a saved generation_config."""
     gen = model.generation_config
-    gen.eos_token_id = stop_token_ids(model, tokenizer)
+    gen.eos_token_id = stop_token_ids(tokenizer, model)
     if gen.pad_token_id is None:
         gen.pad_token_id = tokenizer.pad_token_id
 

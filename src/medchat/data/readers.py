@@ -173,6 +173,10 @@ def _conversation(row: dict, columns: dict, system_prompt: str | None, source: s
 def normalise(table, cfg, source: str) -> ReadResult:
     """Rows -> conversations; rows with an empty question or answer are dropped and counted."""
     columns = check_columns(table.column_names, cfg, source)
+    split_by = getattr(cfg, "split_by", None)
+    if split_by and split_by not in table.column_names:
+        raise DataError(f"{source} has no column {split_by!r} to group the split by (dataset.split_by); "
+                        f"columns found: {', '.join(table.column_names)}")
     result = ReadResult(records=[], source=source)
     id_column = columns.get("id")
     for i, row in enumerate(table):
@@ -196,7 +200,12 @@ def normalise(table, cfg, source: str) -> ReadResult:
                 result.dropped_rows[reason].append(i)
             continue
         rid = str(row[id_column]) if id_column else str(i)
-        result.records.append({"id": rid, "row": i, "messages": messages})
+        record = {"id": rid, "row": i, "messages": messages}
+        if split_by:
+            if row[split_by] is None or str(row[split_by]).strip() == "":
+                raise DataError(f"{source} row {i}: empty {split_by!r}, which dataset.split_by groups the split by")
+            record["group"] = str(row[split_by])
+        result.records.append(record)
     for reason, count in result.dropped.items():
         log.warning("%s: dropped %d rows with %s (rows %s...)", source, count, reason.replace("_", " "),
                     result.dropped_rows[reason][:5])

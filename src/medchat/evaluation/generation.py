@@ -2,8 +2,9 @@
 
 Prompts are sorted by length and cut into batches of `batch_size`, each left-padded with the tokenizer's
 pad token (never EOS), so every row's last prompt token sits at the end of the batch and new tokens line
-up. A row ends at the first of the stop ids (the tokenizer's EOS plus any the model's generation_config
-lists, e.g. Llama-3's <|eot_id|>); `ended_with_eos` says whether it got there before `max_new_tokens`.
+up. A row ends at the first of the stop ids (formatting.stop_token_ids: the tokenizer's EOS, the model's
+generation_config eos and the family's end tokens, e.g. Llama-3's <|eot_id|> and <|end_of_text|>);
+`ended_with_eos` says whether it got there before `max_new_tokens`.
 Greedy outputs equal one-prompt-at-a-time outputs (tests/test_generation.py checks it on the tiny model).
 """
 
@@ -52,14 +53,16 @@ def generation_config(model, tokenizer, max_new_tokens: int, do_sample: bool = F
     """A fresh GenerationConfig: the model's own defaults (e.g. an instruct model's do_sample=True) do not leak in."""
     from transformers import GenerationConfig
 
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id in stop_token_ids(model, tokenizer):
+    # pad may be one of the stop ids (Qwen2's <|endoftext|> is both): only finished rows are padded. It must
+    # not be the eos, which is what load_tokenizer guarantees.
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ValueError("generation needs a pad token distinct from EOS (medchat.modeling.load_tokenizer sets one)")
     sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample else {}
     return GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=do_sample,
         repetition_penalty=repetition_penalty,
-        eos_token_id=stop_token_ids(model, tokenizer),
+        eos_token_id=stop_token_ids(tokenizer, model),
         pad_token_id=tokenizer.pad_token_id,
         use_cache=True,
         cache_implementation=cache_implementation if cache_implementation != "dynamic" else None,
