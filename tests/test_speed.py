@@ -198,6 +198,9 @@ def test_static_generation_shape_is_one_per_eval_set_and_results_equal_dynamic()
         pad_token_id, eos_token_id = 0, 2
         all_special_tokens: list = []  # formatting.stop_token_ids also looks for the family end tokens
 
+        def get_vocab(self):
+            return {}
+
         def decode(self, ids, skip_special_tokens=True):
             return " ".join(map(str, ids))
 
