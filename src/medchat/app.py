@@ -121,7 +121,7 @@ def default_title(run_dir) -> str:
     return f"medchat: {cfg.model.name} fine-tuned on {cfg.dataset.name} ({Path(run_dir).name})"
 
 
-@user_errors("medchat.app")
+@user_errors("medchat.app", AppConfig)
 def run(cfg) -> None:
     from medchat.inference import ChatModel, check_run_dir, GenerationSettings
 

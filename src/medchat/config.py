@@ -11,6 +11,9 @@ Cross-field checks that need no model live in `validate()`; checks that need the
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -122,7 +125,13 @@ class TrainerConfig:
     max_length: int = 1024
     seed: int = 42
     dataloader_num_workers: int = 0
-    resume: bool = False  # continue from the latest checkpoint in the run dir
+    # auto: continue from the run dir's latest checkpoint if it has one, else start (a plain retry of a failed or
+    # interrupted run just works); true: continue, refusing a run dir with no checkpoint; false: never continue
+    # (a run dir that holds a run is refused). A done run is never retrained. See medchat.resume.
+    resume: str = "auto"
+    # Rows longer than max_length: drop them (counted), or keep them cut to max_length (counted; a cut answer
+    # loses its EOS). Rows with no doctor token left are always dropped. See medchat.formatting.truncate.
+    truncation: str = "drop"
     fail_at_step: Optional[int] = None  # testing aid: raise after this optimizer step, as a crash would
 
 
@@ -194,12 +203,14 @@ CHOICES = {
     "trainer.train_sampling_strategy": ("random", "group_by_length", "sequential"),
     "trainer.gradient_checkpointing": ("auto", "true", "false", "partial"),
     "trainer.use_liger_kernel": ("auto", "true", "false"),
+    "trainer.resume": ("auto", "true", "false"),
+    "trainer.truncation": ("drop", "keep"),
     "tracker.backend": ("wandb", "tensorboard", "none"),
     "tracker.mode": ("auto", "online", "offline"),
 }
 
 
-LOWERCASED = ("trainer.gradient_checkpointing", "trainer.use_liger_kernel")
+LOWERCASED = ("trainer.gradient_checkpointing", "trainer.use_liger_kernel", "trainer.resume")
 
 
 class ConfigError(ValueError):
@@ -260,3 +271,51 @@ def validate(cfg: Any) -> None:
             raise ConfigError(f"eval.metrics: unknown {', '.join(sorted(unknown))}; known: bleu, rouge, meteor, bertscore")
     if cfg.trainer.eval_strategy != "no" and cfg.dataset.eval_size == 0:
         raise ConfigError("trainer.eval_strategy needs eval rows: set dataset.eval_size > 0 or trainer.eval_strategy=no")
+
+
+# Dict fields whose keys are the user's own (column names, free-form notes): not checked against a schema.
+OPEN_FIELDS = ("dataset.columns", "extra")
+
+
+def _dataclass_of(tp: Any) -> type | None:
+    """The dataclass a field holds (also through Optional[...]), else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) is typing.Union:
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            return inner[0]
+    return None
+
+
+def unknown_keys(cfg: Any, schema: type, prefix: str = "", open_fields: tuple = OPEN_FIELDS) -> list[str]:
+    """Every key of `cfg` (a DictConfig or dict) that `schema` (a dataclass) does not declare, as
+    "dotted.key (did you mean dotted.other?)" lines. Hydra's `+key=`/`++key=` force-add keys past struct
+    mode and a YAML file merged onto a Dict field is never checked, so composing alone proves nothing."""
+    from omegaconf import DictConfig
+
+    hints = typing.get_type_hints(schema)
+    names = [f.name for f in dataclasses.fields(schema)]
+    found = []
+    keys = list(cfg.keys()) if isinstance(cfg, (DictConfig, dict)) else []
+    for key in keys:
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known here: {', '.join(names)})"
+            found.append(f"{dotted}{hint}")
+            continue
+        if dotted in open_fields:
+            continue
+        sub = _dataclass_of(hints[key])
+        value = cfg._get_node(key) if isinstance(cfg, DictConfig) else cfg[key]
+        if sub is not None and isinstance(value, (DictConfig, dict)):
+            found += unknown_keys(value, sub, dotted + ".", open_fields)
+    return found
+
+
+def check_keys(cfg: Any, schema: type, what: str = "config") -> None:
+    """Raise ConfigError naming every key `schema` lacks, each with the closest valid key."""
+    bad = unknown_keys(cfg, schema)
+    if bad:
+        raise ConfigError(f"unknown {what} key{'s' if len(bad) > 1 else ''}: " + "; ".join(bad))

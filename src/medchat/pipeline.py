@@ -9,26 +9,33 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from medchat import data, modeling, perf, provenance, rundir, training
-from medchat.config import validate
-from medchat.formatting import tokenize_conversation
+from medchat import data, modeling, perf, rundir, training
+from medchat.attempt import Attempt, write_json
+from medchat.config import Config, check_keys, validate
+from medchat.formatting import report_truncation, tokenize_conversation, tokenize_rows
+from medchat.preemption import Interrupted, PreemptionCallback, StopRequest
 from medchat.tracking import Tracker, is_main_process
 
 log = logging.getLogger(__name__)
 
 
-def _write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def tokenize(records: list[dict], tokenizer, prompt_format: str):
+def tokenize(records: list[dict], tokenizer, prompt_format: str, trainer_cfg=None, counts: dict | None = None,
+             name: str = "train"):
+    """Token ids + doctor-token masks; rows over trainer.max_length cut or dropped and counted into `counts`."""
     import datasets
 
-    rows = [tokenize_conversation(tokenizer, r["messages"], prompt_format) for r in records]
+    if trainer_cfg is None:
+        rows = [tokenize_conversation(tokenizer, r["messages"], prompt_format) for r in records]
+    else:
+        rows, counted = tokenize_rows(tokenizer, records, prompt_format, trainer_cfg.max_length, trainer_cfg.truncation)
+        report_truncation(name, counted, trainer_cfg.max_length, trainer_cfg.truncation)
+        if counts is not None:
+            counts[name] = counted
     return datasets.Dataset.from_list(rows)
 
 
@@ -57,45 +64,47 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     main = is_main_process()
 
     # 1. Everything checkable without weights.
+    check_keys(cfg, Config)  # `+key=`, `++key=` and YAML typos get past Hydra's struct mode
     validate(cfg)
     perf.check_processes_vs_gpus()  # before the distributed setup in sft_config, where two ranks on one GPU hang
     modeling.check_quantization(cfg.quant, cfg.model)
     args = training.sft_config(cfg, run_dir)  # also rejects precision the machine cannot do
-    rundir.claim(run_dir, resume=cfg.trainer.resume)
+    attempt = Attempt(run_dir, cfg, main)
+    attempt.claim(Path(args.output_dir))  # refuses a done run; finds the checkpoint to resume, if any
     _wait_for_all_ranks()  # every rank has checked the run dir before the main one writes its status
     split = data.load_split(cfg.dataset)
     path = modeling.model_path(cfg.model)
     target_modules = modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, path))
     tokenizer = modeling.load_tokenizer(cfg.model)
-    train_ds = tokenize(split.train, tokenizer, cfg.dataset.prompt_format)
-    eval_ds = tokenize(split.eval, tokenizer, cfg.dataset.prompt_format) if split.eval else None
+    tokenization: dict = {}
+    train_ds = tokenize(split.train, tokenizer, cfg.dataset.prompt_format, cfg.trainer, tokenization, "train")
+    eval_ds = tokenize(split.eval, tokenizer, cfg.dataset.prompt_format, cfg.trainer, tokenization, "eval") \
+        if split.eval else None
 
-    # 2. The run dir records what is about to happen before the first step.
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # 2. The run dir records what is about to happen before the first step (a resume: checked against it).
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
-    if main:
-        rundir.write_status(run_dir, "running")
-        # what evaluate.py, chat and export read (also when train() is called without Hydra's .hydra/)
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-        _write_json(run_dir / "split.json", split.manifest())
-        with open(run_dir / "eval.jsonl", "w") as f:
-            for r in split.eval:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        _write_json(run_dir / "provenance.json", provenance.collect(split.fingerprint, split.source))
-    tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides())
+    attempt.record(OmegaConf.to_yaml(cfg, resolve=True), plain_cfg, split, tokenization)
+    stop = StopRequest().install()
+    tracker = None
     try:
-        metrics = _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker)
-    except BaseException as e:
+        # inside the try: a wandb.init failure too leaves status failed, not running
+        tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides(), run_id=attempt.wandb_run_id)
+        metrics = _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker,
+                       attempt.checkpoint, stop)
+        metrics["tokenization"] = tokenization
+        tracker.log_summary(metrics)
+        metrics["tracker"] = tracker.description
+        metrics["run_dir"] = str(run_dir)
         if main:
-            rundir.write_status(run_dir, "failed", reason=f"{type(e).__name__}: {e}"[:2000])
-        tracker.finish(failed=True)
+            write_json(run_dir / "metrics.json", metrics)
+            rundir.write_status(run_dir, "done")
+    except BaseException as e:
+        attempt.ended(e, tracker)
+        if isinstance(e, Interrupted):
+            stop.hand_on()  # under submitit: requeue the job now that its checkpoint is saved
         raise
-    tracker.log_summary(metrics)
-    metrics["tracker"] = tracker.description
-    metrics["run_dir"] = str(run_dir)
-    if main:
-        _write_json(run_dir / "metrics.json", metrics)
-        rundir.write_status(run_dir, "done")
+    finally:
+        stop.uninstall()
     tracker.finish()
     return metrics
 
@@ -106,9 +115,9 @@ def _tokens_in_checkpoint(checkpoint: str | None) -> int:
     return json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
 
 
-def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker) -> dict:
+def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker, checkpoint,
+         stop) -> dict:
     from transformers import set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     set_seed(cfg.trainer.seed)  # LoRA's A matrices are drawn from the global RNG when the adapter is created
     model = modeling.load_model(cfg.model, cfg.quant, path)
@@ -118,19 +127,23 @@ def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds,
     callbacks = generation_callbacks(cfg, tokenizer, split.eval, run_dir)  # [] unless eval.every_steps is set
     trainer = training.build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args, callbacks=callbacks)
 
-    checkpoint = None
-    if cfg.trainer.resume:
-        ckpt_dir = Path(args.output_dir)
-        checkpoint = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-        log.info("resuming from %s", checkpoint or "scratch (no checkpoint yet)")
+    preempt = PreemptionCallback(stop)
+    trainer.add_callback(preempt)
     before = training.evaluate_before_training(trainer) if eval_ds is not None and not checkpoint else {}
     if before and is_main_process():
-        _write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"]})
+        write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"]})
     tokens_at_start = _tokens_in_checkpoint(checkpoint)
     out = training.train(trainer, cfg, resume_from_checkpoint=checkpoint)
+    if preempt.stopped_at is not None:  # stopped on a signal after saving: no final eval, no adapter
+        raise Interrupted(stop.signum, preempt.stopped_at, str(Path(args.output_dir) / f"checkpoint-{preempt.stopped_at}"))
     after = trainer.evaluate() if eval_ds is not None else {}
 
-    training.save_adapter(trainer, tokenizer, run_dir / "adapter")
+    # Written beside RUN/adapter and renamed: a kill mid-save never leaves a half adapter that looks whole.
+    partial = run_dir / ".adapter.partial"
+    training.save_adapter(trainer, tokenizer, partial)
+    if is_main_process():
+        shutil.rmtree(run_dir / "adapter", ignore_errors=True)
+        partial.rename(run_dir / "adapter")
 
     trainable, total = model.get_nb_trainable_parameters()
     eval_before = before.get("eval_before_loss")

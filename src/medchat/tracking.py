@@ -44,7 +44,8 @@ def wandb_mode(mode: str) -> str:
 
 
 class Tracker:
-    def __init__(self, tracker_cfg, run_dir: Path, config: dict, overrides: list[str]):
+    def __init__(self, tracker_cfg, run_dir: Path, config: dict, overrides: list[str], run_id: str | None = None):
+        """`run_id`: the W&B run id kept in the run dir, so that a resumed run continues the same W&B run."""
         self.cfg = tracker_cfg
         self.run_dir = run_dir
         self.run = None
@@ -70,6 +71,8 @@ class Tracker:
             config={**flatten(config), "run_dir": str(run_dir)},
             dir=str(run_dir),
             mode=os.environ["WANDB_MODE"],
+            id=run_id,
+            resume="allow" if run_id else None,
         )
 
     @property
@@ -84,10 +87,29 @@ class Tracker:
         if self.run is not None:
             self.run.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
 
-    def finish(self, failed: bool = False) -> None:
+    def finish(self, failed: bool = False, preempted_exit_code: int | None = None) -> None:
+        """Close the run: finished, failed, or (preempted_exit_code set) preempted, which W&B shows as
+        "preempted" rather than "failed" and which the next attempt resumes under the same id."""
         if self.run is not None:
-            self.run.finish(exit_code=1 if failed else 0)
+            if preempted_exit_code is not None:
+                self.run.mark_preempting()
+                self.run.finish(exit_code=preempted_exit_code)
+            else:
+                self.run.finish(exit_code=1 if failed else 0)
             self.run = None
+
+
+def wandb_run_id(previous: str | None = None) -> str:
+    """The id this run dir's W&B run has: the sweep launcher's (WANDB_RUN_ID), the one saved by an earlier
+    attempt, else a new one."""
+    if os.environ.get("WANDB_RUN_ID"):
+        return os.environ["WANDB_RUN_ID"]
+    if previous:
+        return previous
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
 def wandb_history(run_dir: str | Path) -> list[dict]:
