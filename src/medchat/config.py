@@ -95,7 +95,7 @@ class QuantConfig:
 @dataclass
 class TrainerConfig:
     """Keys are TRL `SFTConfig` / transformers `TrainingArguments` names, except `precision`, `resume`,
-    `fail_at_step` and the checkpointing plan's `checkpoint_every_n_layers` and `memory_budget_gib`."""
+    `truncation`, `fail_at_step` and the checkpointing plan's `checkpoint_every_n_layers` and `memory_budget_gib`."""
 
     num_train_epochs: float = 1.0
     max_steps: int = -1
