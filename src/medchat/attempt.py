@@ -69,16 +69,18 @@ class Attempt:
     def record(self, cfg_yaml: str, plain_cfg: dict, split, tokenization: dict) -> None:
         """Write the run dir's record of this attempt (main process only) and fix the W&B run id."""
         run_dir = self.run_dir
-        if not self.main:
-            return
         if self.checkpoint:
             try:
-                record = resume.check_same_run(run_dir, plain_cfg, split.fingerprint, self.checkpoint)
+                record = resume.check_same_run(run_dir, plain_cfg, split.fingerprint, self.checkpoint, self.main)
             except resume.ResumeMismatch:
-                resume.restore_hydra_files(run_dir)
+                if self.main:
+                    resume.restore_hydra_files(run_dir)
                 raise
             self.wandb_run_id = wandb_run_id(record.get("wandb_run_id"))
-            rundir.write_status(run_dir, "running", resumed_from=self.checkpoint)
+            if self.main:
+                rundir.write_status(run_dir, "running", resumed_from=self.checkpoint)
+            return
+        if not self.main:
             return
         previous = resume.read_attempts(run_dir) or {}
         self.wandb_run_id = wandb_run_id(previous.get("wandb_run_id"))

@@ -152,8 +152,9 @@ def start_first(run_dir: Path, config: dict, fingerprint: str, wandb_run_id: str
     return record
 
 
-def check_same_run(run_dir: Path, config: dict, fingerprint: str, checkpoint: str) -> dict:
-    """Refuse a resume that would mix configs or data; record an allowed one. Returns the attempts record."""
+def check_same_run(run_dir: Path, config: dict, fingerprint: str, checkpoint: str, write: bool = True) -> dict:
+    """Refuse a resume that would mix configs or data; record an allowed one (`write`: the main process).
+    Every rank checks, so that none trains on alone after the main one refused. Returns the attempts record."""
     record = read_attempts(run_dir)
     if record is None:
         raise ResumeMismatch(f"{run_dir} has a checkpoint but no {ATTEMPTS_FILE}: it was not written by this "
@@ -171,7 +172,8 @@ def check_same_run(run_dir: Path, config: dict, fingerprint: str, checkpoint: st
             f"{', '.join(MAY_CHANGE)})")
     record["resumes"].append({"time": _now(), "checkpoint": checkpoint,
                               "changed": {k: list(v) for k, v in diff.items()}})
-    _write(run_dir, record)
+    if write:
+        _write(run_dir, record)
     return record
 
 
