@@ -73,11 +73,11 @@ def test_sweep_axis_naming_a_missing_key_fails_the_sweep_before_any_job_starts(t
 
 def test_sweep_file_naming_a_missing_key_fails(tmp_path):
     (tmp_path / "bad_sweep.yaml").write_text(
-        "defaults:\n  - config\n  - _self_\nhydra:\n  sweeper:\n    params:\n      +lora.rank: 4,8\n")
+        "defaults:\n  - config\n  - _self_\nhydra:\n  sweeper:\n    params:\n      +lora.lora_alhpa: 4,8\n")
     out = _cli(["train.py"], "-m", "--config-dir", str(tmp_path), "--config-name", "bad_sweep", *FAST,
                f"hydra.sweep.dir={tmp_path / 's'}")
     assert out.returncode != 0
-    assert "lora.rank (did you mean lora.r" in out.stdout + out.stderr
+    assert "lora.lora_alhpa (did you mean lora.lora_alpha?)" in out.stdout + out.stderr
 
 
 def test_evaluate_refuses_a_force_added_typo():

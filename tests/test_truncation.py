@@ -44,14 +44,16 @@ def test_truncation_counts_reach_split_json_and_metrics(tmp_path, caplog):
     run = tmp_path / "run"
     with caplog.at_level("WARNING"):
         metrics = train(compose("trainer=debug", "dataset.n=40", "dataset.eval_size=4", "tracker=none",
-                                "trainer.max_steps=1", "trainer.eval_strategy=no", "trainer.max_length=48",
+                                "trainer.max_steps=1", "trainer.eval_strategy=no", "trainer.max_length=280",
                                 "trainer.truncation=keep"), run)
     split = json.loads((run / "split.json").read_text())
     counts = split["tokenization"]["train"]
-    assert counts["too_long"] > 0 and counts["cut_to_max_length"] == counts["too_long"]
+    assert counts["too_long"] > 0 and counts["cut_to_max_length"] == counts["too_long"] == counts["kept"] - \
+        (counts["rows"] - counts["too_long"])
+    assert counts["cut_answer_lost_eos"] > 0  # the sample answers come last: a cut one always loses its EOS
     assert metrics["tokenization"] == split["tokenization"]
     assert json.loads((run / "metrics.json").read_text())["tokenization"]["train"] == counts
-    assert "longer than trainer.max_length=48" in caplog.text
+    assert "longer than trainer.max_length=280" in caplog.text
 
 
 def test_no_row_fitting_is_refused_before_training(tmp_path):
