@@ -131,7 +131,7 @@ class TrainerConfig:
     resume: str = "auto"
     # Rows longer than max_length: drop them (counted), or keep them cut to max_length (counted; a cut answer
     # loses its EOS). Rows with no doctor token left are always dropped. See medchat.formatting.truncate.
-    truncation: str = "drop"
+    truncation: str = "keep"
     fail_at_step: Optional[int] = None  # testing aid: raise after this optimizer step, as a crash would
 
 
