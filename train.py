@@ -1,6 +1,6 @@
 """Train a LoRA / QLoRA adapter on medical conversations.
 
-    python train.py                                   # offline default: tiny model, sample dialogues, CPU
+    python train.py                                   # offline default: tiny model, MedQuAD sample, CPU
     python train.py trainer=debug tracker=none        # a handful of steps, no tracker
     python train.py experiment=mistral7b_healthcaremagic   # a notebook recipe, on a GPU
     python train.py model=mistral7b lora=r32 -m lora.r=8,16,32 trainer.learning_rate=1e-4,2e-4

@@ -59,16 +59,31 @@ COMMON = ["model=mistral7b", "lora=r32", "quant=nf4", "tracker=none", "trainer.e
 SETUPS = {
     "baseline": None,
     "medchat_noliger": ["trainer.use_liger_kernel=false"],
+    "medchat_first": [],  # = medchat, run first: absorbs flex_attention's compilations (see bench/RESULTS.md)
     "medchat": [],
+    "medchat_unfused": ["trainer.fused_lora=false"],
+    "medchat_compile": ["trainer.compile=true"],
     "medchat_sdpa": ["model.attn_implementation=sdpa"],
     "medchat_ckpt_all": ["trainer.gradient_checkpointing=true"],
+    "medchat_offload": ["trainer.gradient_checkpointing=true", "trainer.activation_offloading=true"],
     "medchat_adapter_bf16": [],
     "medchat_dropout0": ["lora.lora_dropout=0"],
     "medchat_2x2048": ["trainer.per_device_train_batch_size=2", "trainer.max_length=2048",
                        "trainer.gradient_accumulation_steps=2"],
     "medchat_4x2048": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048"],
+    "medchat_4x2048_unfused": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048",
+                               "trainer.fused_lora=false"],
+    "medchat_4x2048_compile": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048",
+                               "trainer.compile=true"],
     "medchat_4x2048_ckpt_all": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048",
                                 "trainer.gradient_checkpointing=true"],
+    # Unsloth's two memory points (bench/RESULTS.md), as a budget: auto picks micro-batch and checkpointing
+    "medchat_budget6": ["trainer.memory_budget_gib=6"],
+    "medchat_budget23": ["trainer.memory_budget_gib=23"],
+    # Unsloth in its own environment (bench/unsloth_throughput.py; needs --unsloth-site)
+    "unsloth_padded_offload": "unsloth",
+    "unsloth_padded": "unsloth",
+    "unsloth_packed": "unsloth",
 }
 
 
@@ -292,8 +307,11 @@ def medchat_trainer(name: str, overrides: list[str], model_dir: Path, ds, work: 
     layers = model.config.num_hidden_layers
     info = {
         "overrides": overrides,
-        "micro_batch": f"{cfg.trainer.per_device_train_batch_size}x{cfg.trainer.max_length} packed, "
-                       f"accumulation {cfg.trainer.gradient_accumulation_steps}",
+        "micro_batch": f"{args.per_device_train_batch_size}x{cfg.trainer.max_length} packed, "
+                       f"accumulation {args.gradient_accumulation_steps}",
+        "micro_batch_rows": args.per_device_train_batch_size,
+        "activation_offloading": bool(getattr(args, "activation_offloading", False)),
+        **getattr(trainer, "medchat_speed", {}),
         "attn_implementation": model.config._attn_implementation,
         "use_liger_kernel": bool(args.use_liger_kernel),
         "optim": str(getattr(args.optim, "value", args.optim)),
@@ -337,9 +355,45 @@ def baseline_trainer(model_dir: Path, ds, work: Path, steps: int):
     return trainer, None, info
 
 
+def unsloth_setup(name: str, model_dir: Path, a) -> dict:
+    """bench/unsloth_throughput.py in a child process whose path puts Unsloth's packages (--unsloth-site) first."""
+    import subprocess
+
+    if not a.unsloth_site:
+        raise RuntimeError(f"{name} needs --unsloth-site (a folder with Unsloth and its pins: bench/unsloth_throughput.py)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([a.unsloth_site, os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, str(ROOT / "bench/unsloth_throughput.py"), "--model", str(model_dir),
+           "--setup", name[len("unsloth_"):], "--lengths", a.lengths, "--steps", str(a.steps), "--warmup", str(a.warmup)]
+    t0 = time.time()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=a.unsloth_timeout)
+    sys.stdout.write(proc.stdout[-4000:])
+    sys.stderr.write(proc.stderr[-4000:])
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"{name} exited {proc.returncode} without a result: {proc.stderr[-300:]}")
+    result = json.loads(line[len("RESULT "):])
+    result["total_seconds"] = round(time.time() - t0, 1)
+    return result
+
+
+def finish_unsloth(result: dict, peak_tflops: float | None) -> dict:
+    from medchat import perf
+
+    arch = perf.Arch(**{k: v for k, v in dict(layers=32, hidden=4096, intermediate=14336, kv_dim=1024, vocab=32000).items()})
+    linear = arch.layers * arch.linear_params_per_layer() + arch.vocab * arch.hidden
+    if peak_tflops:
+        frac = result["checkpointed_layers"] / arch.layers
+        result["mfu"] = round(result["tokens_per_s"] * 4 * linear / (peak_tflops * 1e12), 3)
+        result["hfu"] = round(result["tokens_per_s"] * (4 + 2 * frac) * linear / (peak_tflops * 1e12), 3)
+        result["limit_tokens_per_s_per_gpu"] = round(peak_tflops * 1e12 / ((4 + 2 * frac) * linear))
+    return result
+
+
 def run_setup(name: str, model_dir: Path, ds, work: Path, a, peak_tflops: float | None, profile: bool) -> dict:
     from medchat import perf, training
 
+    if SETUPS[name] == "unsloth":
+        return finish_unsloth(unsloth_setup(name, model_dir, a), peak_tflops)
     steps = a.warmup + a.steps + (3 if profile else 0)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -368,8 +422,9 @@ def run_setup(name: str, model_dir: Path, ds, work: Path, a, peak_tflops: float 
     if cfg is not None:
         t = cfg.trainer
         result["estimated_peak_gib"] = round(perf.estimate_peak_bytes(
-            arch, tokens=t.per_device_train_batch_size * t.max_length, checkpointed_layers=result["checkpointed_layers"],
-            quant_mode="nf4", lora_r=cfg.lora.r, lora_targets=TARGETS, lora_dropout=cfg.lora.lora_dropout,
+            arch, tokens=result["micro_batch_rows"] * t.max_length, checkpointed_layers=result["checkpointed_layers"],
+            quant_mode="nf4", lora_r=cfg.lora.r, lora_targets=TARGETS,
+            lora_dropout=0.0 if result.get("fused_lora_projections") else cfg.lora.lora_dropout,
             liger=result["use_liger_kernel"], attention=result["attn_implementation"], sequence=t.max_length) / GIB, 2)
     if peak_tflops:
         tps = result["tokens_per_s"] / int(os.environ.get("WORLD_SIZE", "1"))  # per GPU
@@ -394,6 +449,8 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=None, help="skip setups that would start after this many seconds")
     ap.add_argument("--profile", default=None, metavar="SETUP", help="profile 3 extra steps of this setup")
     ap.add_argument("--prepare-only", action="store_true")
+    ap.add_argument("--unsloth-site", default=None, help="folder with Unsloth's packages, for the unsloth_* setups")
+    ap.add_argument("--unsloth-timeout", type=float, default=240)
     ap.add_argument("--out", default=None, help="write the results as JSON here (rewritten after each setup)")
     a = ap.parse_args()
     start = time.time()
@@ -411,7 +468,9 @@ def main() -> None:
     unknown = [n for n in names if n not in SETUPS]
     if unknown:
         raise SystemExit(f"unknown setups {unknown}; known: {', '.join(SETUPS)}")
-    names = [n for n in SETUPS if n in names]  # Liger-free setups first
+    # In the order given, except Liger-free setups first: Liger patches the Mistral classes process-wide
+    # (Unsloth's setups run in their own processes)
+    names = [n for n in names if n == "medchat_noliger"] + [n for n in names if n != "medchat_noliger"]
     report = {"command": " ".join(sys.argv), "world_size": int(os.environ.get("WORLD_SIZE", "1")),
               "versions": versions(), "shape": a.shape, "lengths": a.lengths, "setups": []}
     report["matmul_peak_tflops"] = matmul_peak_tflops() if a.shape == "mistral7b" else None

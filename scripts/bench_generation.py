@@ -4,7 +4,7 @@
 It runs medchat's own generation code (medchat.evaluation.generation.generate: left padding, EOS-aware
 cutting) on two kinds of model:
 
-  --model tiny              the offline tiny Llama on CPU, prompts = real sample dialogues (a smoke check;
+  --model tiny              the offline tiny Llama on CPU, prompts = questions of the MedQuAD sample (a smoke check;
                             also asserts that batched greedy outputs equal one-at-a-time outputs)
   --model mistral7b-random  a Mistral-7B-shaped model with random weights on one GPU (no download needed),
                             prompts = random token ids with lengths drawn uniformly from --prompt-len
@@ -13,7 +13,9 @@ Setups (--setups):
   nf4-lora  base weights quantized to NF4 (bitsandbytes) with a rank-16 all-linear LoRA adapter unmerged:
             how the notebooks generate, and evaluate.py with merge=false
   merged    the adapter merged into model-dtype weights (bf16 on GPU): evaluate.py's default (merge=true)
-  merged-static  as merged, with transformers' static KV cache (cache_implementation=static)
+  merged-static  as merged, with transformers' static KV cache (cache_implementation=static: one padded shape
+            per eval set, so decoding compiles once)
+  merged-auto  as merged, with evaluate.py's default (cache_implementation=auto: static on a GPU)
 Each setup runs at batch size 1 on the first --unbatched-prompts prompts, and at every --batch-sizes
 value on all --prompts prompts. Throughput counts only real new tokens (up to and including each row's
 EOS), over wall time from the first batch to the last, after one warm-up call.
@@ -121,15 +123,21 @@ def prompts_for(args, tokenizer) -> list[list[int]]:
         from medchat.data.readers import resolve_path
         from medchat.formatting import prompt_ids
 
-        lines = resolve_path("medchat:sample_data/dialogues.jsonl").read_text().splitlines()[-args.prompts:]
-        return [prompt_ids(tokenizer, json.loads(line)["messages"][:-1], "chat_template") for line in lines]
+        lines = resolve_path("medchat:sample_data/medquad.jsonl").read_text().splitlines()[-args.prompts:]
+        return [prompt_ids(tokenizer, [{"role": "user", "content": json.loads(line)["question"]}], "chat_template")
+                for line in lines]
     rng = random.Random(0)
     lo, hi = map(int, args.prompt_len.split(","))
     return [[1] + [rng.randrange(3, 32000) for _ in range(rng.randint(lo, hi) - 1)] for _ in range(args.prompts)]
 
 
 def timed(model, tokenizer, prompts, batch_size, args, cache=None):
-    generate(model, tokenizer, prompts[:batch_size], batch_size=batch_size, max_new_tokens=4, cache_implementation=cache)
+    if cache in ("static", "auto"):  # warm up on the timed run's one padded shape (compiles once, outside the timing)
+        longest = max(prompts, key=len)
+        generate(model, tokenizer, [longest] * min(batch_size, len(prompts)), batch_size=batch_size,
+                 max_new_tokens=args.max_new_tokens, cache_implementation=cache)
+    else:
+        generate(model, tokenizer, prompts[:batch_size], batch_size=batch_size, max_new_tokens=4)
     stats = GenerationStats()
     out = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=args.max_new_tokens,
                    cache_implementation=cache, stats=stats)
@@ -137,7 +145,7 @@ def timed(model, tokenizer, prompts, batch_size, args, cache=None):
 
 
 def run_setup(setup: str, model, tokenizer, prompts, args, rows: list, outputs: dict) -> None:
-    cache = "static" if setup == "merged-static" else None
+    cache = {"merged-static": "static", "merged-auto": "auto"}.get(setup)
     batch_sizes = args.nf4_batch_sizes if setup == "nf4-lora" else args.batch_sizes
     sizes = [1] + [b for b in batch_sizes if b != 1]
     for b in sizes:
@@ -192,7 +200,7 @@ def markdown(args, env: dict, rows: list) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=("tiny", "mistral7b-random"), default="tiny")
-    p.add_argument("--setups", default="merged,nf4-lora", help="comma list of nf4-lora, merged, merged-static")
+    p.add_argument("--setups", default="merged,nf4-lora", help="comma list of nf4-lora, merged, merged-static, merged-auto")
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--unbatched-prompts", type=int, default=4)
     p.add_argument("--batch-sizes", default="8,32")

@@ -10,6 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+# Synthetic multi-turn doctor-patient dialogues (messages schema): the multi-turn coverage the real default
+# sample (single-turn MedQuAD pairs) lacks. See tests/fixtures/README.md.
+DIALOGUES = ROOT / "tests" / "fixtures" / "dialogues.jsonl"
 
 # Tests never reach W&B's servers, and build their tiny model in their own cache.
 os.environ["WANDB_MODE"] = "offline"

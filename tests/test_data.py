@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import compose, shared
+from conftest import DIALOGUES, compose, shared
 from medchat.data import DataError, load_split
 from medchat.data.prepare import conversation_hash, question_key
 
@@ -15,14 +15,69 @@ def dataset_cfg(*overrides):
     return compose(*overrides).dataset
 
 
-def test_sample_data_ships_enough_dialogues():
+def _shipped_rows() -> list[dict]:
+    from medchat.data.readers import resolve_path
+
+    return [json.loads(line) for line in resolve_path("medchat:sample_data/medquad.jsonl").read_text().splitlines()]
+
+
+def test_default_sample_is_real_medquad_with_its_attribution():
+    from medchat.data.readers import resolve_path
+
+    rows = _shipped_rows()
+    assert 300 <= len(rows) <= 2000
+    assert {"document_id", "focus", "source", "question", "answer"} <= set(rows[0])
+    assert "MedQuAD" in resolve_path("medchat:sample_data/LICENSE_CC-BY-4.0_and_attribution.md").read_text()
     split = load_split(dataset_cfg())
-    total = split.counts["train"] + split.counts["eval"]
-    assert total >= 300
+    assert split.counts["train"] + split.counts["eval"] == len(rows)
+
+
+def test_default_split_shares_no_document_or_focus_between_train_and_eval():
+    rows = _shipped_rows()
+    split = load_split(dataset_cfg())
+    doc = {r["row"]: rows[r["row"]]["document_id"] for r in split.train + split.eval}
+    focus = {r["row"]: rows[r["row"]]["focus"] for r in split.train + split.eval}
+    assert len(split.eval) >= 40
+    assert not {doc[r["row"]] for r in split.train} & {doc[r["row"]] for r in split.eval}
+    assert not {focus[r["row"]] for r in split.train} & {focus[r["row"]] for r in split.eval}
+    assert not {conversation_hash(r) for r in split.train} & {conversation_hash(r) for r in split.eval}
+    manifest = split.manifest()
+    assert manifest["split_by"] == "document_id"
+    assert set(manifest["groups"]["eval"]) == {doc[r["row"]] for r in split.eval}
+    assert all(e["group"] == doc[e["row"]] for e in manifest["train"])
+
+
+def test_multi_turn_fixture_loads_with_several_doctor_turns():
+    split = load_split(dataset_cfg("dataset=messages", f"dataset.path={DIALOGUES}"))
+    assert split.counts["train"] + split.counts["eval"] == 420
     assert any(sum(m["role"] == "assistant" for m in r["messages"]) > 1 for r in split.train)
-    train_hashes = {conversation_hash(r) for r in split.train}
-    assert not train_hashes & {conversation_hash(r) for r in split.eval}
-    assert not {question_key(r) for r in split.train} & {question_key(r) for r in split.eval}
+
+
+def test_split_by_keeps_each_group_on_one_side(tmp_path):
+    rows = [{"question": f"q{i}?", "answer": f"a{i}.", "doc": f"d{i % 7}"} for i in range(70)]
+    path = write_jsonl(tmp_path / "g.jsonl", rows)
+    split = load_split(dataset_cfg("dataset=mle_screening", f"dataset.path={path}", "dataset.split_by=doc",
+                                   "dataset.eval_size=15"))
+    train_groups = {rows[r["row"]]["doc"] for r in split.train}
+    eval_groups = {rows[r["row"]]["doc"] for r in split.eval}
+    assert not train_groups & eval_groups and len(eval_groups) == 2  # 10 rows a group: two reach 15
+    assert split.counts["eval"] == 20 and split.counts["eval_groups"] == 2
+    # without split_by the same rows are split row by row, and groups straddle the split
+    plain = load_split(dataset_cfg("dataset=mle_screening", f"dataset.path={path}", "dataset.eval_size=15"))
+    assert {rows[r["row"]]["doc"] for r in plain.train} & {rows[r["row"]]["doc"] for r in plain.eval}
+
+
+def test_split_by_errors_name_the_column_and_row(tmp_path):
+    path = write_jsonl(tmp_path / "g.jsonl", [{"question": "q?", "answer": "a.", "doc": "x"}] * 3)
+    with pytest.raises(DataError, match="no column 'document' .*dataset.split_by"):
+        load_split(dataset_cfg("dataset=mle_screening", f"dataset.path={path}", "dataset.split_by=document"))
+    with pytest.raises(DataError, match="leaves no group for training"):
+        load_split(dataset_cfg("dataset=mle_screening", f"dataset.path={path}", "dataset.split_by=doc",
+                               "dataset.dedup=false", "dataset.eval_size=1"))
+    path = write_jsonl(tmp_path / "e.jsonl", [{"question": "q?", "answer": "a.", "doc": "x"},
+                                              {"question": "r?", "answer": "b.", "doc": ""}])
+    with pytest.raises(DataError, match="row 1: empty 'doc'"):
+        load_split(dataset_cfg("dataset=mle_screening", f"dataset.path={path}", "dataset.split_by=doc"))
 
 
 def test_split_is_deterministic_and_seeded():

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import shared
+from conftest import DIALOGUES, shared
 from medchat import modeling
 from medchat.config import ModelConfig, QuantConfig
 from medchat.data import DataError
@@ -17,7 +17,6 @@ from medchat.evaluation.generation import _cut, generate, stop_ids
 from medchat.evaluation.perplexity import doctor_nll, perplexity
 from medchat.formatting import prompt_ids, tokenize_conversation
 
-SAMPLE = "medchat:sample_data/dialogues.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +28,7 @@ def model(tiny_dir):
 
 @pytest.fixture(scope="module")
 def conversations():
-    from medchat.data.readers import resolve_path
-
-    lines = resolve_path(SAMPLE).read_text().splitlines()
+    lines = DIALOGUES.read_text().splitlines()
     rows = [json.loads(line)["messages"] for line in lines[:40]]
     return [r for r in rows if len(r) == 2][:6] + [r for r in rows if len(r) > 2][:2]
 
@@ -55,7 +52,8 @@ def test_sampling_is_seeded(model, tiny_tokenizer, conversations):
 
 def test_generation_stops_at_eos_and_pad_is_not_eos(model, tiny_tokenizer):
     eos, pad = tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id
-    assert pad != eos and stop_ids(model, tiny_tokenizer) == [eos]
+    end_of_text = tiny_tokenizer.convert_tokens_to_ids("<|endoftext|>")  # the tiny vocab's other end token
+    assert pad != eos and stop_ids(model, tiny_tokenizer) == sorted([eos, end_of_text])
     assert _cut([5, 6, eos, pad, pad], {eos}, pad) == ([5, 6], True, 3)
     assert _cut([5, 6, 7], {eos}, pad) == ([5, 6, 7], False, 3)
     # A model whose every step says EOS: generation ends at once, flagged as ended.

@@ -129,6 +129,17 @@ def test_multirun_gives_one_run_dir_and_one_wandb_run_per_job(tmp_path):
         ranks.add(json.loads((run / "adapter" / "adapter_config.json").read_text())["r"])
     assert ranks == {4, 8}
 
+    # W&B: each job named by what differs in the sweep, all in one group named after the sweep
+    from medchat.tracking import wandb_records
+
+    records = [wandb_records(run, "run")[0] for run in runs]
+    assert sorted(r["display_name"] for r in records) == ["r4", "r8"]
+    assert {r["run_group"] for r in records} == {tmp_path.name} and {r["job_type"] for r in records} == {"train"}
+    # The second job tokenized nothing: it read the first job's cache, kept under the sweep dir
+    caches = [json.loads((run / "metrics.json").read_text())["tokenized_cache"] for run in runs]
+    assert [c["hit"] for c in caches] == [False, True] and caches[0]["key"] == caches[1]["key"]
+    assert caches[1]["path"].startswith(str(tmp_path / ".tokenized"))
+
 
 def test_cfg_job_composes_every_experiment():
     from conftest import CONF

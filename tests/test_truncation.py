@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from conftest import compose
-from medchat.formatting import TemplateError, fit_to_length, tokenize_rows
+from medchat.data.cache import cache_key, fit_rows, tokenize_rows, tokenized
+from medchat.formatting import TemplateError, fit_to_length
 
 EOS = 2
 
@@ -27,15 +29,49 @@ def test_fit_to_length_counts_every_case():
     assert fit_to_length(row, 3, "keep", EOS) == (None, ["too_long", "cut_to_max_length", "dropped_no_trained_token"])
 
 
-def test_tokenize_rows_never_returns_a_row_over_max_length(tiny_tokenizer):
-    long = {"messages": [{"role": "user", "content": "cough " * 5},
-                         {"role": "assistant", "content": "rest and fluids " * 40}]}
-    short = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
-    rows, counts = tokenize_rows(tiny_tokenizer, [long, short], "chat_template", 48, "keep")
+LONG = {"messages": [{"role": "user", "content": "cough " * 5},
+                     {"role": "assistant", "content": "rest and fluids " * 40}]}
+SHORT = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+
+
+def _fit(tokenizer, records, truncation, num_proc=None):
+    ds = tokenize_rows(records, tokenizer, "chat_template", num_proc)
+    return fit_rows(ds, 48, truncation, tokenizer.eos_token_id, num_proc)
+
+
+def test_fit_rows_never_returns_a_row_over_max_length(tiny_tokenizer):
+    rows, counts = _fit(tiny_tokenizer, [LONG, SHORT], "keep")
     assert all(len(r["input_ids"]) <= 48 for r in rows) and len(rows) == 2
+    assert rows.column_names == ["input_ids", "assistant_masks"]
     assert counts["too_long"] == 1 and counts["cut_to_max_length"] == 1 and counts["cut_answer_lost_eos"] == 1
-    rows, counts = tokenize_rows(tiny_tokenizer, [long, short], "chat_template", 48, "drop")
+    rows, counts = _fit(tiny_tokenizer, [LONG, SHORT], "drop")
     assert len(rows) == 1 and counts["dropped_too_long"] == 1 and counts["kept"] == 1
+    # the parallel path (dataset.num_proc) fits and counts the same rows the same way
+    many = [LONG, SHORT] * 4
+    one, c1 = _fit(tiny_tokenizer, many, "keep")
+    two, c2 = _fit(tiny_tokenizer, many, "keep", num_proc=2)
+    assert c1 == c2 and one["input_ids"] == two["input_ids"] and c1["too_long"] == 4
+
+
+def test_a_cache_hit_counts_what_the_tokenizing_run_counted(tiny_tokenizer, tmp_path):
+    from types import SimpleNamespace
+
+    split = SimpleNamespace(train=[LONG, SHORT, SHORT], eval=[SHORT])
+    args = (split, tiny_tokenizer, "chat_template", 48, tmp_path / "run")
+    train, evals, counts, info = tokenized(*args, truncation="drop")
+    assert not info["hit"] and counts["train"]["dropped_too_long"] == 1 and len(train) == 2
+    again_train, _, again, info = tokenized(*args, truncation="drop")
+    assert info["hit"] and again == counts and again_train["input_ids"] == train["input_ids"]
+    # the truncation option is part of the key: keep never reads drop's rows
+    _, _, kept, info = tokenized(*args, truncation="keep")
+    assert not info["hit"] and kept["train"]["cut_to_max_length"] == 1 and kept["train"]["kept"] == 3
+    assert cache_key(split.train, split.eval, tiny_tokenizer, "chat_template", 48, "keep") != \
+        cache_key(split.train, split.eval, tiny_tokenizer, "chat_template", 48, "drop")
+    # a split left with no row is refused (eval here: its one row is too long), and never cached
+    bad = SimpleNamespace(train=[SHORT], eval=[LONG])
+    with pytest.raises(TemplateError, match="no eval row fits"):
+        tokenized(bad, tiny_tokenizer, "chat_template", 48, tmp_path / "run", truncation="drop")
+    assert len(list(Path(info["path"]).parent.iterdir())) == 2  # drop's entry and keep's, not the refused one
 
 
 def test_truncation_counts_reach_split_json_and_metrics(tmp_path, caplog):

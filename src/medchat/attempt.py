@@ -15,7 +15,6 @@ from pathlib import Path
 
 from medchat import provenance, resume, rundir
 from medchat.preemption import Interrupted
-from medchat.tracking import wandb_run_id
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,6 @@ class Attempt:
     def __init__(self, run_dir: Path, cfg, main: bool):
         self.run_dir, self.cfg, self.main = run_dir, cfg, main
         self.decision: resume.Decision | None = None
-        self.wandb_run_id: str | None = None
 
     @property
     def checkpoint(self) -> str | None:
@@ -67,30 +65,28 @@ class Attempt:
                           "choose another hydra.run.dir") from e
 
     def record(self, cfg_yaml: str, plain_cfg: dict, split, tokenization: dict) -> None:
-        """Write the run dir's record of this attempt (main process only) and fix the W&B run id."""
+        """Write the run dir's record of this attempt (main process only). The W&B run id is medchat.tracking's
+        (RUN/wandb_run_id), so a resume continues the W&B run without anything kept here."""
         run_dir = self.run_dir
         if self.checkpoint:
             try:
-                record = resume.check_same_run(run_dir, plain_cfg, split.fingerprint, self.checkpoint, self.main)
+                resume.check_same_run(run_dir, plain_cfg, split.fingerprint, self.checkpoint, self.main)
             except resume.ResumeMismatch:
                 if self.main:
                     resume.restore_hydra_files(run_dir)
                 raise
-            self.wandb_run_id = wandb_run_id(record.get("wandb_run_id"))
             if self.main:
                 rundir.write_status(run_dir, "running", resumed_from=self.checkpoint)
             return
         if not self.main:
             return
-        previous = resume.read_attempts(run_dir) or {}
-        self.wandb_run_id = wandb_run_id(previous.get("wandb_run_id"))
         rundir.write_status(run_dir, "running")
         # what evaluate.py, chat and export read (also when train() is called without Hydra's .hydra/)
         write_text(run_dir / "config.yaml", cfg_yaml)
         write_json(run_dir / "split.json", {**split.manifest(), "tokenization": tokenization})
         write_text(run_dir / "eval.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in split.eval))
         write_json(run_dir / "provenance.json", provenance.collect(split.fingerprint, split.source))
-        resume.start_first(run_dir, plain_cfg, split.fingerprint, self.wandb_run_id, resume.hydra_files(run_dir))
+        resume.start_first(run_dir, plain_cfg, split.fingerprint, resume.hydra_files(run_dir))
 
     def ended(self, error: BaseException, tracker) -> None:
         """Status and tracker for an attempt that raised: interrupted (resumable) or failed."""

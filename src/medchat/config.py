@@ -51,20 +51,49 @@ class ModelConfig:
 
 
 @dataclass
-class DatasetConfig:
-    name: str = "sample"
-    # Where rows come from: a local json/jsonl/csv/parquet file (or directory of them), else `hub_id`.
+class DatasetSourceConfig:
+    """One dataset of a mixture (dataset.sources): where its rows are, how its columns map, how many to take."""
+
+    name: Optional[str] = None  # names the source in split.json's counts; default: its path or hub id
     path: Optional[str] = None
     hub_id: Optional[str] = None
+    subset: Optional[str] = None  # datasets.load_dataset's `name` (a configuration of the Hub dataset)
+    revision: Optional[str] = None
     hub_split: str = "train"
+    data_files: Optional[Any] = None  # datasets.load_dataset's data_files: a path, a list, or {split: paths}
+    format: str = "auto"
+    schema: str = "messages"
+    columns: Dict[str, str] = field(default_factory=dict)
+    system_prompt: Optional[str] = None  # null: dataset.system_prompt
+    n: Optional[int] = None  # take this many of its rows (seeded), or
+    weight: Optional[float] = None  # its share of the mixture (relative to the other sources' weights)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "sample"
+    # Where rows come from: a local json/jsonl/csv/parquet file (or directory of them), else `hub_id`
+    # (with datasets.load_dataset's name -> `subset`, `revision`, split -> `hub_split`, `data_files`),
+    # else several `sources` mixed into one run.
+    path: Optional[str] = None
+    hub_id: Optional[str] = None
+    subset: Optional[str] = None
+    revision: Optional[str] = None
+    hub_split: str = "train"
+    data_files: Optional[Any] = None
+    sources: List[DatasetSourceConfig] = field(default_factory=list)
     format: str = "auto"  # auto (from the file suffix) | json | jsonl | csv | parquet
-    # How columns map to a conversation: messages | instruction | qa | patient_doctor
+    # How columns map to a conversation: messages | sharegpt | instruction | qa | patient_doctor
     schema: str = "messages"
     # Column names per role, overriding the schema's defaults: question, answer, system, messages, id.
     columns: Dict[str, str] = field(default_factory=dict)
+    num_proc: Optional[int] = None  # processes for loading and tokenizing a large dataset
+    cache_tokenized: bool = True  # reuse tokenized rows across runs and sweep jobs (medchat.data.cache)
     n: Optional[int] = None  # subsample this many rows (after cleaning), with `seed`
     seed: int = 42
     eval_size: float = 0.1  # < 1: fraction of rows; >= 1: number of rows
+    # A column whose value groups rows (e.g. document_id): a group's rows all land on one side of the split.
+    split_by: Optional[str] = None
     system_prompt: Optional[str] = None  # overrides any system text from the data
     prompt_format: str = "chat_template"  # chat_template | plain ("### Patient query: ... ### Doctor opinion: ...")
     dedup: bool = True  # drop exact duplicate conversations
@@ -95,7 +124,8 @@ class QuantConfig:
 @dataclass
 class TrainerConfig:
     """Keys are TRL `SFTConfig` / transformers `TrainingArguments` names, except `precision`, `resume`,
-    `truncation`, `fail_at_step` and the checkpointing plan's `checkpoint_every_n_layers` and `memory_budget_gib`."""
+    `truncation`, `fail_at_step`, the checkpointing plan's `checkpoint_every_n_layers` and `memory_budget_gib`,
+    the medchat.speed switches and `early_stopping_*` (transformers' EarlyStoppingCallback's names)."""
 
     num_train_epochs: float = 1.0
     max_steps: int = -1
@@ -120,6 +150,11 @@ class TrainerConfig:
     checkpoint_every_n_layers: Optional[int] = None
     memory_budget_gib: Optional[float] = None  # null: 85% of the GPU's memory
     use_liger_kernel: str = "auto"  # auto: on a CUDA GPU when liger-kernel is installed | true | false
+    # --- speed levers (issue 13; medchat.speed) ---
+    fused_lora: str = "auto"  # auto: one fused autograd function per LoRA projection on a GPU | true | false
+    compile: str = "auto"  # regional torch.compile of the decoder layers: auto (off until measured) | true | false
+    micro_batch: str = "auto"  # auto: largest micro-batch that fits memory_budget_gib at the same step batch | fixed
+    activation_offloading: str = "auto"  # auto: offload checkpointed inputs only when nothing else fits | true | false
     train_sampling_strategy: str = "random"  # random | group_by_length (the notebooks' group_by_length=True)
     packing: bool = True  # padding-free BFD packing; each example attends only to itself
     max_length: int = 1024
@@ -132,6 +167,14 @@ class TrainerConfig:
     # Rows longer than max_length: drop them (counted), or keep them cut to max_length (counted; a cut answer
     # loses its EOS). Rows with no doctor token left are always dropped. See medchat.formatting.truncate.
     truncation: str = "keep"
+    # Keep the checkpoint with the lowest eval loss and load it at the end (transformers' names; needs
+    # evaluation, and save_steps a multiple of eval_steps). metrics.json records which checkpoint won.
+    load_best_model_at_end: bool = False
+    metric_for_best_model: str = "eval_loss"
+    # Stop when the eval loss has not improved (by more than the threshold) for this many evaluations
+    # (transformers' EarlyStoppingCallback; it implies load_best_model_at_end). null: never stop early.
+    early_stopping_patience: Optional[int] = None
+    early_stopping_threshold: float = 0.0
     fail_at_step: Optional[int] = None  # testing aid: raise after this optimizer step, as a crash would
 
 
@@ -141,9 +184,12 @@ class TrackerConfig:
     project: str = "medchat"
     entity: Optional[str] = None
     group: Optional[str] = None
-    name: Optional[str] = None  # default: the run dir's name
+    # default: a sweep job is named by what differs in the sweep (r8-lr1e-4), a single run
+    # <experiment or model>-<dataset>-<run dir name>; group default: the sweep
+    name: Optional[str] = None
     tags: List[str] = field(default_factory=list)
     mode: str = "auto"  # auto: online when an API key is set, else offline | online | offline
+    log_model: bool = False  # upload RUN/adapter as a W&B model artifact at the end of training
 
 
 @dataclass
@@ -192,7 +238,7 @@ CHOICES = {
     "model.dtype": ("auto", "bfloat16", "float16", "float32"),
     "model.attn_implementation": ("auto", "sdpa", "eager", "flex_attention", "flash_attention_2"),
     "dataset.format": ("auto", "json", "jsonl", "csv", "parquet"),
-    "dataset.schema": ("messages", "instruction", "qa", "patient_doctor"),
+    "dataset.schema": ("messages", "sharegpt", "instruction", "qa", "patient_doctor"),
     "dataset.prompt_format": ("chat_template", "plain"),
     "lora.targets": ("qv", "attention", "all_linear", "all_linear_lm_head"),
     "lora.bias": ("none", "all", "lora_only"),
@@ -205,12 +251,17 @@ CHOICES = {
     "trainer.use_liger_kernel": ("auto", "true", "false"),
     "trainer.resume": ("auto", "true", "false"),
     "trainer.truncation": ("drop", "keep"),
+    "trainer.fused_lora": ("auto", "true", "false"),
+    "trainer.compile": ("auto", "true", "false"),
+    "trainer.micro_batch": ("auto", "fixed"),
+    "trainer.activation_offloading": ("auto", "true", "false"),
     "tracker.backend": ("wandb", "tensorboard", "none"),
     "tracker.mode": ("auto", "online", "offline"),
 }
 
 
-LOWERCASED = ("trainer.gradient_checkpointing", "trainer.use_liger_kernel", "trainer.resume")
+LOWERCASED = ("trainer.gradient_checkpointing", "trainer.use_liger_kernel", "trainer.fused_lora", "trainer.compile",
+              "trainer.micro_batch", "trainer.activation_offloading", "trainer.resume")
 
 
 class ConfigError(ValueError):
@@ -259,8 +310,9 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"dataset.eval_size must be >= 0, got {cfg.dataset.eval_size}")
     if cfg.dataset.n is not None and cfg.dataset.n <= 0:
         raise ConfigError(f"dataset.n must be > 0 or null, got {cfg.dataset.n}")
-    if cfg.dataset.path is None and cfg.dataset.hub_id is None:
-        raise ConfigError("dataset.path or dataset.hub_id must be set")
+    if cfg.dataset.path is None and cfg.dataset.hub_id is None and not cfg.dataset.sources:
+        raise ConfigError("dataset.path, dataset.hub_id or dataset.sources must be set")
+    _validate_sources(cfg.dataset)
     if cfg.eval.every_steps is not None:
         if cfg.eval.every_steps <= 0 or cfg.eval.num_samples <= 0 or cfg.eval.max_new_tokens <= 0:
             raise ConfigError("eval.every_steps, eval.num_samples and eval.max_new_tokens must be > 0")
@@ -269,18 +321,66 @@ def validate(cfg: Any) -> None:
         unknown = set(cfg.eval.metrics) - {"bleu", "rouge", "meteor", "bertscore"}
         if unknown:
             raise ConfigError(f"eval.metrics: unknown {', '.join(sorted(unknown))}; known: bleu, rouge, meteor, bertscore")
+    _validate_best_and_early(cfg.trainer)
     if cfg.trainer.eval_strategy != "no" and cfg.dataset.eval_size == 0:
         raise ConfigError("trainer.eval_strategy needs eval rows: set dataset.eval_size > 0 or trainer.eval_strategy=no")
 
 
+def _validate_best_and_early(t) -> None:
+    """load_best_model_at_end / early stopping need evaluations that coincide with saved checkpoints."""
+    if t.early_stopping_patience is not None and t.early_stopping_patience <= 0:
+        raise ConfigError(f"trainer.early_stopping_patience must be > 0 or null, got {t.early_stopping_patience}")
+    if not (t.load_best_model_at_end or t.early_stopping_patience):
+        return
+    key = "trainer.early_stopping_patience" if t.early_stopping_patience else "trainer.load_best_model_at_end"
+    if t.eval_strategy != "steps":
+        raise ConfigError(f"{key} needs trainer.eval_strategy=steps (it compares evaluations), got {t.eval_strategy}")
+    eval_steps = t.eval_steps or t.logging_steps
+    if t.save_steps % eval_steps:
+        raise ConfigError(f"{key} needs trainer.save_steps ({t.save_steps}) to be a multiple of trainer.eval_steps "
+                          f"({eval_steps}): only evaluated checkpoints can be the best one")
+    if not t.metric_for_best_model.startswith("eval_"):
+        raise ConfigError(f"trainer.metric_for_best_model={t.metric_for_best_model!r} must be an eval_* metric")
+
+
+def _validate_sources(d) -> None:
+    """dataset.sources: each names its rows; shares are either all weights or row counts, never mixed."""
+    if not d.sources:
+        return
+    if d.path is not None or d.hub_id is not None:
+        raise ConfigError("dataset.sources replaces dataset.path / dataset.hub_id: set one or the other "
+                          "(dataset.path=null dataset.hub_id=null)")
+    weighted = [s.weight is not None for s in d.sources]
+    for i, s in enumerate(d.sources):
+        key = f"dataset.sources[{i}]"
+        if s.path is None and s.hub_id is None:
+            raise ConfigError(f"{key}: set path or hub_id")
+        if s.schema not in CHOICES["dataset.schema"]:
+            raise ConfigError(f"{key}.schema={s.schema!r} is not one of {', '.join(CHOICES['dataset.schema'])}")
+        if s.format not in CHOICES["dataset.format"]:
+            raise ConfigError(f"{key}.format={s.format!r} is not one of {', '.join(CHOICES['dataset.format'])}")
+        if s.weight is not None and s.n is not None:
+            raise ConfigError(f"{key}: set n (rows) or weight (share), not both")
+        if s.weight is not None and s.weight <= 0:
+            raise ConfigError(f"{key}.weight must be > 0, got {s.weight}")
+        if s.n is not None and s.n <= 0:
+            raise ConfigError(f"{key}.n must be > 0, got {s.n}")
+    if any(weighted) and not all(weighted):
+        raise ConfigError("dataset.sources: give every source a weight, or none (use n for row counts)")
+
+
 # Dict fields whose keys are the user's own (column names, free-form notes): not checked against a schema.
 OPEN_FIELDS = ("dataset.columns", "extra")
+OPEN_SUFFIXES = (".columns",)  # dataset.sources[i].columns too
 
 
 def _dataclass_of(tp: Any) -> type | None:
-    """The dataclass a field holds (also through Optional[...]), else None."""
+    """The dataclass a field holds (also through Optional[...] and List[...]), else None."""
     if dataclasses.is_dataclass(tp):
         return tp
+    if typing.get_origin(tp) is list:
+        args = typing.get_args(tp)
+        return args[0] if args and dataclasses.is_dataclass(args[0]) else None
     if typing.get_origin(tp) is typing.Union:
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
@@ -292,7 +392,7 @@ def unknown_keys(cfg: Any, schema: type, prefix: str = "", open_fields: tuple = 
     """Every key of `cfg` (a DictConfig or dict) that `schema` (a dataclass) does not declare, as
     "dotted.key (did you mean dotted.other?)" lines. Hydra's `+key=`/`++key=` force-add keys past struct
     mode and a YAML file merged onto a Dict field is never checked, so composing alone proves nothing."""
-    from omegaconf import DictConfig
+    from omegaconf import DictConfig, ListConfig
 
     hints = typing.get_type_hints(schema)
     names = [f.name for f in dataclasses.fields(schema)]
@@ -305,12 +405,16 @@ def unknown_keys(cfg: Any, schema: type, prefix: str = "", open_fields: tuple = 
             hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known here: {', '.join(names)})"
             found.append(f"{dotted}{hint}")
             continue
-        if dotted in open_fields:
+        if dotted in open_fields or dotted.endswith(OPEN_SUFFIXES):
             continue
         sub = _dataclass_of(hints[key])
         value = cfg._get_node(key) if isinstance(cfg, DictConfig) else cfg[key]
         if sub is not None and isinstance(value, (DictConfig, dict)):
             found += unknown_keys(value, sub, dotted + ".", open_fields)
+        elif sub is not None and isinstance(value, (ListConfig, list)):  # dataset.sources[i]
+            for i, item in enumerate(value):
+                if isinstance(item, (DictConfig, dict)):
+                    found += unknown_keys(item, sub, f"{dotted}[{i}].", open_fields)
     return found
 
 

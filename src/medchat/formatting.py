@@ -15,6 +15,10 @@ from pathlib import Path
 PLAIN_QUERY = "### Patient query: "
 PLAIN_ANSWER = "### Doctor opinion:"
 SHIPPED_TEMPLATES = ("chatml", "inst")
+# Tokens that end a turn or a text in the families medchat's recipes use. A tokenizer has one eos, but
+# its model may stop on several (Llama-3 Instruct ends turns with <|eot_id|> and texts with <|end_of_text|>;
+# Qwen2 with <|im_end|> and <|endoftext|>); generation must stop at whichever the model emits.
+END_TOKENS = ("<|eot_id|>", "<|end_of_text|>", "<|eom_id|>", "<|im_end|>", "<|endoftext|>", "</s>")
 
 
 class TemplateError(ValueError):
@@ -108,17 +112,31 @@ def tokenize_conversation(tokenizer, messages: list[dict], prompt_format: str) -
     return {"input_ids": ids, "assistant_masks": mask}
 
 
+def stop_token_ids(tokenizer, model=None) -> list[int]:
+    """Ids generation stops at: the tokenizer's eos, the model's generation_config eos (one or a list), and
+    every END_TOKENS entry the tokenizer has as a special token (so a config that lists only one is not
+    trusted alone)."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(configured) if isinstance(configured, (list, tuple)) else {configured}
+    special = set(tokenizer.all_special_tokens) | {str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+                                                  if getattr(t, "special", False)}
+    vocab = tokenizer.get_vocab()
+    ids |= {vocab[t] for t in END_TOKENS if t in special and t in vocab}
+    return sorted(i for i in ids if i is not None)
+
+
 def prompt_ids(tokenizer, messages: list[dict], prompt_format: str) -> list[int]:
-    """Token ids that ask the model for the next doctor turn (messages end with a user turn)."""
+    """Token ids that ask the model for the next doctor turn (messages end with a user turn): exactly the
+    context training put before that turn (earlier doctor turns end with their EOS, as trained)."""
     if prompt_format == "plain":
-        text = "".join(t for t, _ in _plain_prompt(messages))
-        return _bos(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
+        return _tokenize_plain(tokenizer, messages)[0]
     return _chat_ids(tokenizer, messages, generation_prompt=True)
 
 
 # ----- rows longer than trainer.max_length ------------------------------------------------------------------
 # TRL would cut such rows silently (and with packing, a cut answer loses its EOS); medchat cuts or drops them
-# itself, before TRL sees them, and counts every case.
+# itself, before TRL sees them, and counts every case (medchat.data.cache.fit_rows, cached or not).
 TRUNCATION_WARN_FRACTION = 0.05  # warn when more than this share of a split's rows is too long
 
 
@@ -140,25 +158,16 @@ def fit_to_length(row: dict, max_length: int, truncation: str, eos_id: int | Non
     return {**row, "input_ids": ids, "assistant_masks": mask}, events
 
 
-def tokenize_rows(tokenizer, records: list[dict], prompt_format: str, max_length: int,
-                  truncation: str) -> tuple[list[dict], dict[str, int]]:
-    """Tokenize conversations and fit them to max_length; -> (rows, counts of what was cut or dropped)."""
+TRUNCATION_EVENTS = ("too_long", "dropped_too_long", "cut_to_max_length", "cut_answer_lost_eos",
+                     "dropped_no_trained_token")
+
+
+def check_can_tokenize(tokenizer, prompt_format: str) -> None:
+    """Before any row is tokenized (and before the model loads): a chat_template run needs a template."""
     if prompt_format == "chat_template" and not getattr(tokenizer, "chat_template", None):
         raise TemplateError("dataset.prompt_format=chat_template but the tokenizer has no chat template (a base "
                             "model's tokenizer often has none): set model.chat_template=chatml or inst (or a .jinja "
                             "file), or dataset.prompt_format=plain")
-    counts = {"rows": len(records), "too_long": 0, "dropped_too_long": 0, "cut_to_max_length": 0,
-              "cut_answer_lost_eos": 0, "dropped_no_trained_token": 0}
-    rows = []
-    for r in records:
-        row, events = fit_to_length(tokenize_conversation(tokenizer, r["messages"], prompt_format), max_length,
-                                    truncation, tokenizer.eos_token_id)
-        for e in events:
-            counts[e] += 1
-        if row is not None:
-            rows.append(row)
-    counts["kept"] = len(rows)
-    return rows, counts
 
 
 def report_truncation(name: str, counts: dict[str, int], max_length: int, truncation: str) -> None:

@@ -207,10 +207,9 @@ class ChatModel:
     def __init__(self, model, tokenizer, prompt_format: str, system_prompt: str | None, max_context: int):
         self.model, self.tokenizer = model, tokenizer
         self.prompt_format, self.system_prompt, self.max_context = prompt_format, system_prompt, max_context
-        eos = {tokenizer.eos_token_id}
-        generation_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        eos |= set(generation_eos if isinstance(generation_eos, list) else [generation_eos])
-        self.eos_token_ids = sorted(e for e in eos if e is not None)
+        from medchat.formatting import stop_token_ids
+
+        self.eos_token_ids = stop_token_ids(tokenizer, model)  # every end token of the family, not only eos
 
     @classmethod
     def load(cls, run_dir, quant: str | None = None, base: str | None = None, check_base: bool = True,

@@ -72,6 +72,10 @@ def model_path(model_cfg) -> str:
         from medchat.tiny import tiny_model_dir
 
         return str(tiny_model_dir(model_cfg.tiny))
+    from medchat.pretrained import is_packaged, packaged_model_dir
+
+    if is_packaged(model_cfg.name_or_path):  # e.g. packaged:smollm2-135m-instruct (medchat.pretrained)
+        return str(packaged_model_dir(model_cfg.name_or_path))
     return model_cfg.name_or_path
 
 

@@ -17,26 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from medchat import data, modeling, perf, rundir, training
 from medchat.attempt import Attempt, write_json
 from medchat.config import Config, check_keys, validate
-from medchat.formatting import report_truncation, tokenize_conversation, tokenize_rows
+from medchat.data.cache import tokenized
 from medchat.preemption import Interrupted, PreemptionCallback, StopRequest
 from medchat.tracking import Tracker, is_main_process
 
 log = logging.getLogger(__name__)
-
-
-def tokenize(records: list[dict], tokenizer, prompt_format: str, trainer_cfg=None, counts: dict | None = None,
-             name: str = "train"):
-    """Token ids + doctor-token masks; rows over trainer.max_length cut or dropped and counted into `counts`."""
-    import datasets
-
-    if trainer_cfg is None:
-        rows = [tokenize_conversation(tokenizer, r["messages"], prompt_format) for r in records]
-    else:
-        rows, counted = tokenize_rows(tokenizer, records, prompt_format, trainer_cfg.max_length, trainer_cfg.truncation)
-        report_truncation(name, counted, trainer_cfg.max_length, trainer_cfg.truncation)
-        if counts is not None:
-            counts[name] = counted
-    return datasets.Dataset.from_list(rows)
 
 
 def _hydra_overrides() -> list[str]:
@@ -76,10 +61,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     path = modeling.model_path(cfg.model)
     target_modules = modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, path))
     tokenizer = modeling.load_tokenizer(cfg.model)
-    tokenization: dict = {}
-    train_ds = tokenize(split.train, tokenizer, cfg.dataset.prompt_format, cfg.trainer, tokenization, "train")
-    eval_ds = tokenize(split.eval, tokenizer, cfg.dataset.prompt_format, cfg.trainer, tokenization, "eval") \
-        if split.eval else None
+    # rows over trainer.max_length are cut or dropped and counted there, cached or not
+    train_ds, eval_ds, tokenization, tokenized_cache = tokenized(
+        split, tokenizer, cfg.dataset.prompt_format, cfg.trainer.max_length, run_dir,
+        truncation=cfg.trainer.truncation, use_cache=cfg.dataset.cache_tokenized, num_proc=cfg.dataset.num_proc)
 
     # 2. The run dir records what is about to happen before the first step (a resume: checked against it).
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
@@ -88,12 +73,15 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     tracker = None
     try:
         # inside the try: a wandb.init failure too leaves status failed, not running
-        tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides(), run_id=attempt.wandb_run_id)
+        tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides(), extra={"data": split.counts})
         metrics = _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker,
                        attempt.checkpoint, stop)
         metrics["tokenization"] = tokenization
         tracker.log_summary(metrics)
+        if main:
+            tracker.log_model(run_dir / "adapter")
         metrics["tracker"] = tracker.description
+        metrics["tokenized_cache"] = tokenized_cache
         metrics["run_dir"] = str(run_dir)
         if main:
             write_json(run_dir / "metrics.json", metrics)
@@ -168,6 +156,7 @@ def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds,
         "target_modules": target_modules,
         "data": split.counts,
         "resumed_from": checkpoint,
+        **training.best_and_early(trainer, cfg),
         "world_size": perf.world_size(),
         "speed": {
             "attn_implementation": model.config._attn_implementation,

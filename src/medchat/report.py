@@ -124,6 +124,8 @@ def collect(sweep_dir: Path) -> tuple[list[dict], dict, list[str]]:
             "train_loss_mean": metrics.get("train_loss"),  # the trainer's average over all steps
             "perplexity": metrics.get("perplexity_after"),
             "global_step": metrics.get("global_step"),
+            "best_step": metrics.get("best_step"),  # trainer.load_best_model_at_end / early stopping
+            "stopped_early": metrics.get("stopped_early"),
             "train_runtime_s": metrics.get("train_runtime_s"),
             "tokens_per_s": metrics.get("train_tokens_per_second"),
             "peak_memory_gib": metrics.get("peak_memory_gib"),

@@ -10,8 +10,8 @@
 A continued run must be the same run: the first attempt's composed config and data fingerprint are kept in
 RUN/attempts.json, and a resume that differs in anything that shapes training (model, data, split, LoRA,
 quantization, optimizer, schedule, ...) is refused with the keys listed. Only the keys in MAY_CHANGE may
-differ; each resume and what it changed is appended to the same file. The W&B run id lives there too, so every
-attempt logs into one W&B run.
+differ; each resume and what it changed is appended to the same file. The W&B run id is not kept here but in
+RUN/wandb_run_id (medchat.tracking.saved_run_id, also read by evaluate.py), so every attempt logs into one W&B run.
 """
 
 from __future__ import annotations
@@ -144,10 +144,10 @@ def _write(run_dir: Path, record: dict) -> None:
     tmp.replace(path)
 
 
-def start_first(run_dir: Path, config: dict, fingerprint: str, wandb_run_id: str | None, hydra_files: dict) -> dict:
+def start_first(run_dir: Path, config: dict, fingerprint: str, hydra_files: dict) -> dict:
     """Record the first attempt (also when a run is started again from step 0: nothing of the old one is kept)."""
     record = {"first": {"time": _now(), "config": config, "data_fingerprint": fingerprint, "hydra": hydra_files},
-              "wandb_run_id": wandb_run_id, "resumes": []}
+              "resumes": []}
     _write(run_dir, record)
     return record
 

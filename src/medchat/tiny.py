@@ -1,6 +1,6 @@
 """The offline model: a small Llama and a byte-level BPE tokenizer, both built by code.
 
-Nothing is downloaded. The tokenizer is trained on the shipped sample dialogues, the weights are drawn
+Nothing is downloaded. The tokenizer is trained on the shipped sample (MedQuAD question/answer pairs), the weights are drawn
 from a fixed seed, and the result is cached (keyed by the shape, the data and TINY_VERSION) so every run,
 test and sweep job loads the same files with the ordinary `from_pretrained` path that Hub models take.
 """
@@ -15,9 +15,9 @@ import tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
-TINY_VERSION = 1
+TINY_VERSION = 2  # 2: tokenizer trained on the MedQuAD sample (1: synthetic dialogues)
 SPECIAL_TOKENS = ["<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-SAMPLE = "medchat:sample_data/dialogues.jsonl"
+SAMPLE = "medchat:sample_data/medquad.jsonl"
 
 
 def cache_root() -> Path:
@@ -37,7 +37,8 @@ def _corpus() -> list[str]:
 
     texts = []
     for line in resolve_path(SAMPLE).read_text().splitlines():
-        texts += [m["content"] for m in json.loads(line)["messages"]]
+        row = json.loads(line)
+        texts += [row["question"], row["answer"]]
     return texts
 
 

@@ -74,6 +74,11 @@ def sft_config(cfg, run_dir: Path):
     eval_on = t.eval_strategy != "no"
     choices = speed_choices(cfg)
     plan = choices["checkpointing"]
+    # --- issue 13 wiring: the auto micro-batch plan overrides batch split, checkpointing and offloading ---
+    from medchat import speed_wiring
+
+    plan, batch_kwargs = speed_wiring.micro_batch(cfg, choices, plan)
+    # --- end issue 13 wiring ---
     log.info("speed choices: optim=%s liger=%s checkpointing: %s", choices["optim"], choices["use_liger_kernel"],
              plan.reason)
     kwargs = {}
@@ -86,9 +91,10 @@ def sft_config(cfg, run_dir: Path):
         run_name=cfg.tracker.name or run_dir.name,
         num_train_epochs=float(t.num_train_epochs),
         max_steps=int(t.max_steps),
-        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_train_batch_size=batch_kwargs["per_device_train_batch_size"],
         per_device_eval_batch_size=t.per_device_eval_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        gradient_accumulation_steps=batch_kwargs["gradient_accumulation_steps"],
+        activation_offloading=batch_kwargs["activation_offloading"],
         learning_rate=float(t.learning_rate),
         lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=float(t.warmup_steps),
@@ -117,6 +123,10 @@ def sft_config(cfg, run_dir: Path):
         ddp_find_unused_parameters=False,
         disable_tqdm=True,
         save_only_model=False,  # optimizer and RNG state are needed to resume exactly
+        # early stopping needs the best checkpoint tracked; transformers infers greater_is_better from the name
+        load_best_model_at_end=bool(t.load_best_model_at_end or t.early_stopping_patience),
+        metric_for_best_model=t.metric_for_best_model if (t.load_best_model_at_end or t.early_stopping_patience)
+        else None,
         **kwargs,
     )
 
@@ -152,9 +162,37 @@ def build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
     )
     if not perf.fsdp_enabled():  # FSDP flattens one dtype per wrapped unit: adapters stay in the model's dtype
         keep_adapter_fp32(trainer.model)
+    # --- issue 13 wiring: fused LoRA projections, regional compilation ---
+    from medchat.speed.apply import apply as apply_speed
+
+    trainer.medchat_speed = apply_speed(trainer, cfg)
+    # --- end issue 13 wiring ---
     if cfg.trainer.fail_at_step:
         trainer.add_callback(FailAtStep(cfg.trainer.fail_at_step))
+    if cfg.trainer.early_stopping_patience:
+        from transformers import EarlyStoppingCallback
+
+        trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.trainer.early_stopping_patience,
+                                                   early_stopping_threshold=cfg.trainer.early_stopping_threshold))
     return trainer
+
+
+def best_and_early(trainer, cfg) -> dict:
+    """What metrics.json says about best-checkpoint selection and early stopping."""
+    state, t = trainer.state, cfg.trainer
+    if not (t.load_best_model_at_end or t.early_stopping_patience):
+        return {}
+    planned = state.max_steps  # the trainer's own total (from max_steps or the epochs)
+    best = state.best_model_checkpoint
+    return {
+        "best_metric": state.best_metric,
+        "metric_for_best_model": t.metric_for_best_model,
+        "best_checkpoint": best,
+        "best_step": int(best.rsplit("-", 1)[1]) if best else None,
+        "loaded_best_model": bool(best),
+        "stopped_early": bool(t.early_stopping_patience) and state.global_step < planned,
+        "planned_steps": planned,
+    }
 
 
 def evaluate_before_training(trainer) -> dict:

@@ -116,7 +116,8 @@ class MedchatLauncher(Launcher):
             "GPUs " + " | ".join(",".join(s.gpus) for s in slots) if slots[0].gpus else "CPU")
         if self.dry_run:
             for job in jobs:
-                print(f"#{job.num} {job.action:6s} {job.run_dir}\n    {' '.join(runner.job_args(job))}")
+                print(f"#{job.num} {job.action:6s} {job.run_dir} (W&B name {job.wandb_name})\n"
+                      f"    {' '.join(runner.job_args(job))}")
             print(f"dry run: {len(jobs)} jobs into {sweep_dir}, {where}; nothing started")
             return [self._job_return(job, cfg, None) for job, cfg in zip(jobs, configs)]
         todo = sum(j.action != "skip" for j in jobs)
@@ -165,6 +166,10 @@ class MedchatLauncher(Launcher):
                 configs.append(cfg)
         finally:
             HydraConfig.instance().cfg = saved
+        from medchat.sweeps.naming import sweep_names
+
+        for job, name in zip(jobs, sweep_names([j.identity for j in jobs], [j.num for j in jobs])):
+            job.wandb_name = name
         return jobs, configs
 
     def _job_return(self, job, cfg: DictConfig, status: Optional[dict]) -> JobReturn:

@@ -2,7 +2,9 @@
 
 The order matters and is fixed: exact duplicates go first (so one example never lands on both sides),
 then a seeded shuffle, the `n` subsample, the eval split, and last the eval rows whose question also
-appears in train (near-leaks a reviewer would reject).
+appears in train (near-leaks a reviewer would reject). With `dataset.split_by=<column>` the eval split
+takes whole groups (e.g. every pair of one MedQuAD document): answers drawn from one source text share
+sentences, so a row-level split would score recall of training text as generalisation.
 """
 
 from __future__ import annotations
@@ -27,17 +29,30 @@ class Split:
     counts: dict[str, int] = field(default_factory=dict)
     dropped_rows: dict[str, list[int]] = field(default_factory=dict)
     fingerprint: str = ""
+    split_by: str | None = None
 
     def manifest(self) -> dict:
         """What split.json records: which source rows went where, and why others were dropped."""
-        return {
+        out = {
             "source": self.source,
             "fingerprint": self.fingerprint,
             "counts": self.counts,
             "dropped_rows": self.dropped_rows,
-            "train": [{"id": r["id"], "row": r["row"], "hash": conversation_hash(r)} for r in self.train],
-            "eval": [{"id": r["id"], "row": r["row"], "hash": conversation_hash(r)} for r in self.eval],
+            "train": [_entry(r) for r in self.train],
+            "eval": [_entry(r) for r in self.eval],
         }
+        if self.split_by:
+            out["split_by"] = self.split_by
+            out["groups"] = {"train": sorted({r["group"] for r in self.train}),
+                             "eval": sorted({r["group"] for r in self.eval})}
+        return out
+
+
+def _entry(record: dict) -> dict:
+    entry = {"id": record["id"], "row": record["row"], "hash": conversation_hash(record)}
+    if "group" in record:
+        entry["group"] = record["group"]
+    return entry
 
 
 def conversation_hash(record: dict) -> str:
@@ -88,7 +103,13 @@ def split(read: ReadResult, cfg) -> Split:
         counts["not_sampled"] = max(len(records) - cfg.n, 0)
         records = records[: cfg.n]
     n_eval = eval_count(cfg.eval_size, len(records))
-    eval_rows, train_rows = records[:n_eval], records[n_eval:]
+    split_by = getattr(cfg, "split_by", None)
+    if split_by:
+        eval_rows, train_rows = group_split(records, n_eval, split_by)
+        counts["eval_groups"] = len({r["group"] for r in eval_rows})
+        counts["train_groups"] = len({r["group"] for r in train_rows})
+    else:
+        eval_rows, train_rows = records[:n_eval], records[n_eval:]
     if cfg.drop_eval_overlap and eval_rows:
         train_questions = {question_key(r) for r in train_rows}
         overlap = [r for r in eval_rows if question_key(r) in train_questions]
@@ -101,4 +122,27 @@ def split(read: ReadResult, cfg) -> Split:
     hashes = [[conversation_hash(r) for r in train_rows], [conversation_hash(r) for r in eval_rows]]
     fingerprint = hashlib.sha256(json.dumps(hashes).encode()).hexdigest()[:16]
     log.info("data %s: %s", read.source, counts)
-    return Split(train_rows, eval_rows, read.source, counts, dropped_rows, fingerprint)
+    return Split(train_rows, eval_rows, read.source, counts, dropped_rows, fingerprint, split_by)
+
+
+def group_split(records: list[dict], n_eval: int, column: str) -> tuple[list[dict], list[dict]]:
+    """Whole groups to eval, in the (shuffled) order their first row appears, until >= n_eval rows."""
+    if n_eval == 0:
+        return [], records
+    order = list(dict.fromkeys(r["group"] for r in records))
+    eval_groups: set[str] = set()
+    taken = 0
+    sizes: dict[str, int] = {}
+    for r in records:
+        sizes[r["group"]] = sizes.get(r["group"], 0) + 1
+    for g in order:
+        if taken >= n_eval:
+            break
+        eval_groups.add(g)
+        taken += sizes[g]
+    if len(eval_groups) == len(order):
+        raise DataError(f"dataset.split_by={column}: the {len(order)} groups hold {len(records)} rows and "
+                        f"dataset.eval_size asks {n_eval} for eval, which leaves no group for training")
+    eval_rows = [r for r in records if r["group"] in eval_groups]
+    train_rows = [r for r in records if r["group"] not in eval_groups]
+    return eval_rows, train_rows

@@ -20,6 +20,7 @@ SCHEMA_COLUMNS = {
     "qa": {"question": "question", "answer": "answer"},
     "patient_doctor": {"question": "Patient", "answer": "Doctor"},
     "messages": {"messages": "messages"},
+    "sharegpt": {"messages": "conversations"},
 }
 FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 ROLES = ("system", "user", "assistant")
@@ -36,6 +37,7 @@ class ReadResult:
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> count
     dropped_rows: dict[str, list[int]] = field(default_factory=dict)  # reason -> first few row numbers
     fixed: dict[str, int] = field(default_factory=dict)  # rows kept after a repair, by repair
+    sources: dict[str, dict] = field(default_factory=dict)  # per-source counts of a mixture (data.mixture)
 
 
 def resolve_path(path: str) -> Path:
@@ -85,7 +87,26 @@ def load_rows(cfg) -> tuple[Any, str]:
         return _load_file(path, cfg.format), str(path)
     import datasets
 
-    return datasets.load_dataset(cfg.hub_id, split=cfg.hub_split), f"hub:{cfg.hub_id}"
+    # datasets.load_dataset's own names: `subset` is its `name`; `hub_id` may also be a builder (json, csv,
+    # parquet) with `data_files` pointing at local or hf:// files
+    kwargs = {"name": getattr(cfg, "subset", None), "revision": getattr(cfg, "revision", None),
+              "data_files": _plain(getattr(cfg, "data_files", None)), "num_proc": getattr(cfg, "num_proc", None)}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    where = f"hub:{cfg.hub_id}" + "".join(f" {k}={kwargs[k]}" for k in ("name", "revision", "data_files") if k in kwargs)
+    try:
+        table = datasets.load_dataset(cfg.hub_id, split=cfg.hub_split, **kwargs)
+    except (FileNotFoundError, ValueError) as e:  # a wrong split, subset or data_files: say which dataset
+        raise DataError(f"could not load {where} split={cfg.hub_split}: {e}") from e
+    return table, where
+
+
+def _plain(value):
+    """OmegaConf lists/dicts -> plain Python for datasets."""
+    if value is None or isinstance(value, (str, list, dict)):
+        return value
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(value, resolve=True)
 
 
 def _text(value: Any) -> str:
@@ -152,10 +173,19 @@ def _conversation(row: dict, columns: dict, system_prompt: str | None, source: s
 def normalise(table, cfg, source: str) -> ReadResult:
     """Rows -> conversations; rows with an empty question or answer are dropped and counted."""
     columns = check_columns(table.column_names, cfg, source)
+    split_by = getattr(cfg, "split_by", None)
+    if split_by and split_by not in table.column_names:
+        raise DataError(f"{source} has no column {split_by!r} to group the split by (dataset.split_by); "
+                        f"columns found: {', '.join(table.column_names)}")
     result = ReadResult(records=[], source=source)
     id_column = columns.get("id")
     for i, row in enumerate(table):
-        if cfg.schema == "messages":
+        if cfg.schema == "sharegpt":
+            from medchat.data.sharegpt import to_messages
+
+            row = {**row, columns["messages"]: to_messages(row[columns["messages"]], f"{source} row {i}",
+                                                           columns["messages"])}
+        if cfg.schema in ("messages", "sharegpt"):
             messages = _conversation(row, columns, cfg.system_prompt, source, i, result.fixed)
         else:
             messages = _pair_messages(row, columns, cfg.system_prompt)
@@ -170,7 +200,12 @@ def normalise(table, cfg, source: str) -> ReadResult:
                 result.dropped_rows[reason].append(i)
             continue
         rid = str(row[id_column]) if id_column else str(i)
-        result.records.append({"id": rid, "row": i, "messages": messages})
+        record = {"id": rid, "row": i, "messages": messages}
+        if split_by:
+            if row[split_by] is None or str(row[split_by]).strip() == "":
+                raise DataError(f"{source} row {i}: empty {split_by!r}, which dataset.split_by groups the split by")
+            record["group"] = str(row[split_by])
+        result.records.append(record)
     for reason, count in result.dropped.items():
         log.warning("%s: dropped %d rows with %s (rows %s...)", source, count, reason.replace("_", " "),
                     result.dropped_rows[reason][:5])

@@ -25,7 +25,8 @@ class GenerationSettings:
     temperature: float = 0.7
     top_p: float = 0.9
     seed: int = 0
-    cache_implementation: Optional[str] = None  # null: transformers' dynamic KV cache | static
+    # auto: static KV cache on a GPU (decoding compiled once per eval set: one padded shape), dynamic on CPU
+    cache_implementation: Optional[str] = "auto"  # auto | dynamic | static | null (= dynamic)
 
 
 @dataclass
@@ -68,6 +69,8 @@ class EvaluateConfig:
     # base with the adapter unmerged, as during training.
     merge: bool = True
     limit: Optional[int] = None  # evaluate only the first N held-out rows (smoke tests)
+    # log metrics and a predictions Table into the training run's W&B run (when it was trained with W&B)
+    log_wandb: bool = True
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     metrics: MetricSettings = field(default_factory=MetricSettings)
     mcq: McqSettings = field(default_factory=McqSettings)
@@ -110,7 +113,8 @@ def validate(cfg) -> None:
             raise ConfigError(f"{key} must be > 0, got {value}")
     if g.do_sample and not (g.temperature > 0 and 0 < g.top_p <= 1):
         raise ConfigError(f"sampling needs generation.temperature > 0 and 0 < top_p <= 1, got {g.temperature}, {g.top_p}")
-    if g.cache_implementation not in (None, "dynamic", "static"):
-        raise ConfigError(f"generation.cache_implementation={g.cache_implementation!r} is not one of null, static")
+    if g.cache_implementation not in (None, "auto", "dynamic", "static"):
+        raise ConfigError(f"generation.cache_implementation={g.cache_implementation!r} is not one of auto, dynamic, "
+                          "static, null")
     if cfg.limit is not None and cfg.limit <= 0:
         raise ConfigError(f"limit must be > 0 or null, got {cfg.limit}")

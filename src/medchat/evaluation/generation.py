@@ -2,8 +2,9 @@
 
 Prompts are sorted by length and cut into batches of `batch_size`, each left-padded with the tokenizer's
 pad token (never EOS), so every row's last prompt token sits at the end of the batch and new tokens line
-up. A row ends at the first of the stop ids (the tokenizer's EOS plus any the model's generation_config
-lists, e.g. Llama-3's <|eot_id|>); `ended_with_eos` says whether it got there before `max_new_tokens`.
+up. A row ends at the first of the stop ids (formatting.stop_token_ids: the tokenizer's EOS, the model's
+generation_config eos and the family's end tokens, e.g. Llama-3's <|eot_id|> and <|end_of_text|>);
+`ended_with_eos` says whether it got there before `max_new_tokens`.
 Greedy outputs equal one-prompt-at-a-time outputs (tests/test_generation.py checks it on the tiny model).
 """
 
@@ -36,14 +37,13 @@ class GenerationStats:
 
 
 def stop_ids(model, tokenizer) -> list[int]:
-    ids = [tokenizer.eos_token_id]
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids += configured if isinstance(configured, (list, tuple)) else [configured]
-    return sorted({i for i in ids if i is not None})
+    from medchat.formatting import stop_token_ids
+
+    return stop_token_ids(tokenizer, model)
 
 
-def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(p) for p in prompts)
+def left_pad(prompts: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(width or 0, max(len(p) for p in prompts))
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, p in enumerate(prompts):
@@ -57,7 +57,9 @@ def generation_config(model, tokenizer, max_new_tokens: int, do_sample: bool = F
     """A fresh GenerationConfig: the model's own defaults (e.g. an instruct model's do_sample=True) do not leak in."""
     from transformers import GenerationConfig
 
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id in stop_ids(model, tokenizer):
+    # pad may be one of the stop ids (Qwen2's <|endoftext|> is both): only finished rows are padded. It must
+    # not be the eos, which is what load_tokenizer guarantees.
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ValueError("generation needs a pad token distinct from EOS (medchat.modeling.load_tokenizer sets one)")
     sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample else {}
     return GenerationConfig(
@@ -82,14 +84,30 @@ def _cut(row: list[int], stops: set[int], pad_id: int) -> tuple[list[int], bool,
     return kept, False, len(kept)
 
 
+def resolve_cache(choice: str | None, device: torch.device) -> str | None:
+    """generation.cache_implementation: auto -> static on a CUDA GPU (compiled decoding), else dynamic."""
+    if choice == "auto":
+        return "static" if device.type == "cuda" else None
+    return None if choice in (None, "dynamic") else choice
+
+
+def static_shape(prompts: list[list[int]], batch_size: int, multiple: int = 64) -> tuple[int, int]:
+    """(rows, width) every batch is padded to under a static cache, so decoding compiles once for the whole
+    eval set: the longest prompt rounded up to `multiple`, and full batches (the last one padded with copies)."""
+    width = -(-max(len(p) for p in prompts) // multiple) * multiple
+    return min(batch_size, len(prompts)), width
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, max_new_tokens: int = 256,
              do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
              cache_implementation: str | None = None, stats: GenerationStats | None = None) -> list[Generation]:
     """One Generation per prompt (token id lists), in the prompts' order."""
+    device = next(model.parameters()).device
+    cache_implementation = resolve_cache(cache_implementation, device)
     config = generation_config(model, tokenizer, max_new_tokens, do_sample, temperature, top_p, cache_implementation)
     stops = set(config.eos_token_id)
-    device = next(model.parameters()).device
+    rows, width = static_shape(prompts, batch_size) if cache_implementation == "static" else (None, None)
     was_training = model.training
     model.eval()
     if do_sample:
@@ -100,9 +118,10 @@ def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, m
     try:
         for b in range(0, len(order), batch_size):
             batch = order[b : b + batch_size]
-            ids, mask = left_pad([prompts[i] for i in batch], tokenizer.pad_token_id)
+            fill = [batch[0]] * (rows - len(batch)) if rows else []  # same shape as every other batch
+            ids, mask = left_pad([prompts[i] for i in batch + fill], tokenizer.pad_token_id, width)
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
-            for i, row in zip(batch, out[:, ids.shape[1]:].tolist()):
+            for i, row in zip(batch, out[: len(batch), ids.shape[1]:].tolist()):
                 kept, ended, produced = _cut(row, stops, tokenizer.pad_token_id)
                 results[i] = Generation(tokenizer.decode(kept, skip_special_tokens=True).strip(), kept, ended)
                 if stats is not None:

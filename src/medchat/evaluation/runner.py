@@ -102,6 +102,10 @@ def run(cfg) -> Path:
             seconds=time.time() - started,
             config=OmegaConf.to_container(cfg, resolve=True),
         )
+        if cfg.log_wandb:  # into the training run's W&B run (resumed by id): one dashboard row
+            from medchat.evaluation.wandb_table import log_evaluation
+
+            log_evaluation(plan.run_dir, plan.out_dir)
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()

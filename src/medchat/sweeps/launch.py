@@ -36,6 +36,7 @@ class Job:
     command: list[str] = field(default_factory=list)
     env: dict = field(default_factory=dict)
     wandb_run_id: str | None = None
+    wandb_name: str | None = None  # what differs from the sweep's other jobs (medchat.sweeps.naming)
     status: dict | None = None
     seconds: float = 0.0
     gpus: str = ""
@@ -78,6 +79,8 @@ def job_env(base: dict, slot: Slot, n_slots: int, job: Job, sweep_name: str) -> 
     env["PYTHONUNBUFFERED"] = "1"
     env["MEDCHAT_RUN_ID"] = job.run_dir.name
     env.setdefault("WANDB_RUN_GROUP", sweep_name)  # tracker.group, when set, still wins (explicit init arg)
+    if job.wandb_name:
+        env["WANDB_NAME"] = job.wandb_name  # tracker.name, when set, still wins
     if job.wandb_run_id:
         env["WANDB_RUN_ID"] = job.wandb_run_id
         env["WANDB_RESUME"] = "allow"

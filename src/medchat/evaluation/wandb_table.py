@@ -1,0 +1,62 @@
+"""evaluate.py's results into the training run's W&B run, so one dashboard row holds training and evaluation.
+
+The run's id is in RUN/wandb_run_id (written by medchat.tracking when training started); evaluation
+resumes that run by id and logs the corpus metrics (`eval_gen/<model>/<metric>`, also in the summary) and
+a W&B Table `eval_gen/predictions` with one row per held-out example: prompt, reference, the base model's
+answer (when compare_base=true), the fine-tuned answer and the per-example scores. Runs trained without
+W&B (tracker=none|tensorboard) or evaluations of a bare base model log nothing here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def table_rows(predictions: list[dict]) -> tuple[list[str], list[list]]:
+    """predictions.jsonl rows -> (columns, rows): one column per model's answer and per model's score."""
+    models = list(predictions[0]["generation"])
+    scores = sorted({k for p in predictions for m in models for k, v in p["scores"][m].items()
+                     if isinstance(v, (int, float, bool))})
+    answer = {"adapter": "fine-tuned answer", "base": "base answer"}
+    columns = ["id", "prompt", "reference", *[answer.get(m, f"{m} answer") for m in models],
+               *[f"{m}/{s}" for m in models for s in scores]]
+    rows = []
+    for p in predictions:
+        rows.append([p["id"], p["prompt"], p["reference"], *[p["generation"][m] for m in models],
+                     *[p["scores"][m].get(s) for m in models for s in scores]])
+    return columns, rows
+
+
+def log_evaluation(run_dir: Path | None, out_dir: Path) -> str | None:
+    """Log RUN/eval's outputs into the run's W&B run; -> the W&B run id, or None when there is none."""
+    from medchat.tracking import flatten, saved_run_id, wandb_mode
+
+    if run_dir is None or saved_run_id(run_dir) is None or not (Path(run_dir) / "config.yaml").exists():
+        return None
+    from omegaconf import OmegaConf
+
+    tracker = OmegaConf.load(Path(run_dir) / "config.yaml").get("tracker", {})
+    if tracker.get("backend") != "wandb":
+        return None
+    import wandb
+
+    predictions = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    mode = wandb_mode(tracker.get("mode", "auto"))
+    os.environ.setdefault("WANDB_SILENT", "true")
+    run = wandb.init(project=tracker.get("project"), entity=tracker.get("entity"), id=saved_run_id(run_dir),
+                     resume="allow", dir=str(run_dir), mode=mode)
+    try:
+        corpus = {f"eval_gen/{k}": v for k, v in flatten(metrics["models"]).items() if isinstance(v, (int, float))}
+        columns, rows = table_rows(predictions)
+        run.log({**corpus, "eval_gen/predictions": wandb.Table(columns=columns, data=rows)})
+        run.summary.update(corpus)
+    finally:
+        run.finish()
+    log.info("evaluation logged to W&B run %s (%s)", run.id, mode)
+    return run.id

@@ -1,0 +1,164 @@
+"""A fused LoRA projection: one autograd function for `base(x) + scale * B(A(dropout(x)))`.
+
+PEFT's LoRA layer runs the frozen base layer, clones its output (a 4-bit workaround), then dropout, two
+rank-r GEMMs, a scale and an add, each its own kernel and each keeping its own tensors for backward. With
+`lora_dropout > 0` every adapted projection keeps its own dropped copy of the input (bench/RESULTS.md: 8.7 GiB
+at 4,096 tokens on Mistral-7B), which is why Unsloth's fast path refuses dropout altogether.
+
+`LoRAFunction` instead
+- keeps only the input `x` (the same tensor q, k and v share: no copy per projection), the rank-r
+  intermediate `h = dropout(x) @ A^T` (T x r: tiny) and a 64-bit seed. Backward regenerates the dropout mask
+  from the seed, so dropout costs no activation memory (and no recipe change);
+- folds scale and add into the second GEMM (`addmm`), drops the clone, and in backward folds the LoRA input
+  gradient into the base input gradient when there is no dropout;
+- dequantizes 4-bit weights again in backward, as bitsandbytes itself does (nothing of the weight is kept).
+
+The numbers are PEFT's up to bf16 rounding order (tests/test_speed.py checks values and gradients against
+PEFT's own forward, on CPU, with and without dropout, plain and 4-bit).
+
+`fuse_lora(model)` swaps the forward of every PEFT `lora.Linear` / `lora.Linear4bit` it can serve (one plain
+LoRA adapter, no DoRA/variants, no LoRA bias); at call time anything else (adapters disabled, merged, several
+active adapters, mixed-batch `adapter_names`) falls back to PEFT's own forward.
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+
+import torch
+
+log = logging.getLogger(__name__)
+FUSED_FLAG = "_medchat_fused_lora"
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """What the surrounding mixed precision computes in (autocast's dtype), else the input's dtype."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def _mask(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
+    """The dropout keep-mask scaled by 1/(1-p), a pure function of (seed, shape, device)."""
+    gen = torch.Generator(device=x.device)
+    gen.manual_seed(seed)
+    keep = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p, generator=gen)
+    return keep.mul_(1.0 / (1.0 - p))
+
+
+def dequantized_weight(base: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
+    """The base layer's weight [out, in] in `dtype` (bitsandbytes 4-bit weights dequantized)."""
+    weight = base.weight
+    quant_state = getattr(weight, "quant_state", None)
+    if quant_state is not None:
+        import bitsandbytes.functional as bnbf
+
+        return bnbf.dequantize_4bit(weight.data, quant_state).to(dtype)
+    return weight.to(dtype)
+
+
+class LoRAFunction(torch.autograd.Function):
+    """y = x @ W^T + bias + scale * (dropout(x) @ A^T) @ B^T, W frozen, A [r, in] and B [out, r] trained."""
+
+    @staticmethod
+    def forward(ctx, x, lora_a, lora_b, base, scale: float, p: float, seed: int):
+        dtype = _compute_dtype(x)
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.to(dtype)
+            x2 = x.reshape(-1, x.shape[-1])
+            weight = dequantized_weight(base, dtype)
+            bias = base.bias.to(dtype) if base.bias is not None else None
+            y = torch.nn.functional.linear(x2, weight, bias)
+            del weight
+            a, b = lora_a.to(dtype), lora_b.to(dtype)
+            xd = x2 * _mask(x2, p, seed) if p > 0 else x2
+            h = xd @ a.t()
+            y = torch.addmm(y, h, b.t(), alpha=scale)
+        ctx.save_for_backward(x, h, lora_a, lora_b)
+        ctx.base, ctx.scale, ctx.p, ctx.seed, ctx.dtype = base, scale, p, seed, dtype
+        return y.reshape(*x.shape[:-1], y.shape[-1])
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, h, lora_a, lora_b = ctx.saved_tensors
+        dtype, scale, p = ctx.dtype, ctx.scale, ctx.p
+        with torch.autocast(dy.device.type, enabled=False):
+            dy2 = dy.reshape(-1, dy.shape[-1]).to(dtype)
+            x2 = x.reshape(-1, x.shape[-1])
+            a, b = lora_a.to(dtype), lora_b.to(dtype)
+            mask = _mask(x2, p, ctx.seed) if p > 0 else None
+            dh = (dy2 @ b).mul_(scale)  # [T, r]
+            grad_b = (dy2.t() @ h).mul_(scale) if lora_b.requires_grad else None
+            grad_a = None
+            if lora_a.requires_grad:
+                xd = x2 * mask if mask is not None else x2
+                grad_a = dh.t() @ xd
+                del xd
+            dx = None
+            if ctx.needs_input_grad[0]:
+                weight = dequantized_weight(ctx.base, dtype)
+                if mask is None:
+                    dx = torch.addmm(dy2 @ weight, dh, a)
+                else:
+                    dx = dy2 @ weight
+                    dx.add_((dh @ a).mul_(mask))
+                del weight
+                dx = dx.reshape(x.shape)
+        grad_a = grad_a.to(lora_a.dtype) if grad_a is not None else None
+        grad_b = grad_b.to(lora_b.dtype) if grad_b is not None else None
+        return dx, grad_a, grad_b, None, None, None, None
+
+
+def _eligible(module) -> bool:
+    """A PEFT LoRA linear layer of the plain kind this function computes."""
+    if not (hasattr(module, "lora_A") and hasattr(module, "base_layer") and hasattr(module, "scaling")):
+        return False
+    if getattr(module, "lora_variant", None):  # DoRA & co: their own math
+        return False
+    if any(getattr(module, "lora_bias", {}).values()):
+        return False
+    if getattr(module, "fan_in_fan_out", False):
+        return False
+    base = module.get_base_layer()
+    kind = type(base).__name__
+    return isinstance(base, torch.nn.Linear) or kind == "Linear4bit"
+
+
+def _fused_forward(self, x, *args, **kwargs):
+    active = [n for n in self.active_adapters if n in self.lora_A]
+    if (self.disable_adapters or self.merged or args or kwargs or len(active) != 1
+            or active[0] in getattr(self, "lora_variant", {})):
+        return self._medchat_peft_forward(x, *args, **kwargs)
+    name = active[0]
+    dropout = self.lora_dropout[name]
+    p = float(dropout.p) if isinstance(dropout, torch.nn.Dropout) and self.training else 0.0
+    # The seed comes from the CPU generator: no device sync, and reproducible under set_seed / resume.
+    seed = int(torch.randint(0, 2**62, (1,)).item()) if p > 0 else 0
+    return LoRAFunction.apply(x, self.lora_A[name].weight, self.lora_B[name].weight, self.get_base_layer(),
+                              float(self.scaling[name]), p, seed)
+
+
+def fuse_lora(model) -> int:
+    """Route every eligible PEFT LoRA linear layer of `model` through LoRAFunction; returns how many."""
+    count = 0
+    for module in model.modules():
+        if getattr(module, FUSED_FLAG, False) or not _eligible(module):
+            continue
+        module._medchat_peft_forward = module.forward
+        module.forward = types.MethodType(_fused_forward, module)
+        setattr(module, FUSED_FLAG, True)
+        count += 1
+    log.info("fused LoRA: %d projections", count)
+    return count
+
+
+def unfuse_lora(model) -> int:
+    count = 0
+    for module in model.modules():
+        if getattr(module, FUSED_FLAG, False):
+            module.forward = module._medchat_peft_forward
+            del module._medchat_peft_forward
+            setattr(module, FUSED_FLAG, False)
+            count += 1
+    return count

@@ -1,0 +1,240 @@
+"""medchat.speed: fused LoRA equals PEFT's forward and gradients; the micro-batch plan; compile equals eager."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from medchat.speed.fused_lora import FUSED_FLAG, LoRAFunction, _mask, fuse_lora, unfuse_lora
+from medchat.speed.microbatch import checkpoint_counts, choose_micro_batch
+
+GIB = 2**30
+
+
+def lora_mlp(quant: bool, dropout: float, seed: int = 0):
+    """A two-projection PEFT model: plain nn.Linear, or bitsandbytes 4-bit (CPU kernels) base layers."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.SiLU(), torch.nn.Linear(96, 64))
+    if quant:
+        bnb = pytest.importorskip("bitsandbytes")
+        qmodel = torch.nn.Sequential(
+            bnb.nn.Linear4bit(64, 96, compute_dtype=torch.float32, quant_type="nf4"), torch.nn.SiLU(),
+            bnb.nn.Linear4bit(96, 64, compute_dtype=torch.float32, quant_type="nf4"))
+        for q, m in ((qmodel[0], model[0]), (qmodel[2], model[2])):
+            q.weight = bnb.nn.Params4bit(m.weight.data.clone(), requires_grad=False, quant_type="nf4")
+            q.bias = torch.nn.Parameter(m.bias.data.clone(), requires_grad=False)
+        model = qmodel
+        model[0].weight = model[0].weight._quantize("cpu") if not model[0].weight.bnb_quantized else model[0].weight
+        model[2].weight = model[2].weight._quantize("cpu") if not model[2].weight.bnb_quantized else model[2].weight
+    config = LoraConfig(r=8, lora_alpha=16, lora_dropout=dropout, target_modules=["0", "2"])
+    peft_model = get_peft_model(model, config)
+    for name, p in peft_model.named_parameters():  # B starts at zero in PEFT: make the adapter do something
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    return peft_model
+
+
+def grads(model, x):
+    model.zero_grad()
+    x = x.clone().requires_grad_(True)
+    out = model(x)
+    (out.square().mean()).backward()
+    g = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return out.detach(), x.grad.clone(), g
+
+
+@pytest.mark.parametrize("quant", [False, True])
+def test_fused_lora_equals_peft_without_dropout(quant):
+    model = lora_mlp(quant, dropout=0.0)
+    x = torch.randn(3, 5, 64)
+    ref_out, ref_dx, ref_g = grads(model, x)
+    assert fuse_lora(model) == 2
+    out, dx, g = grads(model, x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dx, ref_dx, rtol=1e-5, atol=1e-5)
+    assert g.keys() == ref_g.keys() and len(g) == 4
+    for name in g:
+        torch.testing.assert_close(g[name], ref_g[name], rtol=1e-4, atol=1e-6)
+    assert unfuse_lora(model) == 2
+    again, _, _ = grads(model, x)
+    torch.testing.assert_close(again, ref_out)
+
+
+def test_fused_lora_dropout_regenerates_the_same_mask():
+    """With dropout, the gradients equal autograd's through an explicit x * mask with the seed's mask."""
+    torch.manual_seed(1)
+    base = torch.nn.Linear(32, 48)
+    a = torch.randn(4, 32, requires_grad=True)
+    b = torch.randn(48, 4, requires_grad=True)
+    x = torch.randn(10, 32, requires_grad=True)
+    p, seed, scale = 0.3, 1234, 2.0
+    y = LoRAFunction.apply(x, a, b, base, scale, p, seed)
+    y.sum().backward()
+    got = (x.grad.clone(), a.grad.clone(), b.grad.clone())
+    x.grad = a.grad = b.grad = None
+    mask = _mask(x.detach(), p, seed)
+    assert 0.5 < (mask > 0).float().mean() < 0.9  # a real dropout mask, scaled by 1/(1-p)
+    torch.testing.assert_close(mask.max(), torch.tensor(1 / 0.7))
+    ref = base(x) + scale * ((x * mask) @ a.t()) @ b.t()
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    ref.sum().backward()
+    for g, r in zip(got, (x.grad, a.grad, b.grad)):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_lora_dropout_only_in_training_and_seeded():
+    model = lora_mlp(False, dropout=0.5)
+    fuse_lora(model)
+    x = torch.randn(4, 64)
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))  # no dropout in eval
+    model.train()
+    torch.manual_seed(7)
+    first = model(x)
+    torch.manual_seed(7)
+    torch.testing.assert_close(model(x), first)  # the seed comes from the (checkpointed) CPU generator
+    assert not torch.allclose(model(x), first)
+
+
+def test_fused_lora_falls_back_when_adapters_are_disabled():
+    model = lora_mlp(False, dropout=0.0)
+    x = torch.randn(2, 64)
+    with model.disable_adapter():
+        plain = model(x)
+    fuse_lora(model)
+    with model.disable_adapter():
+        torch.testing.assert_close(model(x), plain)
+    assert not torch.allclose(model(x), plain)
+    assert all(getattr(m, FUSED_FLAG, False) for m in (model.base_model.model[0], model.base_model.model[2]))
+
+
+def test_fused_lora_bf16_autocast_close_to_peft():
+    model = lora_mlp(False, dropout=0.0)
+    x = torch.randn(8, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref_out, ref_dx, ref_g = grads(model, x)
+        fuse_lora(model)
+        out, dx, g = grads(model, x)
+    assert out.dtype == ref_out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref_out.float(), rtol=2e-2, atol=2e-2)
+    for name in g:
+        assert g[name].dtype == torch.float32
+        rel = (g[name] - ref_g[name]).norm() / ref_g[name].norm()
+        assert rel < 2e-2, name
+
+
+# ----- micro-batch plan --------------------------------------------------------------------------------
+
+def linear_estimate(per_token: int, fixed: int, ckpt_saving: float = 0.5, offload_saving: float = 0.2):
+    """A toy memory model: checkpointing a layer saves part of its per-token bytes, offloading some more."""
+    def estimate(tokens, checkpointed, offload):
+        frac = checkpointed / 32
+        return int(fixed + tokens * per_token * (1 - ckpt_saving * frac - (offload_saving * frac if offload else 0)))
+    return estimate
+
+
+def test_micro_batch_largest_that_fits_without_checkpointing_keeps_the_step_batch():
+    est = linear_estimate(per_token=1_000_000, fixed=GIB)
+    # 16 rows x 1024 per step; budget fits 8 rows without checkpointing
+    plan = choose_micro_batch(rows_per_step=16, configured_batch=4, max_length=1024, layers=32,
+                              budget_bytes=GIB + 8 * 1024 * 1_000_000, estimate=est)
+    assert (plan.per_device_train_batch_size, plan.gradient_accumulation_steps) == (8, 2)
+    assert plan.checkpointed_layers == 0 and not plan.offload and plan.fits
+
+
+def test_micro_batch_small_budget_shrinks_then_checkpoints_then_offloads():
+    est = linear_estimate(per_token=1_000_000, fixed=GIB)
+    fits_one_row = GIB + 1024 * 1_000_000
+    plan = choose_micro_batch(rows_per_step=4, configured_batch=4, max_length=1024, layers=32,
+                              budget_bytes=fits_one_row, estimate=est)
+    assert (plan.per_device_train_batch_size, plan.gradient_accumulation_steps, plan.checkpointed_layers) == (1, 4, 0)
+    # less than one row without checkpointing: the configured 4 rows with some checkpointing do not fit either
+    plan = choose_micro_batch(rows_per_step=4, configured_batch=4, max_length=1024, layers=32,
+                              budget_bytes=GIB + int(0.6 * 1024 * 1_000_000), estimate=est)
+    assert plan.checkpointed_layers == 32 and plan.per_device_train_batch_size == 1 and not plan.offload
+    plan = choose_micro_batch(rows_per_step=4, configured_batch=4, max_length=1024, layers=32,
+                              budget_bytes=GIB + int(0.35 * 1024 * 1_000_000), estimate=est)
+    assert plan.offload and plan.fits and plan.checkpointed_layers == 32
+    plan = choose_micro_batch(rows_per_step=4, configured_batch=4, max_length=1024, layers=32,
+                              budget_bytes=GIB // 2, estimate=est)
+    assert not plan.fits and plan.per_device_train_batch_size == 1
+
+
+def test_micro_batch_prefers_partial_checkpointing_at_the_configured_size():
+    est = linear_estimate(per_token=1_000_000, fixed=GIB)
+    plan = choose_micro_batch(rows_per_step=4, configured_batch=4, max_length=1024, layers=32,
+                              budget_bytes=GIB + int(3.5 * 1024 * 1_000_000), estimate=est)
+    # 4 rows need 4 GiB-ish of activations; 2 rows fit without checkpointing: that wins (no recompute)
+    assert plan.per_device_train_batch_size == 2 and plan.checkpointed_layers == 0
+    with pytest.raises(ValueError, match="rows_per_step"):
+        choose_micro_batch(rows_per_step=6, configured_batch=4, max_length=8, layers=2, budget_bytes=1, estimate=est)
+
+
+def test_checkpoint_counts_are_what_every_n_layers_expresses():
+    assert checkpoint_counts(32) == [1, 2, 3, 4, 5, 6, 7, 8, 11, 16, 32]
+
+
+# ----- generation under a static cache -----------------------------------------------------------------
+
+def test_static_generation_shape_is_one_per_eval_set_and_results_equal_dynamic():
+    from medchat.evaluation.generation import generate, resolve_cache, static_shape
+
+    assert resolve_cache("auto", torch.device("cpu")) is None
+    assert resolve_cache("auto", torch.device("cuda")) == "static"
+    assert static_shape([[1] * 5, [1] * 70, [1] * 3], batch_size=2) == (2, 128)
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=1, pad_token_id=0,
+                                         eos_token_id=2)).eval()
+    model.generation_config = GenerationConfig(eos_token_id=2, pad_token_id=0)
+
+    class Tok:
+        pad_token_id, eos_token_id = 0, 2
+
+        def decode(self, ids, skip_special_tokens=True):
+            return " ".join(map(str, ids))
+
+    prompts = [[1, 5, 9, 13], [1, 7], [1, 3, 4, 5, 6, 8, 10], [1, 11, 12]]
+    dynamic = generate(model, Tok(), prompts, batch_size=3, max_new_tokens=6)
+    padded = generate(model, Tok(), prompts, batch_size=3, max_new_tokens=6, cache_implementation="static")
+    assert [g.token_ids for g in padded] == [g.token_ids for g in dynamic]
+    assert all(len(g.token_ids) > 0 for g in dynamic)
+
+
+def test_auto_micro_batch_wiring_on_a_pretend_gpu(tmp_path, monkeypatch):
+    """trainer.memory_budget_gib -> SFTConfig batch split, checkpointing and offloading (Mistral-7B shape)."""
+    from hydra import compose, initialize_config_dir
+    from transformers import MistralConfig
+
+    from medchat import modeling, perf, speed_wiring, training
+    from medchat.config import register_configs
+    from medchat.rundir import register_resolvers
+    from pathlib import Path
+
+    MistralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                  num_attention_heads=32, num_key_value_heads=8, sliding_window=None).save_pretrained(tmp_path)
+    for mod in (modeling, training, perf):
+        monkeypatch.setattr(mod, "has_cuda", lambda: True)
+    monkeypatch.setattr(modeling, "attn_implementation", lambda *a, **k: "flex_attention")
+    register_configs()
+    register_resolvers()
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    seen = {}
+    for budget in (6, 23):
+        with initialize_config_dir(config_dir=conf, version_base="1.3"):
+            cfg = compose("config", overrides=["model=mistral7b", "lora=r32", "quant=nf4", f"model.name_or_path={tmp_path}",
+                                               f"trainer.memory_budget_gib={budget}"])
+        plan, kwargs = speed_wiring.micro_batch(cfg, {"use_liger_kernel": True}, None)
+        seen[budget] = (kwargs, plan)
+    kwargs, plan = seen[23]  # fused LoRA: dropout costs nothing, 4 x 1,024 fits (measured 22.4 GiB on an H200)
+    assert kwargs == {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "activation_offloading": False}
+    assert not plan.enabled
+    kwargs, plan = seen[6]  # measured 5.77 GiB on an H200 with this plan
+    assert kwargs == {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2, "activation_offloading": True}
+    assert plan.enabled and plan.checkpointed_layers == 32 and plan.kwargs() == {"use_reentrant": False}
