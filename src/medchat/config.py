@@ -193,15 +193,44 @@ class TrackerConfig:
 
 
 @dataclass
-class EvalConfig:
-    """Generation metrics logged during training (the evaluation issue builds on this)."""
+class GenerationSettings:
+    """How answers are generated: chat and the app (built from their flat keys), evaluate.py's `generation`
+    and training's `eval` all use this one class."""
 
-    every_steps: Optional[int] = None  # null: no generation during training
-    num_samples: int = 8
-    max_new_tokens: int = 128
-    do_sample: bool = False
+    max_new_tokens: int = 256
+    do_sample: bool = False  # false: greedy
     temperature: float = 0.7
     top_p: float = 0.9
+    repetition_penalty: float = 1.0
+
+    def check(self, prefix: str = "") -> None:
+        """ConfigError naming the key (`prefix` + field) of a value generate() cannot take."""
+        if self.max_new_tokens <= 0:
+            raise ConfigError(f"{prefix}max_new_tokens must be > 0, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ConfigError(f"{prefix}temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.do_sample and self.temperature == 0:
+            raise ConfigError(f"sampling ({prefix}do_sample=true) needs {prefix}temperature > 0")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"{prefix}top_p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise ConfigError(f"{prefix}repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+    def generate_kwargs(self) -> dict:
+        kwargs = {"max_new_tokens": int(self.max_new_tokens), "do_sample": bool(self.do_sample),
+                  "repetition_penalty": float(self.repetition_penalty)}
+        if self.do_sample:
+            kwargs.update(temperature=float(self.temperature), top_p=float(self.top_p))
+        return kwargs
+
+
+@dataclass
+class EvalConfig(GenerationSettings):
+    """Generation metrics logged during training (the evaluation issue builds on this)."""
+
+    max_new_tokens: int = 128
+    every_steps: Optional[int] = None  # null: no generation during training
+    num_samples: int = 8
     metrics: List[str] = field(default_factory=lambda: ["bleu", "rouge", "meteor", "bertscore"])
 
 

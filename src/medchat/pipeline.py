@@ -1,8 +1,10 @@
 """One training run, top to bottom: `train(cfg)` is what `train.py` calls and what tests call.
 
 Everything that can fail on bad input (config values, data files, columns, LoRA targets, quantization)
-is checked before the model's weights are loaded. The run dir is the run's contract with evaluation,
-sweeps, reports and export: see README "Run dir".
+is checked before the model's weights are loaded. Every `auto` and hardware-dependent choice is resolved
+once, into the run plan (medchat.plan), which is logged, saved as RUN/plan.json and handed to the builders.
+The run dir is the run's contract with evaluation, sweeps, reports and export (which open it through
+medchat.runs): see README "Run dir".
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from medchat import data, modeling, perf, rundir, training
+from medchat import data, modeling, rundir, training
+from medchat import plan as run_plan
 from medchat.attempt import Attempt, write_json
 from medchat.config import Config, check_keys, validate
 from medchat.data.cache import tokenized
@@ -36,8 +39,8 @@ def _run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def _wait_for_all_ranks() -> None:
-    if perf.world_size() > 1:
+def _wait_for_all_ranks(world_size: int) -> None:
+    if world_size > 1:
         from accelerate import PartialState
 
         PartialState().wait_for_everyone()
@@ -51,15 +54,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     # 1. Everything checkable without weights.
     check_keys(cfg, Config)  # `+key=`, `++key=` and YAML typos get past Hydra's struct mode
     validate(cfg)
-    perf.check_processes_vs_gpus()  # before the distributed setup in sft_config, where two ranks on one GPU hang
-    modeling.check_quantization(cfg.quant, cfg.model)
-    args = training.sft_config(cfg, run_dir)  # also rejects precision the machine cannot do
+    plan = run_plan.resolve(cfg)  # also rejects what the machine cannot do (precision, Liger, quantization)
+    log.info("%s", plan.describe())
+    args = training.sft_config(cfg, run_dir, plan)
     attempt = Attempt(run_dir, cfg, main)
     attempt.claim(Path(args.output_dir))  # refuses a done run; finds the checkpoint to resume, if any
-    _wait_for_all_ranks()  # every rank has checked the run dir before the main one writes its status
+    _wait_for_all_ranks(plan.world_size)  # every rank has checked the run dir before the main one writes its status
     split = data.load_split(cfg.dataset)
-    path = modeling.model_path(cfg.model)
-    target_modules = modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, path))
     tokenizer = modeling.load_tokenizer(cfg.model)
     # rows over trainer.max_length are cut or dropped and counted there, cached or not
     train_ds, eval_ds, tokenization, tokenized_cache = tokenized(
@@ -69,13 +70,14 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     # 2. The run dir records what is about to happen before the first step (a resume: checked against it).
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
     attempt.record(OmegaConf.to_yaml(cfg, resolve=True), plain_cfg, split, tokenization)
+    if main:
+        plan.save(run_dir)  # this attempt's plan (the tracker logs it; a resume on other hardware re-plans)
     stop = StopRequest().install()
     tracker = None
     try:
         # inside the try: a wandb.init failure too leaves status failed, not running
         tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides(), extra={"data": split.counts})
-        metrics = _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker,
-                       attempt.checkpoint, stop)
+        metrics = _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, attempt.checkpoint, stop)
         metrics["tokenization"] = tokenization
         tracker.log_summary(metrics)
         if main:
@@ -103,17 +105,17 @@ def _tokens_in_checkpoint(checkpoint: str | None) -> int:
     return json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
 
 
-def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds, split, tracker, checkpoint,
-         stop) -> dict:
+def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoint, stop) -> dict:
     from transformers import set_seed
 
     set_seed(cfg.trainer.seed)  # LoRA's A matrices are drawn from the global RNG when the adapter is created
-    model = modeling.load_model(cfg.model, cfg.quant, path)
-    model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, target_modules))
+    model = modeling.load_model(plan.model)
+    model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, plan.target_modules))
     from medchat.evaluation.callback import generation_callbacks
 
-    callbacks = generation_callbacks(cfg, tokenizer, split.eval, run_dir)  # [] unless eval.every_steps is set
-    trainer = training.build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args, callbacks=callbacks)
+    # [] unless eval.every_steps is set; generates with the plan's generation attention
+    callbacks = generation_callbacks(cfg, tokenizer, split.eval, run_dir, plan.model.generation_attention)
+    trainer = training.build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=callbacks)
 
     preempt = PreemptionCallback(stop)
     trainer.add_callback(preempt)
@@ -121,7 +123,7 @@ def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds,
     if before and is_main_process():
         write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"]})
     tokens_at_start = _tokens_in_checkpoint(checkpoint)
-    out = training.train(trainer, cfg, resume_from_checkpoint=checkpoint)
+    out = training.run_trainer(trainer, cfg, resume_from_checkpoint=checkpoint)
     if preempt.stopped_at is not None:  # stopped on a signal after saving: no final eval, no adapter
         raise Interrupted(stop.signum, preempt.stopped_at, str(Path(args.output_dir) / f"checkpoint-{preempt.stopped_at}"))
     after = trainer.evaluate() if eval_ds is not None else {}
@@ -150,20 +152,24 @@ def _fit(cfg, run_dir, args, path, target_modules, tokenizer, train_ds, eval_ds,
         / out.metrics["train_runtime"],
         "global_step": trainer.state.global_step,
         "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
-        "peak_memory_gib": training.peak_memory_gib(),
+        "peak_memory_gib": training.peak_memory_gib(plan.model.cuda),
         "trainable_parameters": trainable,
         "total_parameters": total,
-        "target_modules": target_modules,
+        "target_modules": list(plan.target_modules),
         "data": split.counts,
         "resumed_from": checkpoint,
         **training.best_and_early(trainer, cfg),
-        "world_size": perf.world_size(),
-        "speed": {
+        "world_size": plan.world_size,
+        "speed": {  # what the trainer really ran with (plan.json says what was planned)
             "attn_implementation": model.config._attn_implementation,
             "use_liger_kernel": bool(args.use_liger_kernel),
             "optim": args.optim if isinstance(args.optim, str) else args.optim.value,
             "gradient_checkpointing": bool(args.gradient_checkpointing),
             "checkpoint_every_n_layers": (args.gradient_checkpointing_kwargs or {}).get("every_n_layers", 1),
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "activation_offloading": bool(args.activation_offloading),
+            **getattr(trainer, "medchat_speed", {}),  # fused LoRA projections, compiled layers
         },
     }
     return metrics

@@ -112,10 +112,9 @@ def run_tags(tracker_cfg, config: dict, overrides: list[str]) -> list[str]:
 
 def read_plan(run_dir: Path) -> dict:
     """RUN/plan.json (the resolved `auto` choices), when the pipeline wrote one."""
-    import json
+    from medchat.plan import read_saved
 
-    path = Path(run_dir) / "plan.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_saved(run_dir) or {}
 
 
 class Tracker:

@@ -99,10 +99,11 @@ def _close(run_dir: Path, run_id: str, reason: str) -> None:
     import wandb
     from omegaconf import OmegaConf
 
+    from medchat.runs import read_config
     from medchat.sweeps.state import read_job
     from medchat.tracking import flatten, wandb_mode
 
-    cfg = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
+    cfg = OmegaConf.to_container(read_config(run_dir, on_schema=False), resolve=False)  # the job may have died before its adapter
     tracker = cfg["tracker"]
     offline = any(p.name.startswith("offline-run-") for p in run_dir.glob(f"wandb/*run-*-{run_id}"))
     os.environ.setdefault("WANDB_SILENT", "true")
