@@ -69,7 +69,7 @@ def test_experiments_reproduce_their_recipes():
 
 def test_trainer_keys_are_sftconfig_fields():
     """Config keys must not drift from the API they feed."""
-    medchat_only = {"precision", "resume", "fail_at_step", "checkpoint_every_n_layers", "memory_budget_gib",
+    medchat_only = {"precision", "resume", "truncation", "fail_at_step", "checkpoint_every_n_layers", "memory_budget_gib",
                     # transformers.EarlyStoppingCallback's argument names, not TrainingArguments'
                     "early_stopping_patience", "early_stopping_threshold",
                     "fused_lora", "compile", "micro_batch"}  # medchat.speed (issue 13)

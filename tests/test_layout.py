@@ -80,8 +80,9 @@ def test_every_module_imports():
 
 
 # Strings and names that mean "reading a finished run's config or adapter"; only runs.py may use them.
-# pipeline.py writes RUN/config.yaml and evaluation/outputs.py its own RUN/eval/config.yaml.
-WRITERS = {"medchat.runs", "medchat.pipeline", "medchat.evaluation.outputs"}
+# pipeline.py writes RUN/config.yaml (through attempt.py, which writes a run's first-attempt files atomically)
+# and evaluation/outputs.py its own RUN/eval/config.yaml.
+WRITERS = {"medchat.runs", "medchat.pipeline", "medchat.attempt", "medchat.evaluation.outputs"}
 
 
 def _reads_runs(tree: ast.AST) -> list[str]:

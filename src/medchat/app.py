@@ -116,7 +116,7 @@ def default_title(run) -> str:
     return f"medchat: {run.cfg.model.name} fine-tuned on {run.cfg.dataset.name} ({run.dir.name})"
 
 
-@user_errors("medchat.app")
+@user_errors("medchat.app", AppConfig)
 def run(cfg) -> None:
     from medchat.inference import ChatModel, chat_settings
     from medchat.runs import open_run

@@ -91,7 +91,7 @@ def interactive(bot, settings, read=input, out=sys.stdout) -> None:
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
 
 
-@user_errors("medchat.chat")
+@user_errors("medchat.chat", ChatConfig)
 def run(cfg) -> None:
     from medchat.inference import DISCLAIMER, ChatModel
     from medchat.runs import open_run

@@ -134,7 +134,7 @@ def push_folder(folder: Path, repo_id: str, private: bool = True, commit_message
                              commit_message=commit_message or "Upload model exported by medchat")
 
 
-@user_errors("medchat.export")
+@user_errors("medchat.export", ExportConfig)
 def run(cfg) -> Path:
     from medchat.runs import open_run
 

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from medchat.config import ConfigError, GenerationSettings, ModelConfig, QuantConfig
+from medchat.config import ConfigError, GenerationSettings, ModelConfig, QuantConfig, check_keys
 
 TASKS = ("generate", "mcq")
 TEXT_METRICS = ("bleu", "rouge", "meteor", "bertscore")
@@ -81,6 +81,7 @@ def register_evaluate_configs() -> None:
 
 def validate(cfg) -> None:
     """Checks that need no model or data; ConfigError names the key."""
+    check_keys(cfg, EvaluateConfig, "evaluate.py")
     if cfg.task not in TASKS:
         raise ConfigError(f"task={cfg.task!r} is not one of {', '.join(TASKS)}")
     if cfg.run_dir is None and cfg.model is None:

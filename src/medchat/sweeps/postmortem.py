@@ -55,9 +55,13 @@ def _written_since(status: dict | None, started: float) -> bool:
 def finalize(run_dir: Path, returncode: int, started: float, log_path: Path, wandb_run_id: str | None,
              env: dict | None = None) -> dict:
     """The job's final status (written to RUN/status when the job could not write it itself)."""
+    from medchat.preemption import EXIT_INTERRUPTED
+
     status = read_status(run_dir)
     if returncode == 0 and status is not None and status["state"] == "done":
         return status
+    if returncode == EXIT_INTERRUPTED and status is not None and status["state"] == "interrupted":
+        return status  # stopped on a signal after its checkpoint: the job's own account; it resumes next time
     if returncode == 0:
         state = status["state"] if status else "missing"
         reason = f"exited 0 but its status is {state}"
