@@ -83,14 +83,23 @@ def finalize(run_dir: Path, returncode: int, started: float, log_path: Path, wan
 
 def close_wandb_run(run_dir: Path, run_id: str, reason: str, env: dict | None = None) -> str:
     """Finish a killed job's W&B run as failed, in a child process (W&B state stays out of the launcher)."""
+    import time
+
     cmd = [sys.executable, "-m", "medchat.sweeps.postmortem", str(run_dir), run_id, reason]
-    try:
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    except subprocess.TimeoutExpired:
-        return f"run {run_id} left unfinished: closing it timed out"
-    if out.returncode != 0:
-        return f"run {run_id} left unfinished: {(out.stderr.strip().splitlines() or ['?'])[-1][:300]}"
-    return f"run {run_id} finished as failed by the launcher"
+    # A SIGKILLed job's wandb-core child outlives it for a few seconds and still holds the run id
+    # ("run ID ... is in use"); it exits once it sees its parent gone, so the close is retried for a while.
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+        except subprocess.TimeoutExpired:
+            return f"run {run_id} left unfinished: closing it timed out"
+        if out.returncode == 0:
+            return f"run {run_id} finished as failed by the launcher"
+        last = (out.stderr.strip().splitlines() or ["?"])[-1][:300]
+        if "is in use" not in last or time.monotonic() > deadline:
+            return f"run {run_id} left unfinished: {last}"
+        time.sleep(5)
 
 
 def _close(run_dir: Path, run_id: str, reason: str) -> None:
