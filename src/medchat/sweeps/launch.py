@@ -76,6 +76,10 @@ def command(script: str, job_args: list[str], n_processes: int, port: int, accel
 
 def job_env(base: dict, slot: Slot, n_slots: int, job: Job, sweep_name: str) -> dict:
     env = dict(base)
+    # Each job starts its own wandb-core. An inherited WANDB_SERVICE (set by any wandb.init in the
+    # launching process, e.g. pytest or a notebook) would make every job share one service, where a
+    # SIGKILLed job's run stays registered and its id "in use" until that service exits.
+    env.pop("WANDB_SERVICE", None)
     env["PYTHONUNBUFFERED"] = "1"
     env["MEDCHAT_RUN_ID"] = job.run_dir.name
     env.setdefault("WANDB_RUN_GROUP", sweep_name)  # tracker.group, when set, still wins (explicit init arg)

@@ -85,9 +85,12 @@ def close_wandb_run(run_dir: Path, run_id: str, reason: str, env: dict | None = 
     """Finish a killed job's W&B run as failed, in a child process (W&B state stays out of the launcher)."""
     import time
 
+    import os
+
     cmd = [sys.executable, "-m", "medchat.sweeps.postmortem", str(run_dir), run_id, reason]
-    # A SIGKILLed job's wandb-core child outlives it for a few seconds and still holds the run id
-    # ("run ID ... is in use"); it exits once it sees its parent gone, so the close is retried for a while.
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "WANDB_SERVICE"}  # own wandb-core
+    # The job's own wandb-core (never a shared one: WANDB_SERVICE is dropped) can outlive a SIGKILL for a few
+    # seconds and still hold the run id ("run ID ... is in use"); it exits once its parent is gone, so retry.
     deadline = time.monotonic() + 90
     while True:
         try:
