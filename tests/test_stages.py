@@ -40,7 +40,7 @@ def test_stage_keys_are_trl_config_names_and_the_trainer_hooks_exist():
     from trl import DPOConfig, DPOTrainer
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-    from medchat.config import DPO_LOSS_TYPES
+    from medchat.stages.checks import DPO_LOSS_TYPES
 
     dpo = inspect.signature(DPOConfig).parameters
     for f in dataclasses.fields(StageConfig):
@@ -105,13 +105,10 @@ def _margins(model, dataset) -> torch.Tensor:
     return torch.stack(out)
 
 
-def _load(run_cfg_model, quant, adapter):
-    from peft import PeftModel
+def _load(run_dir):
+    from medchat import runs
 
-    from medchat import modeling
-
-    base = modeling.load_model(run_cfg_model, quant, modeling.model_path(run_cfg_model))
-    return PeftModel.from_pretrained(base, str(adapter))
+    return runs.load_for_generation(runs.open_run(run_dir))[0]
 
 
 def test_dpo_from_an_sft_run_raises_the_margin_on_its_training_pairs(trained_run, pairs, tmp_path):
@@ -130,9 +127,9 @@ def test_dpo_from_an_sft_run_raises_the_margin_on_its_training_pairs(trained_run
     assert json.loads((run / "metrics.json").read_text())["reward_margin_after"] == metrics["reward_margin_after"]
 
     tokenizer = modeling.load_tokenizer(cfg.model)
-    train_pairs = tokenize_pairs(load_pairs(cfg.dataset).train, tokenizer, "chat_template", 256, {})
-    before = _margins(_load(cfg.model, cfg.quant, trained_run / "adapter"), train_pairs)
-    after = _margins(_load(cfg.model, cfg.quant, run / "adapter"), train_pairs)
+    train_pairs, _ = tokenize_pairs(load_pairs(cfg.dataset).train, tokenizer, "chat_template", 256)
+    before = _margins(_load(trained_run), train_pairs)
+    after = _margins(_load(run), train_pairs)
     assert after.mean() > before.mean() + 1.0, (before.mean(), after.mean())
     assert (after > before).float().mean() > 0.8
 

@@ -18,7 +18,7 @@ from typing import Optional
 import hydra
 from omegaconf import DictConfig
 
-from medchat.cli import quiet_libraries, quote_free_text, store_app_config, user_errors
+from medchat.hydra_apps import quiet_libraries, quote_free_text, store_app_config, user_errors
 from medchat.config import ConfigError
 
 
@@ -29,7 +29,7 @@ class ChatConfig:
     system_prompt: Optional[str] = None  # null: the run's; "": none
     quant: Optional[str] = None  # null: as trained (nf4 | fp4 | int8 | none)
     base: Optional[str] = None  # null: the run's base model; a local copy of it, say
-    check_base: bool = True
+    check_base: bool = True  # false: skip the adapter's recorded base name (its shapes are still checked)
     max_context: Optional[int] = None  # null: the run's trainer.max_length
     max_new_tokens: int = 256
     temperature: float = 0.7
@@ -43,12 +43,9 @@ store_app_config("chat", ChatConfig, __doc__)
 
 
 def settings_from(cfg):
-    from medchat.inference import GenerationSettings
+    from medchat.inference import chat_settings
 
-    settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                                  repetition_penalty=cfg.repetition_penalty)
-    settings.check()
-    return settings
+    return chat_settings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.repetition_penalty)
 
 
 def answer(bot, history: list[dict], question: str, settings, out=sys.stdout) -> str:
@@ -94,11 +91,12 @@ def interactive(bot, settings, read=input, out=sys.stdout) -> None:
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
 
 
-@user_errors("medchat.chat")
+@user_errors("medchat.chat", ChatConfig)
 def run(cfg) -> None:
-    from medchat.inference import DISCLAIMER, ChatModel, check_run_dir
+    from medchat.inference import DISCLAIMER, ChatModel
+    from medchat.runs import open_run
 
-    check_run_dir(cfg.run_dir)  # before anything heavy is imported
+    open_run(cfg.run_dir)  # before anything heavy is imported
     if cfg.prompt is not None and not cfg.prompt.strip():
         raise ConfigError('prompt is empty: pass prompt="your question", or leave it out to chat interactively')
     settings = settings_from(cfg)

@@ -78,29 +78,39 @@ def source_rows(run_dir: Path, run_cfg) -> tuple[list[dict], list[dict], dict]:
     return split.train, split.eval, manifest
 
 
+def load_answerer(run, s: Settings):
+    """(model, tokenizer) that writes the rejected answers: the run's adapter on its base (answers_from=sft) or
+    the base alone, both with the run's tokenizer and quantized as trained unless `quant` says otherwise. The
+    adapter is checked against the base (medchat.runs.AdapterMismatch) before any weights load."""
+    from omegaconf import OmegaConf
+
+    from medchat import runs
+
+    if s.answers_from == "sft":
+        return runs.load_for_generation(run, quant=s.quant)
+    tokenizer = runs.run_tokenizer(run)
+    path = runs.check_base(run, tokenizer=tokenizer)
+    quant_cfg = run.cfg.quant if s.quant is None else OmegaConf.merge(run.cfg.quant, {"mode": s.quant})
+    model = runs.load_base(runs.generation_plan(run.cfg.model, quant_cfg, path))
+    runs.set_stop_tokens(model, tokenizer)
+    return model, tokenizer
+
+
 def make_pairs(s: Settings) -> dict:
-    from medchat import modeling, provenance
-    from medchat.config import QuantConfig
-    from medchat.evaluation import heldout, loading
+    from medchat import modeling, provenance, runs
+    from medchat.evaluation import heldout
     from medchat.evaluation.generation import GenerationStats, generate
     from medchat.formatting import prompt_ids
 
     started = time.time()
-    run_dir = Path(s.run_dir)
-    run_cfg = loading.read_run_config(run_dir)
-    adapter = loading.adapter_dir(run_dir)
+    run = runs.open_run(s.run_dir)
+    run_dir, run_cfg = run.dir, run.cfg
     path = modeling.model_path(run_cfg.model)
-    loading.check_adapter_base(adapter, run_cfg.model, path)  # before any weights load
-    quant_cfg = run_cfg.quant if s.quant is None else OmegaConf.structured(QuantConfig(mode=s.quant))
-    modeling.check_quantization(quant_cfg)
-    train_rows, eval_rows, manifest = source_rows(run_dir, run_cfg)
+    train_rows, eval_rows, manifest = source_rows(run_dir, run_cfg)  # before any weights load
     sides = {"train": train_rows[: s.train_limit], "eval": eval_rows[: s.eval_limit]}
     prompt_format = run_cfg.dataset.prompt_format
-
-    tokenizer = modeling.load_tokenizer(run_cfg.model, path=str(adapter))  # the run's own tokenizer and template
-    model = loading.load_base(run_cfg.model, quant_cfg, path, dequantize=False)
-    if s.answers_from == "sft":
-        model = loading.add_adapter(model, adapter, merge=False)
+    model, tokenizer = load_answerer(run, s)
+    quant_mode = run_cfg.quant.mode if s.quant is None else s.quant
     stats, pairs, counts = GenerationStats(), [], {"identical_answers": 0, "rejected_without_eos": 0}
     for side, rows in sides.items():
         contexts, references = zip(*(heldout.context_and_reference(r) for r in rows)) if rows else ((), ())
@@ -126,8 +136,8 @@ def make_pairs(s: Settings) -> dict:
         "run_dir": str(run_dir),
         "base_model": path,
         "answers_from": s.answers_from,
-        "adapter": str(adapter) if s.answers_from == "sft" else None,
-        "settings": {**asdict(s), "do_sample": False, "prompt_format": prompt_format, "quant": quant_cfg.mode},
+        "adapter": str(run.adapter) if s.answers_from == "sft" else None,
+        "settings": {**asdict(s), "do_sample": False, "prompt_format": prompt_format, "quant": quant_mode},
         "counts": counts,
         "source_ids": {side: [r["id"] for r in rows] for side, rows in sides.items()},
         "split_fingerprint": manifest["fingerprint"],

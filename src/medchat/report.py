@@ -149,13 +149,15 @@ def collect(sweep_dir: Path) -> tuple[list[dict], dict, list[str]]:
 
 
 def _stage_of(run: Path) -> str:
-    """sft | dpo | orpo, from metrics.json, else the run's config (runs from before stages existed: sft)."""
-    for path in (run / "config.yaml", run / ".hydra" / "config.yaml"):
-        if path.is_file():
-            from omegaconf import OmegaConf
+    """sft | dpo | orpo from the run's config when metrics.json names none (runs from before stages: sft)."""
+    from omegaconf import OmegaConf
 
-            return OmegaConf.select(OmegaConf.load(path), "stage.name", default="sft")
-    return "sft"
+    from medchat import runs
+
+    try:
+        return OmegaConf.select(runs.read_config(run, on_schema=False), "stage.name", default="sft")
+    except FileNotFoundError:
+        return "sft"
 
 
 def swept_keys(frame, keys: list[str]) -> list[str]:
@@ -277,7 +279,7 @@ def build(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
     (out / "ablation.md").write_text(note + markdown(table, settings, metrics))
     (out / "ablation.tex").write_text("% " + note.strip().replace("±", "+-") + "\n" + latex(table, settings, metrics))
     pngs = [plots.loss_curves(curves, frame, swept, out / "loss_curves.png")]
-    pngs += plots.metric_vs_keys(frame, swept, metrics, out)
+    pngs += plots.metric_vs_keys(frame, swept, metrics, out, label, direction)
     print(note.strip())
     print(markdown(table, settings, metrics))
     print(f"wrote {out}: runs.csv, ablation.md, ablation.tex, {len(pngs)} plots")

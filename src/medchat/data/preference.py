@@ -153,37 +153,55 @@ def load_pairs(cfg) -> Split:
     return _fixed_split(read, cfg) if read.records and "split" in read.records[0] else split(read, cfg)
 
 
-def tokenize_pair(tokenizer, record: dict, prompt_format: str, max_length: int) -> tuple[dict | None, str | None]:
-    """-> ({"prompt_ids", "chosen_ids", "rejected_ids"}, what was done to fit max_length) or (None, reason)."""
+def tokenize_pair(tokenizer, record: dict, prompt_format: str, max_length: int,
+                  truncation: str = "keep") -> tuple[dict | None, list[str]]:
+    """-> ({"prompt_ids", "chosen_ids", "rejected_ids"} or None if dropped, what happened to fit max_length:
+    medchat.formatting.TRUNCATION_EVENTS names, as for SFT rows). truncation=keep cuts an answer that does not
+    fit (counted; TRL would cut it silently), drop drops the pair."""
     prompt = record["messages"][:-1]
     p = prompt_ids(tokenizer, prompt, prompt_format)
-    if len(p) >= max_length:
-        return None, "dropped_prompt_too_long"
-    out, note = {"prompt_ids": p}, None
+    out, events = {"prompt_ids": p}, []
     for side, answer in (("chosen", record["messages"][-1]["content"]), ("rejected", record["rejected"])):
         tok = tokenize_conversation(tokenizer, prompt + [{"role": "assistant", "content": answer}], prompt_format)
         ids, mask = tok["input_ids"], tok["assistant_masks"]
         if ids[: len(p)] != p:  # formatting checks chat templates for this; the plain format is built to hold it
             raise DataError(f"row {record['row']} (id {record['id']}): the prompt's tokens are not a prefix of "
                             "prompt + answer, so the answer's tokens cannot be located")
-        completion = [t for t, m in zip(ids[len(p):], mask[len(p):]) if m]  # the answer through its EOS
-        if len(p) + len(completion) > max_length:
-            completion, note = completion[: max_length - len(p)], "truncated_answers"
-        out[f"{side}_ids"] = completion
-    return out, note
+        out[f"{side}_ids"] = [t for t, m in zip(ids[len(p):], mask[len(p):]) if m]  # the answer through its EOS
+    longest = len(p) + max(len(out["chosen_ids"]), len(out["rejected_ids"]))
+    if longest <= max_length:
+        return out, events
+    if truncation == "drop":
+        return None, ["too_long", "dropped_too_long"]
+    events = ["too_long", "cut_to_max_length"]
+    room = max_length - len(p)
+    if room <= 0:  # the prompt alone fills max_length: no answer token left to compare
+        return None, events + ["dropped_no_trained_token"]
+    eos = tokenizer.eos_token_id
+    for side in ("chosen", "rejected"):
+        answer = out[f"{side}_ids"]
+        if len(answer) > room:
+            out[f"{side}_ids"] = answer[:room]
+            if answer[-1] == eos and "cut_answer_lost_eos" not in events:
+                events.append("cut_answer_lost_eos")
+    return out, events
 
 
-def tokenize_pairs(records: list[dict], tokenizer, prompt_format: str, max_length: int, counts: dict):
-    """Records -> a datasets.Dataset of token ids; drops and cuts are added to `counts` (saved in metrics.json)."""
+def tokenize_pairs(records: list[dict], tokenizer, prompt_format: str, max_length: int, truncation: str = "keep"):
+    """Records -> (a datasets.Dataset of token ids, counts in data.cache.fit_rows' form: rows, each
+    TRUNCATION_EVENTS name, kept), so split.json's tokenization reads the same for every stage."""
     import datasets
 
-    rows = []
+    from medchat.formatting import TRUNCATION_EVENTS
+
+    rows, counts = [], {"rows": len(records), **{e: 0 for e in TRUNCATION_EVENTS}}
     for r in records:
-        row, note = tokenize_pair(tokenizer, r, prompt_format, max_length)
-        if note:
-            counts[note] = counts.get(note, 0) + 1
+        row, events = tokenize_pair(tokenizer, r, prompt_format, max_length, truncation)
+        for e in events:
+            counts[e] += 1
         if row is not None:
             rows.append(row)
+    counts["kept"] = len(rows)
     if not rows:
-        raise DataError(f"every pair's prompt is longer than trainer.max_length={max_length}")
-    return datasets.Dataset.from_list(rows)
+        raise DataError(f"no pair fits trainer.max_length={max_length} ({counts}): raise trainer.max_length")
+    return datasets.Dataset.from_list(rows), counts

@@ -1,14 +1,11 @@
 """Training stages after (or instead of) SFT: DPO and ORPO on preference pairs.
 
-`stage=sft` (the default) is medchat.pipeline's own path. `stage=dpo` and `stage=orpo` come here from the one
-dispatch point in `pipeline.train`, and write the same run dir (medchat.runrecord), track and resume the same
-way, and are evaluated by evaluate.py unchanged:
+Every stage runs through `pipeline.train` (checks, run plan, attempt record and resume, tracker,
+training.run_trainer, the run dir evaluate.py reads); `stage=sft` (the default) uses SFTTrainer there, and
+`stage=dpo` / `stage=orpo` hand in what differs:
 
-- `preference.py`: config -> TRL DPOConfig / ORPOConfig, the model (an SFT run's adapter for DPO's
-  `stage.init_from`, else a fresh LoRA adapter), the trainer, and the reward metrics in metrics.json.
+- `checks.py`: stage.* checked with the rest of the config, before anything loads.
+- `preference.py`: the SFT run DPO continues (opened through medchat.runs), the plan adjustments, TRL's
+  DPOConfig / ORPOConfig, the pairs and their tokens, the model and trainer, the reward metrics.
 - `trainers.py`: TRL's DPOTrainer / ORPOTrainer, fed the token ids medchat made (medchat.data.preference).
 """
-
-from medchat.stages.preference import train as train_stage
-
-__all__ = ["train_stage"]
