@@ -19,7 +19,8 @@ from medchat.rundir import read_status
 
 # stage keys that are medchat's own, not TRL's
 OWN_KEYS = {"name", "init_from"}
-FAST = ["trainer=debug", "tracker=none", "trainer.max_length=256", "trainer.per_device_train_batch_size=4"]
+# short pairs (answers cut to fit, counted) and small batches: every preference run here takes seconds
+FAST = ["trainer=debug", "tracker=none", "trainer.max_length=128", "trainer.per_device_train_batch_size=2"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,8 @@ def pairs(trained_run, tmp_path_factory):
     from medchat.make_pairs import make_pairs, parse
 
     out = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
-    make_pairs(parse([f"run_dir={trained_run}", f"out={out}", "max_new_tokens=24", "batch_size=16"]))
+    # 16 of the run's 36 training rows (kept cheap) and all 4 of its held-out rows
+    make_pairs(parse([f"run_dir={trained_run}", f"out={out}", "max_new_tokens=24", "batch_size=16", "train_limit=16"]))
     return out
 
 
@@ -73,7 +75,7 @@ def test_make_pairs_keeps_each_row_on_its_side_of_the_split(trained_run, pairs):
     train_ids, eval_ids = {r["id"] for r in split["train"]}, {r["id"] for r in split["eval"]}
     assert {r["source_id"] for r in rows if r["split"] == "train"} <= train_ids
     assert {r["source_id"] for r in rows if r["split"] == "eval"} <= eval_ids
-    assert sum(r["split"] == "eval" for r in rows) >= 1 and sum(r["split"] == "train" for r in rows) >= 20
+    assert sum(r["split"] == "eval" for r in rows) >= 1 and sum(r["split"] == "train" for r in rows) >= 12
     assert all(r["chosen"] != r["rejected"] and r["prompt"][-1]["role"] == "user" for r in rows)
     prov = json.loads(pairs.with_name(pairs.name + ".provenance.json").read_text())
     assert prov["run_dir"] == str(trained_run) and prov["answers_from"] == "sft"
@@ -125,9 +127,14 @@ def test_dpo_from_an_sft_run_raises_the_margin_on_its_training_pairs(trained_run
     assert metrics["reward_margin_before"] == 0 and metrics["reward_accuracy_after"] is not None
     assert metrics["eval_loss_before"] == pytest.approx(0.6931, abs=1e-3)  # -log sigmoid(0)
     assert json.loads((run / "metrics.json").read_text())["reward_margin_after"] == metrics["reward_margin_after"]
+    # the DPO run holds out exactly the SFT run's held-out rows (pairs made from them), so evaluate.py scores
+    # SFT and SFT+DPO on the same conversations
+    sft_split, dpo_split = (json.loads((r / "split.json").read_text()) for r in (trained_run, run))
+    assert {e["hash"] for e in dpo_split["eval"]} == {e["hash"] for e in sft_split["eval"]}
+    assert not {e["hash"] for e in dpo_split["train"]} & {e["hash"] for e in sft_split["eval"]}
 
     tokenizer = modeling.load_tokenizer(cfg.model)
-    train_pairs, _ = tokenize_pairs(load_pairs(cfg.dataset).train, tokenizer, "chat_template", 256)
+    train_pairs, _ = tokenize_pairs(load_pairs(cfg.dataset).train, tokenizer, "chat_template", 128)
     before = _margins(_load(trained_run), train_pairs)
     after = _margins(_load(run), train_pairs)
     assert after.mean() > before.mean() + 1.0, (before.mean(), after.mean())
@@ -178,8 +185,13 @@ def test_dpo_resume_after_a_crash_ends_where_an_uninterrupted_run_does(trained_r
     broken = tmp_path / "broken"
     with pytest.raises(RuntimeError, match="simulated crash at step 3"):
         train(compose(*common, "trainer.fail_at_step=3"), broken)
-    metrics = train(compose(*common, "trainer.resume=true"), broken)
+    # resume=auto (the default) continues the failed attempt; a changed stage key would be refused
+    with pytest.raises(ConfigError, match="stage.beta"):
+        train(compose(*common, "stage.beta=0.3"), broken)
+    metrics = train(compose(*common, "trainer.resume=auto"), broken)
     assert metrics["resumed_from"].endswith("checkpoint-2") and metrics["global_step"] == 4
+    attempts = json.loads((broken / "attempts.json").read_text())
+    assert len(attempts["resumes"]) == 1 and attempts["first"]["config"]["stage"]["name"] == "dpo"
     a = load_file(str(whole / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(broken / "adapter" / "adapter_model.safetensors"))
     assert a.keys() == b.keys()
