@@ -113,14 +113,23 @@ def _load(run_dir):
     return runs.load_for_generation(runs.open_run(run_dir))[0]
 
 
-def test_dpo_from_an_sft_run_raises_the_margin_on_its_training_pairs(trained_run, pairs, tmp_path):
+# One DPO run serves the margin test and, as the uninterrupted run, the resume test (the suite is budgeted)
+DPO = ["stage=dpo", "trainer.max_steps=4", "trainer.save_steps=2", "trainer.eval_steps=4",
+       "trainer.learning_rate=2e-3", "stage.beta=0.5"]
+
+
+@pytest.fixture(scope="module")
+def dpo_run(trained_run, pairs, tmp_path_factory):
+    run = tmp_path_factory.mktemp("dpo") / "run"
+    cfg = compose(*DPO, f"stage.init_from={trained_run}", *_pref(pairs))
+    return run, cfg, train(cfg, run)
+
+
+def test_dpo_from_an_sft_run_raises_the_margin_on_its_training_pairs(trained_run, dpo_run):
     from medchat import modeling
     from medchat.data.preference import load_pairs, tokenize_pairs
 
-    run = tmp_path / "dpo"
-    cfg = compose("stage=dpo", f"stage.init_from={trained_run}", *_pref(pairs), "trainer.max_steps=6",
-                  "trainer.learning_rate=2e-3", "trainer.eval_steps=6", "stage.beta=0.5")
-    metrics = train(cfg, run)
+    run, cfg, metrics = dpo_run
     assert read_status(run)["state"] == "done" and metrics["stage"] == "dpo"
     assert metrics["init_from"] == str(trained_run)
     # the reward metrics of the held-out pairs: before training policy == reference, so every reward is 0
@@ -134,7 +143,7 @@ def test_dpo_from_an_sft_run_raises_the_margin_on_its_training_pairs(trained_run
     assert not {e["hash"] for e in dpo_split["train"]} & {e["hash"] for e in sft_split["eval"]}
 
     tokenizer = modeling.load_tokenizer(cfg.model)
-    train_pairs, _ = tokenize_pairs(load_pairs(cfg.dataset).train, tokenizer, "chat_template", 128)
+    train_pairs, _ = tokenize_pairs(load_pairs(cfg.dataset).train[:8], tokenizer, "chat_template", 128)
     before = _margins(_load(trained_run), train_pairs)
     after = _margins(_load(run), train_pairs)
     assert after.mean() > before.mean() + 1.0, (before.mean(), after.mean())
@@ -177,11 +186,9 @@ def test_orpo_from_the_base_lowers_its_loss_and_logs_rewards_to_wandb(pairs, tmp
     assert any("train/rewards/margins" in row for row in history)
 
 
-def test_dpo_resume_after_a_crash_ends_where_an_uninterrupted_run_does(trained_run, pairs, tmp_path):
-    common = ["stage=dpo", f"stage.init_from={trained_run}", *_pref(pairs), "trainer.max_steps=4",
-              "trainer.save_steps=2", "trainer.eval_strategy=no", "trainer.learning_rate=2e-3"]
-    whole = tmp_path / "whole"
-    train(compose(*common), whole)
+def test_dpo_resume_after_a_crash_ends_where_an_uninterrupted_run_does(trained_run, pairs, dpo_run, tmp_path):
+    whole = dpo_run[0]
+    common = [*DPO, f"stage.init_from={trained_run}", *_pref(pairs)]
     broken = tmp_path / "broken"
     with pytest.raises(RuntimeError, match="simulated crash at step 3"):
         train(compose(*common, "trainer.fail_at_step=3"), broken)
@@ -192,6 +199,8 @@ def test_dpo_resume_after_a_crash_ends_where_an_uninterrupted_run_does(trained_r
     assert metrics["resumed_from"].endswith("checkpoint-2") and metrics["global_step"] == 4
     attempts = json.loads((broken / "attempts.json").read_text())
     assert len(attempts["resumes"]) == 1 and attempts["first"]["config"]["stage"]["name"] == "dpo"
+    # the first attempt's held-out rewards before training are kept through the resume
+    assert metrics["reward_margin_before"] == 0 and metrics["eval_loss_before"] == dpo_run[2]["eval_loss_before"]
     a = load_file(str(whole / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(broken / "adapter" / "adapter_model.safetensors"))
     assert a.keys() == b.keys()
