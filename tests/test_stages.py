@@ -150,6 +150,19 @@ def test_dpo_from_an_sft_run_raises_the_margin_on_its_training_pairs(trained_run
     assert (after > before).float().mean() > 0.8
 
 
+def test_evaluate_scores_a_dpo_run_like_an_sft_run(dpo_run):
+    """evaluate.py, unchanged, on a DPO run: its held-out rows are the pairs' prompts with the doctor's answer."""
+    from test_evaluate_cli import compose_eval
+
+    from medchat.evaluation.runner import run as evaluate
+
+    run = dpo_run[0]
+    out = evaluate(compose_eval(f"run_dir={run}", "limit=2", "generation.max_new_tokens=4", "metrics.names=[rouge]",
+                                "metrics.perplexity=false"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["rows"] == 2 and "rouge1" in metrics["models"]["adapter"]
+
+
 def test_dpo_refuses_pairs_that_cross_the_sft_runs_split(trained_run, pairs, tmp_path):
     rows = [json.loads(line) for line in pairs.read_text().splitlines()]
     leaked = tmp_path / "leaked.jsonl"
