@@ -22,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from medchat import data, modeling, rundir, training
 from medchat import plan as run_plan
 from medchat.attempt import Attempt, write_json
-from medchat.config import Config, check_keys, validate
+from medchat.config import Config
+from medchat.config_checks import check_keys, validate
 from medchat.data.cache import tokenized
 from medchat.preemption import Interrupted, PreemptionCallback, StopRequest
 from medchat.stages import preference as pref
-from medchat.stages.checks import validate_stage
 from medchat.tracking import Tracker, is_main_process
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     # 1. Everything checkable without weights.
     check_keys(cfg, Config)  # `+key=`, `++key=` and YAML typos get past Hydra's struct mode
-    validate(cfg)
-    validate_stage(cfg)
+    validate(cfg)  # stage.* too (medchat.stages.checks)
     sft = cfg.stage.name == "sft"
     plan = run_plan.resolve(cfg)  # also rejects what the machine cannot do (precision, Liger, quantization)
     init = None

@@ -129,9 +129,9 @@ class MedchatLauncher(Launcher):
         return [self._job_return(job, cfg, job.status) for job, cfg in zip(jobs, configs)]
 
     def _plan(self, job_overrides, initial_job_idx: int, sweep_dir: Path):
-        from medchat.config import Config, ConfigError, check_keys, validate
+        from medchat.config import Config, ConfigError
+        from medchat.config_checks import check_keys, validate
         from medchat.rundir import read_status
-        from medchat.stages.checks import validate_stage
         from medchat.sweeps.launch import Job
         from medchat.sweeps.state import identity, new_wandb_id, place, plan, read_job, write_job
 
@@ -158,7 +158,6 @@ class MedchatLauncher(Launcher):
                 try:
                     check_keys(_task_cfg(cfg), Config)  # a sweep axis naming a missing key (`+key=a,b`)
                     validate(_task_cfg(cfg))
-                    validate_stage(_task_cfg(cfg))  # stage=dpo|orpo need preference pairs, init_from only dpo
                 except ConfigError as e:  # fail this job now, before anything starts
                     job.action = "skip"
                     job.status = {"state": "failed", "reason": f"ConfigError: {e}"}

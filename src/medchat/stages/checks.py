@@ -1,7 +1,6 @@
-"""Checks of `stage.*` that need no model or data (called by pipeline.train right after config.validate).
-
-Kept beside the stages rather than in medchat.config so that the config module stays the schema plus its
-generic checks; every message names the key.
+"""Checks of `stage.*` that need no model or data, part of medchat.config_checks.validate (so train.py, the
+sweep launcher's per-job check and `python -m medchat.plan` all run them). Kept beside the stages; every
+message names the key.
 """
 
 from __future__ import annotations
