@@ -1,7 +1,7 @@
 """The model card of an exported run: README.md with Hub metadata, written from the run dir alone.
 
 Every number in it is read from a file of the run (metrics.json, split.json, provenance.json and, when
-evaluate.py has been run, eval/metrics.json); nothing is typed in by hand. Rendering uses
+evaluate.py has been run, the full held-out RUN/eval/heldout-*/metrics.json); nothing is typed in by hand. Rendering uses
 huggingface_hub's ModelCard with medchat's template (medchat/templates/model_card.md.jinja).
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from medchat.inference import DISCLAIMER, run_config, run_system_prompt
+from medchat.evaluation import locate
 
 # Column order of the evaluation table; metrics evaluate.py adds later are appended after these.
 EVAL_COLUMNS = ("bleu", "rouge1", "rouge2", "rougeL", "meteor", "bertscore_f1", "perplexity", "mean_answer_words",
@@ -106,7 +107,7 @@ def card_context(run_dir: str | Path, kind: str, repo_id: str | None, dtype: str
     metrics = _read_json(run_dir / "metrics.json")
     split = _read_json(run_dir / "split.json")
     provenance = _read_json(run_dir / "provenance.json")
-    evaluation = _read_json(run_dir / "eval" / "metrics.json")
+    evaluation = locate.full_heldout(run_dir)[1]  # the full held-out evaluation, never a limit smoke run
     model, data = cfg.model, cfg.dataset
     base = model.name_or_path
     base_display = ("medchat's tiny offline Llama (built by code, random weights; for tests and demos)"

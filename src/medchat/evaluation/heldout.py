@@ -3,6 +3,9 @@
 `RUN/eval.jsonl` holds the conversations the run set aside and `RUN/split.json` the hashes of both sides
 of its split. Every row evaluated must be one of the run's eval rows and none of its training rows;
 anything else (an edited eval.jsonl, an empty split) is an error that names the file and row.
+
+`rows.path=FILE` scores another dataset's rows instead (read by the training readers, any schema), e.g.
+out of domain; with a run, a row whose conversation was in its training split is refused the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +36,41 @@ def read_conversations(path: str | Path) -> list[dict]:
             raise DataError(f"{path} line {n}: needs \"messages\": a list of {{role, content}}")
         records.append({"id": str(record.get("id", n - 1)), "row": record.get("row", n - 1), "messages": messages})
     return records
+
+
+def _train_hashes(run_dir: Path) -> set[str]:
+    split_path = run_dir / "split.json"
+    if not split_path.is_file():
+        raise DataError(f"{run_dir} has no split.json: its training rows are unknown, so rows from another file "
+                        "cannot be checked against them")
+    return {r["hash"] for r in json.loads(split_path.read_text()).get("train", [])}
+
+
+def other_rows(rows_cfg, run_dir: str | Path | None) -> tuple[list[dict], str]:
+    """rows.path's conversations (a seeded subset of rows.n) -> (records, a description of where they came from).
+
+    With a run: any row that was one of its training conversations is an error naming the row."""
+    import random
+    from types import SimpleNamespace
+
+    from medchat.data.readers import load_rows, normalise
+
+    cfg = SimpleNamespace(path=rows_cfg.path, format=rows_cfg.format, hub_id=None, schema=rows_cfg.schema,
+                          columns=dict(rows_cfg.columns), system_prompt=rows_cfg.system_prompt)
+    table, source = load_rows(cfg)
+    records = normalise(table, cfg, source).records
+    if rows_cfg.n is not None:
+        if rows_cfg.n > len(records):
+            raise DataError(f"rows.n={rows_cfg.n} but {source} has only {len(records)} usable rows")
+        picked = sorted(random.Random(rows_cfg.seed).sample(range(len(records)), rows_cfg.n))
+        records = [records[i] for i in picked]
+    if run_dir is not None:
+        train = _train_hashes(Path(run_dir))
+        leaked = [r["row"] for r in records if conversation_hash(r) in train]
+        if leaked:
+            raise DataError(f"{source}: {len(leaked)} of the rows to score were training rows of {run_dir} (rows "
+                            f"{leaked[:10]}{'...' if len(leaked) > 10 else ''}): refusing to score them")
+    return records, source
 
 
 def heldout_rows(run_dir: str | Path) -> list[dict]:

@@ -13,7 +13,7 @@ small benchmarks say how little they can tell apart. Prompts (`mcq.prompt_format
   chat:  the same question as a user turn in the model's chat template, scored on "A" ... as the reply
          (not comparable with lm-eval's numbers; for chat models that ignore bare prompts)
 
-    python evaluate.py run_dir=runs/RUN task=mcq mcq.benchmarks=[../shared/data/mcq_eval]   # RUN/eval/mcq/
+    python evaluate.py run_dir=runs/RUN task=mcq mcq.benchmarks=[../shared/data/mcq_eval]   # RUN/eval/mcq-adapter/
     python evaluate.py model=qwen2_0_5b_instruct task=mcq mcq.benchmarks=[medqa] out_dir=runs/qwen-mcq
 """
 
@@ -152,9 +152,10 @@ def accuracy(results: list[dict]) -> dict:
 
 def run_mcq(cfg, plan: Plan) -> Path:
     suites = benchmarks(list(cfg.mcq.benchmarks))  # every file is read and checked before the model loads
-    if cfg.mcq.limit:
-        suites = [(name, items[: cfg.mcq.limit]) for name, items in suites]
-    out = plan.out_dir / "mcq"
+    limit = cfg.mcq.limit or cfg.limit  # the top-level limit too (it was ignored for task=mcq)
+    if limit:
+        suites = [(name, items[:limit]) for name, items in suites]
+    out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(plan)
     scored: dict[str, dict[str, list[dict]]] = {name: {} for name, _ in suites}
@@ -165,7 +166,7 @@ def run_mcq(cfg, plan: Plan) -> Path:
                "scoring": "acc: argmax of each option's summed log-likelihood; acc_norm: of it over the option's "
                           "length in characters (lm-evaluation-harness's definitions)",
                "run_dir": str(plan.run_dir) if plan.run_dir else None, "base_model": plan.model_path,
-               "merge": cfg.merge, "command": [sys.executable, *sys.argv], "benchmarks": {}}
+               "merge": cfg.merge, "limit": limit, "command": [sys.executable, *sys.argv], "benchmarks": {}}
     for name, items in suites:
         models = scored[name]
         metrics["benchmarks"][name] = {"items": len(items), "chance": 1 / len(items[0].labels),

@@ -24,7 +24,31 @@ class Plan:
     max_length: int | None  # the run's trainer.max_length: perplexity scores what training scored
     out_dir: Path
     run_dir: Path | None
-    rows_file: Path | None  # model=<preset> rows=FILE
+    rows_file: Path | None  # rows.path=FILE (else the run's held-out rows)
+
+
+def eval_name(cfg) -> str:
+    """What one evaluation scored, as a folder name: <rows>-<models>[-<quant>][-unmerged][-limitN].
+
+    heldout-base+adapter, icliniq_1500-n50-adapter, heldout-adapter-limit2, mcq-base+adapter, ... Each
+    evaluation keeps its own folder, so a smoke run never replaces a full one."""
+    if cfg.task == "mcq":
+        rows = "mcq"
+    elif cfg.rows.path:
+        rows = Path(str(cfg.rows.path).removeprefix("medchat:")).stem + (f"-n{cfg.rows.n}-seed{cfg.rows.seed}"
+                                                                         if cfg.rows.n else "")
+    else:
+        rows = "heldout"
+    if cfg.model is not None:
+        models = cfg.model.name
+    else:
+        models = "base+adapter" if cfg.compare_base else "adapter"
+        if not cfg.merge:
+            models += "-unmerged"
+    if cfg.quant is not None:
+        models += f"-{cfg.quant.mode}"
+    limit = cfg.limit if cfg.task != "mcq" else (cfg.limit or cfg.mcq.limit)
+    return f"{rows}-{models}" + (f"-limit{limit}" if limit else "")
 
 
 def make_plan(cfg) -> Plan:
@@ -46,10 +70,8 @@ def make_plan(cfg) -> Plan:
     modeling.check_quantization(quant_cfg)
     if cfg.out_dir:
         out_dir = Path(cfg.out_dir)
-    elif run_dir is not None:
-        out_dir = run_dir / ("eval" if cfg.model is None else f"eval-{cfg.model.name}")
     else:
-        out_dir = Path("runs") / f"eval-{cfg.model.name}"
+        out_dir = (run_dir if run_dir is not None else Path("runs")) / "eval" / eval_name(cfg)
     return Plan(
         model_cfg=model_cfg,
         quant_cfg=quant_cfg,
@@ -60,7 +82,7 @@ def make_plan(cfg) -> Plan:
         max_length=run_cfg.trainer.max_length if run_cfg else None,
         out_dir=out_dir,
         run_dir=run_dir,
-        rows_file=Path(cfg.rows) if cfg.rows else None,
+        rows_file=Path(cfg.rows.path) if cfg.rows.path else None,
     )
 
 
