@@ -186,3 +186,21 @@ def test_an_adapter_of_another_base_is_refused_before_anything_is_written(traine
         with pytest.raises(AdapterMismatch, match="trained on base model 'org/other'"):
             export(run_dir, merge=merge)
     assert not (run_dir / "export").exists()
+
+
+def _snippet(card_text: str) -> str:
+    start = card_text.index("```python\n") + len("```python\n")
+    return card_text[start: card_text.index("```", start)]
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_the_cards_usage_snippet_runs_as_written(trained_run, tmp_path, tiny_dir, merge, capsys):
+    out = export(trained_run, merge=merge, out=tmp_path / "export", dtype="float32")
+    code = _snippet((out / "README.md").read_text()).replace("PATH/TO/THIS/FOLDER", str(out))
+    assert "generate(**inputs" in code
+    if not merge:  # the tiny base is built by medchat, not on the Hub: point the snippet at its folder
+        assert 'from_pretrained("tiny")' in code
+        code = code.replace('from_pretrained("tiny")', f'from_pretrained("{tiny_dir}")')
+    exec(compile(code, "model-card-snippet", "exec"), {})
+    printed = capsys.readouterr().out
+    assert printed.strip(), "the snippet printed no answer"

@@ -87,17 +87,22 @@ def _result_rows(metrics: dict) -> list[tuple[str, str]]:
 
 
 def _usage(kind: str, repo_id: str, base: str) -> str:
+    """A snippet that runs as written (tests/test_export.py executes it): apply_chat_template returns a
+    BatchEncoding, so its fields are passed to generate() by name."""
     if kind == "merged":
-        return (f'from transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
+        load = (f'from transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
                 f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n'
-                f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")\n'
-                f'messages = [{{"role": "user", "content": "I have had a headache for three days."}}]\n'
-                f'ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")\n'
-                f'print(tokenizer.decode(model.generate(ids, max_new_tokens=256)[0, ids.shape[1]:], '
-                f'skip_special_tokens=True))')
-    return (f'from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
-            f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n'
-            f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{repo_id}")')
+                f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")\n')
+    else:
+        load = (f'from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
+                f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n'
+                f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{repo_id}")\n')
+    return (load +
+            'messages = [{"role": "user", "content": "I have had a headache for three days."}]\n'
+            'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, '
+            'return_tensors="pt")\n'
+            'output = model.generate(**inputs, max_new_tokens=256, do_sample=False)  # greedy, as evaluated\n'
+            'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))')
 
 
 def card_context(run_dir: str | Path, kind: str, repo_id: str | None, dtype: str = "16-bit") -> tuple[dict, dict]:
