@@ -278,3 +278,36 @@ def test_config_mistakes_name_the_key(overrides, match):
 
     with pytest.raises(ConfigError, match=match):
         evaluate(compose_eval(*overrides))
+
+
+def test_an_exported_folder_is_scored_and_its_card_quotes_its_own_numbers(run, tmp_path):
+    from medchat.evaluation.runner import run as evaluate
+    from medchat.export import export
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints", "eval"))
+    common = ["generation.max_new_tokens=4", "metrics.names=[bleu]"]
+    full = json.loads((evaluate(compose_eval(f"run_dir={copy}", *common)) / "metrics.json").read_text())
+    merged = export(copy, merge=True, dtype="bfloat16")
+    card = (merged / "README.md").read_text()
+    assert "not this folder's 16-bit merge" in card  # only the run's adapter was evaluated so far
+    assert json.loads((merged / "medchat_export.json").read_text())["card_numbers"]["artifact"]["path"].endswith("adapter")
+
+    out = evaluate(compose_eval(f"run_dir={copy}", f"artifact={merged}", *common))
+    assert out == copy / "eval" / "heldout-export_merged"
+    shipped = json.loads((out / "metrics.json").read_text())
+    assert shipped["artifact"] == {"kind": "exported merged model, loaded as saved", "path": str(merged)}
+    # the bf16 merge is a slightly different function from the dequantized-NF4 merge evaluate.py scores by default
+    ppl, ppl_shipped = full["models"]["adapter"]["perplexity"], shipped["models"]["adapter"]["perplexity"]
+    assert ppl_shipped == pytest.approx(ppl, rel=0.05) and ppl_shipped != ppl
+
+    merged = export(copy, merge=True, dtype="bfloat16", overwrite=True)
+    card = (merged / "README.md").read_text()
+    assert "belong to this folder, as shipped" in card and f"{ppl_shipped:.4g}" in card
+    record = json.loads((merged / "medchat_export.json").read_text())
+    assert record["kind"] == "merged" and record["card_numbers"]["evaluation"] == str(out)
+
+    # an adapter export is the adapter itself: scoring it gives the run adapter's numbers
+    adapter = export(copy)
+    same = json.loads((evaluate(compose_eval(f"run_dir={copy}", f"artifact={adapter}", *common)) / "metrics.json").read_text())
+    assert same["models"]["adapter"]["perplexity"] == pytest.approx(ppl, rel=1e-6)

@@ -104,6 +104,20 @@ def check_push(push: bool, repo_id: str | None) -> None:
         raise ConfigError("push=true needs a Hugging Face token with write access: set HF_TOKEN or run `hf auth login`")
 
 
+def _record_artifact(partial: Path, run_dir: Path, kind: str, dtype_name: str, out: Path) -> None:
+    """medchat_export.json: what this folder is and which evaluation the card's numbers belong to."""
+    import json
+
+    from medchat.modelcard import evaluation_for
+
+    where, metrics, of = evaluation_for(run_dir, kind, out)
+    (partial / "medchat_export.json").write_text(json.dumps({
+        "kind": kind, "dtype": dtype_name, "run_dir": str(run_dir),
+        "card_numbers": {"evaluation": str(where) if where else None, "belong_to": of or None,
+                         "artifact": metrics.get("artifact")},
+    }, indent=2) + "\n")
+
+
 def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: str = "auto", base: str | None = None,
            check_base: bool = True, overwrite: bool = False, repo_id: str | None = None) -> Path:
     """Write the export folder (weights, tokenizer, README.md model card, training_config.yaml); return it."""
@@ -135,7 +149,9 @@ def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: s
             if f.is_file() and f.name not in NOT_EXPORTED:
                 shutil.copy2(f, partial / f.name)
     dtype_name = str(merge_dtype(dtype)).removeprefix("torch.") if merge else "16-bit"
-    build_card(run_dir, kind, repo_id, dtype_name).save(partial / "README.md")
+    card = build_card(run_dir, kind, repo_id, dtype_name, folder=out)
+    card.save(partial / "README.md")
+    _record_artifact(partial, run_dir, kind, dtype_name, out)
     (partial / "training_config.yaml").write_text(config_yaml(run_dir))
     if out.exists():
         shutil.rmtree(out)

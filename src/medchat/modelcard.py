@@ -105,14 +105,38 @@ def _usage(kind: str, repo_id: str, base: str) -> str:
             'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))')
 
 
-def card_context(run_dir: str | Path, kind: str, repo_id: str | None, dtype: str = "16-bit") -> tuple[dict, dict]:
-    """(metadata for the YAML header, values for the template); dtype: of the merged weights."""
+def evaluation_for(run_dir: str | Path, kind: str, folder: str | Path | None) -> tuple[Path | None, dict, str]:
+    """(evaluation folder, its metrics, what the numbers belong to) for the card of an export in `folder`.
+
+    An evaluation of that very folder (evaluate.py artifact=FOLDER) wins. Otherwise the run's full held-out
+    evaluation: for an adapter export those are the same adapter files; for a merged export they are NOT
+    this folder's weights (evaluate.py merges into the dequantized 4-bit base, export into the 16-bit one),
+    and the card says so."""
+    if folder is not None:
+        where, metrics = locate.full_heldout(run_dir, artifact=folder)
+        if where is not None:
+            return where, metrics, "this folder, as shipped (`evaluate.py artifact=` on it)"
+    where, metrics = locate.full_heldout(run_dir)
+    if where is None:
+        return None, {}, ""
+    if kind == "merged":
+        return where, metrics, ("the run's adapter merged into its dequantized training base, not this folder's "
+                                "16-bit merge (evaluate it with `python evaluate.py run_dir=RUN artifact=THIS_FOLDER` "
+                                "and export again to quote its own numbers; docs/use.md gives the measured difference)")
+    return where, metrics, "the run's adapter (the same files as this folder), merged into its dequantized base"
+
+
+def card_context(run_dir: str | Path, kind: str, repo_id: str | None, dtype: str = "16-bit",
+                 folder: str | Path | None = None) -> tuple[dict, dict]:
+    """(metadata for the YAML header, values for the template); dtype: of the merged weights; folder: the
+    export folder the card is for (its own evaluation is quoted when there is one)."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
     metrics = _read_json(run_dir / "metrics.json")
     split = _read_json(run_dir / "split.json")
     provenance = _read_json(run_dir / "provenance.json")
-    evaluation = locate.full_heldout(run_dir)[1]  # the full held-out evaluation, never a limit smoke run
+    # the full held-out evaluation, never a limit smoke run; of this folder when it was evaluated itself
+    eval_folder, evaluation, eval_of = evaluation_for(run_dir, kind, folder)
     model, data = cfg.model, cfg.dataset
     base = model.name_or_path
     base_display = ("medchat's tiny offline Llama (built by code, random weights; for tests and demos)"
@@ -161,6 +185,8 @@ def card_context(run_dir: str | Path, kind: str, repo_id: str | None, dtype: str
         "eval_table": eval_table(evaluation),
         "eval_rows": evaluation.get("rows", "?"),
         "eval_split": evaluation.get("split", "eval.jsonl"),
+        "eval_of": eval_of,
+        "eval_folder": eval_folder.relative_to(run_dir).as_posix() if eval_folder else "",
         "eval_generation": ", ".join(f"{k}={_fmt(v)}" for k, v in generation.items()),
         "eval_unavailable": sorted((evaluation.get("unavailable") or {}).items()),
         "usage": _usage(kind, repo_id or "PATH/TO/THIS/FOLDER", base),
@@ -173,10 +199,11 @@ def card_context(run_dir: str | Path, kind: str, repo_id: str | None, dtype: str
     return meta, values
 
 
-def build_card(run_dir: str | Path, kind: str, repo_id: str | None = None, dtype: str = "16-bit"):
+def build_card(run_dir: str | Path, kind: str, repo_id: str | None = None, dtype: str = "16-bit",
+               folder: str | Path | None = None):
     from huggingface_hub import ModelCard, ModelCardData
 
-    meta, values = card_context(run_dir, kind, repo_id, dtype)
+    meta, values = card_context(run_dir, kind, repo_id, dtype, folder)
     data = ModelCardData(**{k: v for k, v in meta.items() if v is not None})
     template = resources.files("medchat").joinpath("templates/model_card.md.jinja").read_text()
     return ModelCard.from_template(data, template_str=template, **values)

@@ -76,6 +76,9 @@ class EvaluateConfig:
     # Skips the check of the adapter's recorded base name; the shape check still runs.
     base_model: Optional[str] = None
     quant: Optional[QuantConfig] = None  # null: the run's quantization (none for a preset baseline)
+    # An exported folder of the run (python -m medchat.export): score what ships instead of RUN/adapter.
+    # RUN/export/merged (a merged model, loaded as saved: 16-bit weights, no quantization) or RUN/export/adapter.
+    artifact: Optional[str] = None
     task: str = "generate"  # generate (answers + text metrics + perplexity) | mcq (benchmarks)
     rows: RowsSettings = field(default_factory=RowsSettings)  # rows.path=...: score these rows instead
     # default: RUN/eval/<rows>-<models>[-limitN] (e.g. RUN/eval/heldout-base+adapter), so that no evaluation
@@ -112,6 +115,9 @@ def validate(cfg) -> None:
         raise ConfigError("model=<preset> without run_dir: set rows.path=FILE (conversations to answer)")
     if cfg.base_model is not None and (cfg.run_dir is None or cfg.model is not None):
         raise ConfigError("base_model= relocates a run's base model: it needs run_dir= and no model=")
+    if cfg.artifact is not None and (cfg.run_dir is None or cfg.model is not None):
+        raise ConfigError("artifact= scores a run's exported folder: it needs run_dir=RUN (whose held-out rows it "
+                          "answers) and no model=")
     if cfg.rows.n is not None and cfg.rows.n <= 0:
         raise ConfigError(f"rows.n must be > 0 or null, got {cfg.rows.n}")
     if cfg.rows.path is None and (cfg.rows.n is not None or cfg.rows.columns):

@@ -107,7 +107,18 @@ def add_adapter(base, adapter: Path, merge: bool):
 
 
 def models(plan, merge: bool, compare_base: bool):
-    """Yield (label, model): "base" first when asked for (or alone for a preset), then "adapter"."""
+    """Yield (label, model): "base" first when asked for (or alone for a preset), then "adapter" (the run's
+    adapter, or the exported folder of `artifact=`)."""
+    if plan.merged is not None:  # an exported merged model: what ships, its saved 16-bit weights unquantized
+        if compare_base:
+            yield "base", load_base(plan.model_cfg, plan.quant_cfg, plan.model_path, dequantize=merge)
+        from omegaconf import OmegaConf
+
+        from medchat.config import QuantConfig
+
+        yield "adapter", load_base(plan.model_cfg, OmegaConf.structured(QuantConfig(mode="none")), str(plan.merged),
+                                   dequantize=False)
+        return
     base = load_base(plan.model_cfg, plan.quant_cfg, plan.model_path, dequantize=merge)
     if plan.adapter is None:
         yield "base", base

@@ -24,13 +24,23 @@ def evaluations(run_dir: str | Path) -> list[tuple[Path, dict]]:
     return found
 
 
-def full_heldout(run_dir: str | Path, artifact: str | None = None) -> tuple[Path, dict] | tuple[None, dict]:
-    """(folder, metrics) of the newest full held-out evaluation of the adapter (of `artifact`, when given: an
-    exported folder's evaluation), or (None, {}) when there is none."""
+def _scored(metrics: dict) -> str | None:
+    """The folder of weights an evaluation's "adapter" was: RUN/adapter or an exported folder."""
+    return (metrics.get("artifact") or {}).get("path")
+
+
+def full_heldout(run_dir: str | Path, artifact: str | Path | None = None) -> tuple[Path, dict] | tuple[None, dict]:
+    """(folder, metrics) of the newest full held-out evaluation of the run's adapter, or, with `artifact`,
+    of that exported folder; (None, {}) when there is none."""
+    want = str(Path(artifact).resolve()) if artifact is not None else None
     for folder, metrics in reversed(evaluations(run_dir)):
         if metrics.get("limit") or metrics.get("split") != "eval.jsonl" or "adapter" not in metrics["models"]:
             continue
-        if artifact is not None and metrics.get("artifact") != artifact:
-            continue
+        scored = _scored(metrics)
+        if want is not None:
+            if scored is None or str(Path(scored).resolve()) != want:
+                continue
+        elif scored is not None and Path(scored).name != "adapter" and "export" in Path(scored).parts:
+            continue  # an exported folder's evaluation is quoted only for that folder
         return folder, metrics
     return None, {}

@@ -25,6 +25,20 @@ class Plan:
     out_dir: Path
     run_dir: Path | None
     rows_file: Path | None  # rows.path=FILE (else the run's held-out rows)
+    merged: Path | None = None  # artifact=RUN/export/merged: this folder is the fine-tuned model, as shipped
+    artifact: dict | None = None  # what "adapter" is in the outputs: {"kind", "path"}
+
+
+def artifact_kind(path: Path) -> str:
+    """An exported folder -> "adapter" (PEFT files) or "merged" (a full model), else a ConfigError."""
+    if not path.is_dir():
+        raise ConfigError(f"artifact={path}: no such directory")
+    if (path / "adapter_config.json").is_file():
+        return "adapter"
+    if (path / "config.json").is_file():
+        return "merged"
+    raise ConfigError(f"artifact={path}: neither an adapter (adapter_config.json) nor a model (config.json); "
+                      "export one with python -m medchat.export run_dir=RUN [merge=true]")
 
 
 def eval_name(cfg) -> str:
@@ -41,6 +55,8 @@ def eval_name(cfg) -> str:
         rows = "heldout"
     if cfg.model is not None:
         models = cfg.model.name
+    elif cfg.artifact:
+        models = ("base+" if cfg.compare_base else "") + "export_" + Path(str(cfg.artifact)).name
     else:
         models = "base+adapter" if cfg.compare_base else "adapter"
         if not cfg.merge:
@@ -67,6 +83,20 @@ def make_plan(cfg) -> Plan:
         model_path = cfg.base_model or modeling.model_path(model_cfg)
         loading.check_adapter_base(adapter, model_cfg, model_path, check_name=cfg.base_model is None)
         tokenizer_source = str(adapter)
+    merged, artifact = None, None
+    if cfg.model is None:
+        artifact = {"kind": f"run adapter, {'merged into the base (quantized weights dequantized first)' if cfg.merge else 'unmerged'}",
+                    "path": str(adapter)}
+    if cfg.artifact:
+        path = Path(cfg.artifact)
+        if artifact_kind(path) == "adapter":
+            loading.check_adapter_base(path, model_cfg, model_path, check_name=cfg.base_model is None)
+            adapter = path
+            artifact = {"kind": "exported adapter", "path": str(path)}
+        else:  # the merged model itself; the run's adapter is not used
+            merged, adapter = path, None
+            artifact = {"kind": "exported merged model, loaded as saved", "path": str(path)}
+        tokenizer_source = str(path)
     modeling.check_quantization(quant_cfg)
     if cfg.out_dir:
         out_dir = Path(cfg.out_dir)
@@ -83,6 +113,8 @@ def make_plan(cfg) -> Plan:
         out_dir=out_dir,
         run_dir=run_dir,
         rows_file=Path(cfg.rows.path) if cfg.rows.path else None,
+        merged=merged,
+        artifact=artifact,
     )
 
 

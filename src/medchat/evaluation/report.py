@@ -76,7 +76,7 @@ def interval_table(metrics: dict) -> str:
 
 def write_generation_outputs(plan, rows: list[dict], results: dict, settings: dict, command: list[str],
                              seconds: float, config: dict, source: str = "eval.jsonl", limit: int | None = None,
-                             intervals: dict | None = None) -> None:
+                             intervals: dict | None = None, artifact: dict | None = None) -> None:
     out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)
     labels = list(results)
@@ -99,6 +99,7 @@ def write_generation_outputs(plan, rows: list[dict], results: dict, settings: di
         "rows": len(rows),
         "split": source,  # eval.jsonl: the run's held-out rows; else the file the rows came from
         "limit": limit,  # set: a smoke run on the first rows only (summaries never quote it)
+        "artifact": artifact,  # which weights "adapter" is: the run's adapter or an exported folder
         "run_dir": str(plan.run_dir) if plan.run_dir else None,
         "generation": settings,
         "models": {m: results[m][0] for m in labels},
@@ -131,6 +132,8 @@ def summary(metrics: dict, rows: list[dict], results: dict) -> str:
         rows_text += f"; **a smoke run: only the first {metrics['limit']} rows**"
     adapter = ("the adapter merged into the base (its quantized weights dequantized first)" if s["merge"]
                else f"the adapter unmerged on the {s['quant']} base")
+    if metrics.get("artifact") and metrics["artifact"]["kind"].startswith("exported"):
+        adapter = f"`adapter` is the {metrics['artifact']['kind']} `{metrics['artifact']['path']}`"
     text = [
         f"# Evaluation of {where}",
         "",

@@ -106,6 +106,7 @@ def run(cfg) -> Path:
             settings={**OmegaConf.to_container(cfg.generation, resolve=True), "merge": cfg.merge,
                       "quant": plan.quant_cfg.mode, "prompt_format": plan.prompt_format,
                       "max_length": plan.max_length, "base_model": plan.model_path},
+            artifact=plan.artifact,
             command=[sys.executable, *sys.argv],
             seconds=time.time() - started,
             config=OmegaConf.to_container(cfg, resolve=True),
