@@ -114,17 +114,13 @@ def run_config(run_dir: str | Path) -> DictConfig:
 
 
 def run_system_prompt(run_dir: str | Path, cfg: DictConfig) -> str | None:
-    """dataset.system_prompt, else the system text every held-out conversation shares (if any)."""
+    """The system prompt the run trained with: dataset.system_prompt, else the one every training conversation
+    shared, as training recorded it in split.json (`train_system_prompt`); None when there was none (the
+    chat template's own default then applies, as it did in training) or the training rows' differed."""
     if cfg.dataset.get("system_prompt"):
         return cfg.dataset.system_prompt
-    eval_rows = Path(run_dir) / "eval.jsonl"
-    if not eval_rows.is_file():
-        return None
-    systems = set()
-    for line in eval_rows.read_text().splitlines():
-        messages = json.loads(line)["messages"]
-        systems.add(messages[0]["content"] if messages and messages[0]["role"] == "system" else None)
-    return systems.pop() if len(systems) == 1 else None
+    split = Path(run_dir) / "split.json"
+    return json.loads(split.read_text()).get("train_system_prompt") if split.is_file() else None
 
 
 def adapter_base(run_dir: str | Path) -> str:
