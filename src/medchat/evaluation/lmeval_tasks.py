@@ -133,11 +133,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run", metavar="MODEL_DIR", help="run lm-eval on this model directory")
     p.add_argument("--peft", metavar="ADAPTER", help="with --run: a PEFT adapter on the model")
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--save", metavar="FILE.json", help="with --run: write lm-eval's per-item choices and log-likelihoods")
     args = p.parse_args(argv)
     names = write_tasks(args.benchmarks, args.out, args.limit)
     print(f"wrote {len(names)} tasks to {args.out}: {','.join(names)}")
     if args.run:
         results = run(args.out, names, args.run, args.peft, args.batch_size)
+        if args.save:
+            Path(args.save).write_text(json.dumps(results, indent=1) + "\n")
         print(json.dumps({t: {k: r[k] for k in ("acc", "acc_norm")} for t, r in results.items()}, indent=2))
 
 
