@@ -95,6 +95,14 @@ def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_s
 
     assert locate.full_heldout(run)[0] == out  # what the model card and the sweep report quote
 
+    # two evaluations of the same rows compared afterwards give the same paired numbers as compare_base=true
+    from medchat.evaluation.compare import compare
+
+    again = compare(out, out, first_model="base", second_model="adapter")
+    assert again["difference"] == iv["differences"]["adapter - base"] and again["rows"] == 6
+    with pytest.raises(ValueError, match="did not score the same rows"):
+        compare(out, run / "eval" / "heldout-adapter-limit2")
+
 
 def test_rows_from_another_file_are_scored_and_training_rows_refused(run, tmp_path):
     from medchat.data.readers import resolve_path
