@@ -132,7 +132,9 @@ def summary(metrics: dict, rows: list[dict], results: dict) -> str:
         rows_text += f"; **a smoke run: only the first {metrics['limit']} rows**"
     adapter = ("the adapter merged into the base (its quantized weights dequantized first)" if s["merge"]
                else f"the adapter unmerged on the {s['quant']} base")
-    if metrics.get("artifact") and metrics["artifact"]["kind"].startswith("exported"):
+    if not metrics.get("artifact"):  # a preset base model: there is no adapter
+        adapter = "the base model alone, no adapter"
+    elif metrics["artifact"]["kind"].startswith("exported"):
         adapter = f"`adapter` is the {metrics['artifact']['kind']} `{metrics['artifact']['path']}`"
     text = [
         f"# Evaluation of {where}",
@@ -145,7 +147,8 @@ def summary(metrics: dict, rows: list[dict], results: dict) -> str:
         interval_table(metrics) if metrics.get("intervals") else metrics_table(metrics["models"]),
         "",
         "Brackets: 95% percentile-bootstrap interval over rows (" + (metrics.get("intervals") or {}).get("method", "")
-        + "); `adapter - base` is the paired difference, `*` where its interval excludes 0."
+        + ")" + ("; `adapter - base` is the paired difference, `*` where its interval excludes 0."
+                 if (metrics.get("intervals") or {}).get("differences") else ".")
         if metrics.get("intervals") else "",
         "Perplexity: exp of the mean negative log-likelihood of the reference answers' doctor tokens "
         "(teacher-forced, as training scored them). All other numbers score the generated answers against the "
