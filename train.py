@@ -5,7 +5,7 @@
     python train.py experiment=mistral7b_healthcaremagic   # a notebook recipe, on a GPU
     python train.py model=mistral7b lora=r32 -m lora.r=8,16,32 trainer.learning_rate=1e-4,2e-4
     python train.py -m --config-dir sweep --config-name rank_alpha    # an ablation from sweep/ (docs/sweeps.md)
-    python train.py trainer.resume=true hydra.run.dir=runs/2026-11-22_10-00-00   # continue a run
+    python train.py hydra.run.dir=runs/2026-11-22_10-00-00   # continue an unfinished run (trainer.resume=auto)
     python train.py --cfg job experiment=llama3_8b_chatdoctor                    # print the composed config
 
 Everything happens in medchat.pipeline.train; this file only composes the config.

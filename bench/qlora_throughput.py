@@ -15,7 +15,8 @@ lengths of the real iCliniq consultations (bench/icliniq_lengths.json, made by b
 ids, the prompt masked out of the loss, the answer trained, as medchat's tokenizer output would be.
 
 - `medchat*` setups go through medchat's own builders in the order medchat.pipeline uses them
-  (training.sft_config, modeling.load_model, modeling.apply_lora, training.build_trainer, training.train)
+  (plan.resolve, training.sft_config, modeling.load_model, modeling.apply_lora, training.build_trainer,
+  training.run_trainer)
   with the config composed from conf/ plus the overrides listed per setup; `auto` values resolve on the GPU.
 - `baseline` is what the well-known QLoRA notebooks do: prepare_model_for_kbit_training (fp32 upcast of the
   non-quantized weights), reentrant checkpointing, paged AdamW 32-bit, rows padded per batch of 4, no packing.
@@ -139,8 +140,9 @@ def prepare_model(work: Path, shape: str) -> Path:
     """Random-weight model -> work/<shape>-nf4 (pre-quantized), with medchat's tiny tokenizer beside it."""
     from transformers import MistralConfig, MistralForCausalLM
 
-    from medchat import modeling
+    from medchat import hardware, modeling
     from medchat.config import ModelConfig, QuantConfig, TinyModelConfig
+    from medchat.plan import model_plan
     from medchat.tiny import tiny_model_dir
 
     nf4, bf16 = work / f"{shape}-nf4", work / f"{shape}-bf16"
@@ -163,8 +165,8 @@ def prepare_model(work: Path, shape: str) -> Path:
         del model
         say(f"built random {shape} in bf16: {time.time() - t0:.0f} s")
     t0 = time.time()
-    model = modeling.load_model(ModelConfig(dtype="bfloat16", attn_implementation="sdpa"), QuantConfig(mode="nf4"),
-                                str(bf16))
+    model = modeling.load_model(model_plan(ModelConfig(dtype="bfloat16", attn_implementation="sdpa"),
+                                           QuantConfig(mode="nf4"), hardware.detect(), str(bf16)))
     model.save_pretrained(nf4)
     tokenizer.save_pretrained(nf4)
     del model
@@ -286,23 +288,23 @@ def medchat_trainer(name: str, overrides: list[str], model_dir: Path, ds, work: 
     from transformers import set_seed
 
     from medchat import modeling, training
+    from medchat.plan import resolve
 
     cpu = [] if torch.cuda.is_available() else ["model.dtype=float32"]  # the CPU smoke run
     cfg = compose(COMMON + [f"model.name_or_path={model_dir}", "model.chat_template=null"] + cpu + overrides)
     run_dir = work / "runs" / name
-    args = training.sft_config(cfg, run_dir)
-    path = modeling.model_path(cfg.model)
-    targets = modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, path))
+    plan = resolve(cfg)
+    args = training.sft_config(cfg, run_dir, plan)
     tokenizer = modeling.load_tokenizer(cfg.model)
     set_seed(cfg.trainer.seed)
-    model = modeling.load_model(cfg.model, cfg.quant, path)
-    model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, targets))
+    model = modeling.load_model(plan.model)
+    model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, plan.target_modules))
     if name == "medchat_adapter_bf16":  # measure what keeping the adapter in fp32 costs
         keep, training.keep_adapter_fp32 = training.keep_adapter_fp32, lambda m: None
-        trainer = training.build_trainer(cfg, model, tokenizer, ds, None, args)
+        trainer = training.build_trainer(cfg, plan, model, tokenizer, ds, None, args)
         training.keep_adapter_fp32 = keep
     else:
-        trainer = training.build_trainer(cfg, model, tokenizer, ds, None, args)
+        trainer = training.build_trainer(cfg, plan, model, tokenizer, ds, None, args)
     every = (args.gradient_checkpointing_kwargs or {}).get("every_n_layers", 1)
     layers = model.config.num_hidden_layers
     info = {
@@ -377,9 +379,9 @@ def unsloth_setup(name: str, model_dir: Path, a) -> dict:
 
 
 def finish_unsloth(result: dict, peak_tflops: float | None) -> dict:
-    from medchat import perf
+    from medchat import memory
 
-    arch = perf.Arch(**{k: v for k, v in dict(layers=32, hidden=4096, intermediate=14336, kv_dim=1024, vocab=32000).items()})
+    arch = memory.Arch(**{k: v for k, v in dict(layers=32, hidden=4096, intermediate=14336, kv_dim=1024, vocab=32000).items()})
     linear = arch.layers * arch.linear_params_per_layer() + arch.vocab * arch.hidden
     if peak_tflops:
         frac = result["checkpointed_layers"] / arch.layers
@@ -390,7 +392,7 @@ def finish_unsloth(result: dict, peak_tflops: float | None) -> dict:
 
 
 def run_setup(name: str, model_dir: Path, ds, work: Path, a, peak_tflops: float | None, profile: bool) -> dict:
-    from medchat import perf, training
+    from medchat import memory, training
 
     if SETUPS[name] == "unsloth":
         return finish_unsloth(unsloth_setup(name, model_dir, a), peak_tflops)
@@ -409,11 +411,11 @@ def run_setup(name: str, model_dir: Path, ds, work: Path, a, peak_tflops: float 
     if cfg is None:
         trainer.train()
     else:
-        training.train(trainer, cfg)
+        training.run_trainer(trainer, cfg)
     result = {"setup": name, **info, **timer.result(), "load_seconds": round(load_s, 1),
               "total_seconds": round(time.time() - t0, 1), "final_loss": trainer.state.log_history[-1].get("train_loss")}
     model = trainer.model
-    arch = perf.Arch.from_config(model.config)
+    arch = memory.Arch.from_config(model.config)
     linear = arch.layers * arch.linear_params_per_layer() + arch.vocab * arch.hidden  # + lm_head
     frac = result["checkpointed_layers"] / arch.layers
     if torch.cuda.is_available():
@@ -421,7 +423,7 @@ def run_setup(name: str, model_dir: Path, ds, work: Path, a, peak_tflops: float 
         result["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / GIB, 2)
     if cfg is not None:
         t = cfg.trainer
-        result["estimated_peak_gib"] = round(perf.estimate_peak_bytes(
+        result["estimated_peak_gib"] = round(memory.estimate_peak_bytes(
             arch, tokens=result["micro_batch_rows"] * t.max_length, checkpointed_layers=result["checkpointed_layers"],
             quant_mode="nf4", lora_r=cfg.lora.r, lora_targets=TARGETS,
             lora_dropout=0.0 if result.get("fused_lora_projections") else cfg.lora.lora_dropout,

@@ -15,11 +15,12 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT
 from medchat.chat import ChatConfig, interactive, run
-from medchat.config import ConfigError, TinyModelConfig
+from medchat.config import ConfigError, GenerationSettings, TinyModelConfig
 from medchat.formatting import prompt_ids
-from medchat.inference import AdapterMismatch, ChatModel, GenerationSettings, check_run_dir
+from medchat.inference import ChatModel
+from medchat.runs import AdapterMismatch, open_run
 
-GREEDY = GenerationSettings(max_new_tokens=12, temperature=0)
+GREEDY = GenerationSettings(max_new_tokens=12, temperature=0, repetition_penalty=1.1)  # the chat CLI's defaults
 
 
 def cli(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -138,7 +139,7 @@ def test_a_run_without_an_adapter_says_so(trained_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("adapter", "checkpoints"))
     with pytest.raises(FileNotFoundError, match=r"has no trained adapter: .*adapter_config.json is missing.*done"):
-        check_run_dir(run_dir)
+        open_run(run_dir)
 
 
 def test_an_adapter_trained_on_another_base_is_refused(trained_run, tmp_path, monkeypatch):
@@ -158,16 +159,14 @@ def test_an_explicit_base_of_another_shape_is_refused_by_name(trained_run):
     from medchat.tiny import tiny_model_dir
 
     other = tiny_model_dir(TinyModelConfig(hidden_size=64, intermediate_size=192, num_hidden_layers=2))
-    with pytest.raises(AdapterMismatch, match=rf"does not fit base model '{other}': size mismatch"):
+    with pytest.raises(AdapterMismatch, match=rf"does not fit base model '{other}': .* has shape"):
         ChatModel.load(trained_run, quant="none", base=str(other), check_base=False)
 
 
 def test_the_system_prompt_is_the_one_training_recorded_not_a_guess_from_the_eval_rows(trained_run, tmp_path):
-    from medchat.inference import run_config, run_system_prompt
-
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("checkpoints"))
-    cfg = run_config(run_dir)
+    run = open_run(run_dir)
     split = json.loads((run_dir / "split.json").read_text())
     assert "train_system_prompt" in split  # training records it
     # every held-out row carrying one system text says nothing about what training used
@@ -175,12 +174,12 @@ def test_the_system_prompt_is_the_one_training_recorded_not_a_guess_from_the_eva
     for r in rows:
         r["messages"] = [{"role": "system", "content": "Eval-only text."}] + [m for m in r["messages"] if m["role"] != "system"]
     (run_dir / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert run_system_prompt(run_dir, cfg) == split["train_system_prompt"] != "Eval-only text."
+    assert run.system_prompt() == split["train_system_prompt"] != "Eval-only text."
     split["train_system_prompt"] = "You are a doctor answering patients."
     (run_dir / "split.json").write_text(json.dumps(split))
-    assert run_system_prompt(run_dir, cfg) == "You are a doctor answering patients."
-    cfg.dataset.system_prompt = "Set in the config."
-    assert run_system_prompt(run_dir, cfg) == "Set in the config."
+    assert run.system_prompt() == "You are a doctor answering patients."
+    run.cfg.dataset.system_prompt = "Set in the config."
+    assert run.system_prompt() == "Set in the config."
 
 
 def test_banner_shows_the_decoding_and_decoding_eval_chats_as_evaluate_py_decodes(trained_run, bot, tmp_path):

@@ -12,7 +12,8 @@ from hydra.errors import ConfigCompositionException
 
 from conftest import CONF, compose
 from medchat import config as schema
-from medchat import modeling, training
+from medchat import modeling, plan, training
+from medchat.hardware import Hardware
 
 GROUPS = ["model", "dataset", "lora", "quant", "trainer", "tracker", "experiment", "debug"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
@@ -20,11 +21,17 @@ OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")
 LLAMA_LINEAR = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"}
 
 
+# A Llama architecture in memory: the presets' Hub models are not reachable offline.
+SMALL_LLAMA = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, vocab_size=1000)
+
+
 def build_all(cfg, tmp_path):
-    args = training.sft_config(cfg, tmp_path)
-    targets = modeling.resolve_target_modules(cfg.lora, LLAMA_LINEAR)
-    lora = modeling.lora_config(cfg.lora, targets)
-    bnb = modeling.quantization_config(cfg.quant, cfg.model)
+    run_plan = plan.resolve(cfg, Hardware(), config=transformers.LlamaConfig(**SMALL_LLAMA))
+    assert modeling.resolve_target_modules(cfg.lora, LLAMA_LINEAR) == list(run_plan.target_modules)
+    args = training.sft_config(cfg, tmp_path, run_plan)
+    lora = modeling.lora_config(cfg.lora, run_plan.target_modules)
+    bnb = modeling.quantization_config(run_plan.model.quant)
     return args, lora, bnb
 
 
@@ -62,7 +69,7 @@ def test_experiments_reproduce_their_recipes():
 
 def test_trainer_keys_are_sftconfig_fields():
     """Config keys must not drift from the API they feed."""
-    medchat_only = {"precision", "resume", "fail_at_step", "checkpoint_every_n_layers", "memory_budget_gib",
+    medchat_only = {"precision", "resume", "truncation", "fail_at_step", "checkpoint_every_n_layers", "memory_budget_gib",
                     # transformers.EarlyStoppingCallback's argument names, not TrainingArguments'
                     "early_stopping_patience", "early_stopping_threshold",
                     "fused_lora", "compile", "micro_batch"}  # medchat.speed (issue 13)
@@ -98,4 +105,5 @@ def test_bad_values_fail_validation_naming_the_key(override, key):
 
 def test_unknown_optimizer_is_rejected_by_the_real_constructor(tmp_path):
     with pytest.raises(ValueError, match="bogus"):
-        training.sft_config(compose("trainer.optim=bogus"), tmp_path)
+        cfg = compose("trainer.optim=bogus")
+        training.sft_config(cfg, tmp_path, plan.resolve(cfg, Hardware()))

@@ -7,12 +7,18 @@ import json
 
 import pytest
 
-from conftest import compose
+from conftest import DIALOGUES, compose
 from medchat.config import ConfigError, validate
 from medchat.data import DataError, load_split
-from medchat.data.readers import resolve_path
 
-SAMPLE = resolve_path("medchat:sample_data/dialogues.jsonl")
+SAMPLE = DIALOGUES  # multi-turn synthetic dialogues (issue 9 moved them out of the package)
+
+
+def _compose(*overrides: str):
+    """The default dataset (MedQuAD) splits by document_id, a column these files do not have."""
+    return compose("dataset.split_by=null", *overrides)
+
+
 ROLE_TO_SHAREGPT = {"user": "human", "assistant": "gpt", "system": "system"}
 
 
@@ -41,7 +47,7 @@ def qa_csv(path, n=60, skip=200):
 
 def test_sharegpt_rows_become_the_same_conversations_as_their_messages(tmp_path):
     f = sharegpt_file(tmp_path / "chats.jsonl", n=30)
-    split = load_split(compose(f"dataset.path={f}", "dataset.schema=sharegpt", "dataset.eval_size=0",
+    split = load_split(_compose(f"dataset.path={f}", "dataset.schema=sharegpt", "dataset.eval_size=0",
                                "dataset.dedup=false").dataset)
     originals = {json.dumps(m) for m in _sample(30)}
     got = [r["messages"] for r in split.train]
@@ -55,17 +61,17 @@ def test_sharegpt_unknown_role_names_the_row_and_turn(tmp_path):
             {"conversations": [{"from": "human", "value": "hi"}, {"from": "function_call", "value": "{}"}]}]
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     with pytest.raises(DataError, match=r"row 1: turn 1 has from='function_call'"):
-        load_split(compose(f"dataset.path={f}", "dataset.schema=sharegpt").dataset)
+        load_split(_compose(f"dataset.path={f}", "dataset.schema=sharegpt").dataset)
 
 
 def test_hub_builder_with_data_files_reads_local_files_without_network(tmp_path):
     f = sharegpt_file(tmp_path / "chats.jsonl", n=25)
-    cfg = compose("dataset.path=null", "dataset.hub_id=json", f"dataset.data_files=[{f}]",
+    cfg = _compose("dataset.path=null", "dataset.hub_id=json", f"dataset.data_files=[{f}]",
                   "dataset.schema=sharegpt", "dataset.eval_size=5").dataset
     split = load_split(cfg)
     assert split.counts["train"] + split.counts["eval"] == 25 and split.source.startswith("hub:json")
     with pytest.raises(DataError, match="hub:json.*split=validation"):
-        load_split(compose("dataset.path=null", "dataset.hub_id=json", f"dataset.data_files=[{f}]",
+        load_split(_compose("dataset.path=null", "dataset.hub_id=json", f"dataset.data_files=[{f}]",
                            "dataset.schema=sharegpt", "dataset.hub_split=validation").dataset)
 
 
@@ -74,7 +80,7 @@ def _mix(tmp_path, *extra):
     b = qa_csv(tmp_path / "b.csv", n=60)
     sources = (f"dataset.sources=[{{name: chats, path: '{a}', schema: sharegpt}},"
                f"{{name: faq, path: '{b}', schema: qa, columns: {{question: Q, answer: A}}}}]")
-    return compose("dataset.path=null", sources, *extra)
+    return _compose("dataset.path=null", sources, *extra)
 
 
 def test_mixture_keeps_each_sources_columns_and_counts_per_source(tmp_path):
@@ -124,7 +130,7 @@ def test_a_hub_style_sharegpt_spec_trains(tmp_path):
     from medchat.pipeline import train
 
     f = sharegpt_file(tmp_path / "chats.jsonl", n=60)
-    metrics = train(compose("dataset.path=null", "dataset.hub_id=json", f"dataset.data_files={f}",
+    metrics = train(_compose("dataset.path=null", "dataset.hub_id=json", f"dataset.data_files={f}",
                             "dataset.schema=sharegpt", "dataset.eval_size=8", "trainer=debug", "trainer.max_steps=6",
                             "trainer.eval_steps=6", "tracker=none", "quant=none"), tmp_path / "run")
     assert metrics["eval_loss_after"] < metrics["eval_loss_before"] and metrics["global_step"] == 6

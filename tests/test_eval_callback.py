@@ -19,6 +19,8 @@ def test_generation_metrics_and_samples_go_to_tensorboard(tmp_path, tiny_dir, ti
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from medchat import modeling
+    from medchat.hardware import Hardware
+    from medchat.plan import model_plan
     from medchat.config import ModelConfig, QuantConfig
     from medchat.data import load_split
     from medchat.evaluation.callback import generation_callbacks
@@ -26,7 +28,8 @@ def test_generation_metrics_and_samples_go_to_tensorboard(tmp_path, tiny_dir, ti
     cfg = compose(*FAST, "tracker=tensorboard")
     records = load_split(cfg.dataset).eval
     [cb] = generation_callbacks(cfg, tiny_tokenizer, records, tmp_path)
-    model = modeling.load_model(ModelConfig(dtype="float32"), QuantConfig(mode="none"), str(tiny_dir))
+    model = modeling.load_model(model_plan(ModelConfig(dtype="float32"), QuantConfig(mode="none"), Hardware(),
+                                        str(tiny_dir)))
     cb.log_generations(model, step=4)
     cb.on_train_end(None, None, None)
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0, "scalars": 0})

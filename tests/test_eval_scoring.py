@@ -10,10 +10,13 @@ import torch
 
 from conftest import DIALOGUES, shared
 from medchat import modeling
+from medchat.hardware import Hardware
+from medchat.plan import model_plan
 from medchat.config import ModelConfig, QuantConfig
 from medchat.data import DataError
 from medchat.evaluation import mcq, mcq_data
-from medchat.evaluation.generation import _cut, generate, stop_ids
+from medchat.evaluation.generation import _cut, generate
+from medchat.formatting import stop_token_ids
 from medchat.evaluation.perplexity import doctor_nll, perplexity
 from medchat.formatting import prompt_ids, tokenize_conversation
 
@@ -22,7 +25,8 @@ from medchat.formatting import prompt_ids, tokenize_conversation
 @pytest.fixture(scope="module")
 def model(tiny_dir):
     torch.manual_seed(0)
-    m = modeling.load_model(ModelConfig(dtype="float32"), QuantConfig(mode="none"), str(tiny_dir))
+    m = modeling.load_model(model_plan(ModelConfig(dtype="float32"), QuantConfig(mode="none"), Hardware(),
+                                        str(tiny_dir)))
     return m.eval()
 
 
@@ -53,7 +57,7 @@ def test_sampling_is_seeded(model, tiny_tokenizer, conversations):
 def test_generation_stops_at_eos_and_pad_is_not_eos(model, tiny_tokenizer):
     eos, pad = tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id
     end_of_text = tiny_tokenizer.convert_tokens_to_ids("<|endoftext|>")  # the tiny vocab's other end token
-    assert pad != eos and stop_ids(model, tiny_tokenizer) == sorted([eos, end_of_text])
+    assert pad != eos and stop_token_ids(tiny_tokenizer, model) == sorted([eos, end_of_text])
     assert _cut([5, 6, eos, pad, pad], {eos}, pad) == ([5, 6], True, 3)
     assert _cut([5, 6, 7], {eos}, pad) == ([5, 6, 7], False, 3)
     # A model whose every step says EOS: generation ends at once, flagged as ended.

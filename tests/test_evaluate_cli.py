@@ -223,7 +223,7 @@ def test_a_run_dir_without_an_adapter(run, tmp_path, no_model_loading):
 
     broken = _copy(run, tmp_path)
     shutil.rmtree(broken / "adapter")
-    with pytest.raises(FileNotFoundError, match="has no adapter.*adapter_config.json is missing.*run status: done"):
+    with pytest.raises(FileNotFoundError, match="has no trained adapter.*adapter_config.json is missing.*status is 'done'"):
         evaluate(compose_eval(f"run_dir={broken}"))
 
 
@@ -236,7 +236,7 @@ def test_an_adapter_whose_base_model_differs(run, tmp_path, no_model_loading):
     cfg = yaml.safe_load((other / ".hydra" / "config.yaml").read_text())
     cfg["model"]["tiny"]["hidden_size"] = 64  # the run's config now names another base than the adapter's
     (other / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(ConfigError, match="was trained on base model .*tiny-.* but this evaluation would load"):
+    with pytest.raises(ConfigError, match="was trained on base model .*tiny-.* but the base to load is"):
         evaluate(compose_eval(f"run_dir={other}"))
     # Told to use another folder as the base, the shapes still have to fit.
     narrow = tiny_model_dir(TinyModelConfig(hidden_size=64, intermediate_size=192))

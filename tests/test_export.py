@@ -32,16 +32,16 @@ def _logits(model, ids):
 
 
 def _base_plus_adapter(run_dir, dtype):
+    from peft import PeftModel  # built here without medchat.runs: the reference the export is compared with
     from transformers import AutoModelForCausalLM
 
     from medchat import modeling
-    from medchat.inference import attach_adapter, run_config
+    from medchat.runs import read_config
 
-    cfg = run_config(run_dir)
-    path = modeling.model_path(cfg.model)
+    path = modeling.model_path(read_config(run_dir).model)
     base = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    tokenizer = modeling.load_tokenizer(cfg.model, path=str(run_dir / "adapter"))
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), attach_adapter(base, tokenizer, run_dir, path).eval()
+    return (AutoModelForCausalLM.from_pretrained(path, dtype=dtype),
+            PeftModel.from_pretrained(base, str(run_dir / "adapter")).eval())
 
 
 def test_merged_model_equals_base_plus_adapter_and_loads_with_transformers_alone(trained_run, tmp_path):
@@ -176,7 +176,7 @@ def test_push_needs_a_repo_id_a_token_and_the_network_before_anything_is_written
 
 
 def test_an_adapter_of_another_base_is_refused_before_anything_is_written(trained_run, tmp_path):
-    from medchat.inference import AdapterMismatch
+    from medchat.runs import AdapterMismatch
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("checkpoints"))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from medchat import modeling
-from medchat.config import LoraConfig, ModelConfig, QuantConfig
+from medchat import modeling, plan
+from medchat.config import ConfigError, LoraConfig, ModelConfig, QuantConfig
+from medchat.hardware import Hardware
 
 
 def _lora_grads(tiny_dir, vocab, eval_first: bool) -> dict:
     torch.manual_seed(0)
-    model = modeling.load_model(ModelConfig(dtype="float32"), QuantConfig(mode="nf4"), str(tiny_dir))
+    model = modeling.load_model(plan.model_plan(ModelConfig(dtype="float32"), QuantConfig(mode="nf4"), Hardware(),
+                                                str(tiny_dir)))
     lora = LoraConfig(targets="all_linear", lora_dropout=0.0)
     model = modeling.apply_lora(model, modeling.lora_config(lora, ["q_proj", "v_proj", "down_proj"]))
     for name, p in model.named_parameters():
@@ -35,15 +38,18 @@ def test_nf4_lora_gets_every_gradient_after_an_eval_pass(tiny_dir, tiny_tokenize
         torch.testing.assert_close(before[name], after[name])
 
 
-def test_each_rank_holds_the_whole_model_on_its_own_device(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setenv("LOCAL_RANK", "3")
-    assert modeling.device_map() == {"": 3}
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert modeling.device_map() is None
+def test_each_rank_holds_the_whole_model_on_its_own_device():
+    rank3 = Hardware(cuda=True, gpus=4, bf16=True, world_size=4, local_world_size=4, local_rank=3)
+    assert plan.model_plan(ModelConfig(), QuantConfig(mode="none"), rank3, "x").device == 3
+    assert plan.model_plan(ModelConfig(), QuantConfig(mode="none"), Hardware(), "x").device is None
 
 
-def test_auto_choices_without_a_gpu(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert modeling.model_dtype(ModelConfig(dtype="auto")) == torch.float32
-    assert modeling.precision_flags("auto") == {"bf16": False, "fp16": False}
+def test_auto_choices_without_a_gpu():
+    assert plan.choose_dtype("auto", Hardware()) == "float32"
+    assert plan.choose_precision("auto", Hardware()) == "fp32"
+    with pytest.raises(ConfigError, match="trainer.precision=bf16 needs a CUDA GPU"):
+        plan.choose_precision("bf16", Hardware())
+    old_gpu = Hardware(cuda=True, gpus=1, bf16=False)  # e.g. a V100
+    assert (plan.choose_dtype("auto", old_gpu), plan.choose_precision("auto", old_gpu)) == ("float16", "fp16")
+    with pytest.raises(ConfigError, match="this GPU has no bf16 support"):
+        plan.choose_precision("bf16", old_gpu)

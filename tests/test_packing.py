@@ -10,7 +10,9 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from medchat.config import ModelConfig, QuantConfig
 from medchat.formatting import tokenize_conversation
+from medchat.hardware import Hardware
 from medchat.modeling import load_model
+from medchat.plan import model_plan
 
 CONVERSATIONS = [
     [{"role": "user", "content": "My knee hurts when I climb stairs."},
@@ -38,8 +40,8 @@ SLOW = pytest.mark.skipif(not os.environ.get("MEDCHAT_SLOW_TESTS"), reason="set 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager", pytest.param("flex_attention", marks=SLOW)])
 def test_packed_forward_equals_unpacked(tiny_dir, tiny_tokenizer, attn):
-    model = load_model(ModelConfig(dtype="float32", attn_implementation=attn), QuantConfig(mode="none"),
-                       str(tiny_dir))
+    model = load_model(model_plan(ModelConfig(dtype="float32", attn_implementation=attn), QuantConfig(mode="none"),
+                                  Hardware(), str(tiny_dir)))
     model.eval()
     rows = _examples(tiny_tokenizer)
     batch = DataCollatorForLanguageModeling(pad_token_id=tiny_tokenizer.pad_token_id, padding_free=True)(rows)

@@ -151,10 +151,15 @@ def test_trained_labels_are_exactly_the_doctor_turns(family, packing, tmp_path):
     longest = max(len(r) for r in ds["input_ids"])
     assert longest < cfg.trainer.max_length  # nothing may be truncated here: every label must arrive
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id))
-    trainer = training.build_trainer(cfg, model, tokenizer, ds, None, training.sft_config(cfg, tmp_path))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    model = LlamaForCausalLM(config)
+    from medchat import plan as run_plan
+    from medchat.hardware import Hardware
+
+    plan = run_plan.resolve(cfg, Hardware(), config=config)  # the saved dir holds a tokenizer only
+    trainer = training.build_trainer(cfg, plan, model, tokenizer, ds, None, training.sft_config(cfg, tmp_path, plan))
     spans, labelled = _label_spans(trainer, tokenizer)
     assert spans == _expected_spans(tokenizer, FAMILIES[name]["end"]), name
     end_id = tokenizer.convert_tokens_to_ids(FAMILIES[name]["end"])

@@ -196,6 +196,10 @@ def test_static_generation_shape_is_one_per_eval_set_and_results_equal_dynamic()
 
     class Tok:
         pad_token_id, eos_token_id = 0, 2
+        all_special_tokens: list = []  # formatting.stop_token_ids also looks for the family end tokens
+
+        def get_vocab(self):
+            return {}
 
         def decode(self, ids, skip_special_tokens=True):
             return " ".join(map(str, ids))
@@ -207,34 +211,69 @@ def test_static_generation_shape_is_one_per_eval_set_and_results_equal_dynamic()
     assert all(len(g.token_ids) > 0 for g in dynamic)
 
 
-def test_auto_micro_batch_wiring_on_a_pretend_gpu(tmp_path, monkeypatch):
-    """trainer.memory_budget_gib -> SFTConfig batch split, checkpointing and offloading (Mistral-7B shape)."""
-    from hydra import compose, initialize_config_dir
+H200 = dict(cuda=True, gpus=1, bf16=True, gpu_memory_bytes=141 * 10**9, liger=True)
+
+
+def mistral_cfg(tmp_path, *overrides):
+    """The mistral7b preset on a Mistral-7B-shaped config written to tmp_path (no weights anywhere)."""
     from transformers import MistralConfig
 
-    from medchat import modeling, perf, speed_wiring, training
-    from medchat.config import register_configs
-    from medchat.rundir import register_resolvers
-    from pathlib import Path
+    from conftest import compose
 
-    MistralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                  num_attention_heads=32, num_key_value_heads=8, sliding_window=None).save_pretrained(tmp_path)
-    for mod in (modeling, training, perf):
-        monkeypatch.setattr(mod, "has_cuda", lambda: True)
-    monkeypatch.setattr(modeling, "attn_implementation", lambda *a, **k: "flex_attention")
-    register_configs()
-    register_resolvers()
-    conf = str(Path(__file__).resolve().parents[1] / "conf")
-    seen = {}
-    for budget in (6, 23):
-        with initialize_config_dir(config_dir=conf, version_base="1.3"):
-            cfg = compose("config", overrides=["model=mistral7b", "lora=r32", "quant=nf4", f"model.name_or_path={tmp_path}",
-                                               f"trainer.memory_budget_gib={budget}"])
-        plan, kwargs = speed_wiring.micro_batch(cfg, {"use_liger_kernel": True}, None)
-        seen[budget] = (kwargs, plan)
-    kwargs, plan = seen[23]  # fused LoRA: dropout costs nothing, 4 x 1,024 fits (measured 22.4 GiB on an H200)
-    assert kwargs == {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "activation_offloading": False}
-    assert not plan.enabled
-    kwargs, plan = seen[6]  # measured 5.77 GiB on an H200 with this plan
-    assert kwargs == {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2, "activation_offloading": True}
-    assert plan.enabled and plan.checkpointed_layers == 32 and plan.kwargs() == {"use_reentrant": False}
+    if not (tmp_path / "config.json").exists():
+        MistralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                      num_attention_heads=32, num_key_value_heads=8, sliding_window=None).save_pretrained(tmp_path)
+    return compose("model=mistral7b", "lora=r32", "quant=nf4", f"model.name_or_path={tmp_path}", *overrides)
+
+
+def test_auto_micro_batch_plan_on_a_gpu_shaped_machine(tmp_path):
+    """trainer.memory_budget_gib -> the run plan's batch split, checkpointing and offloading (Mistral-7B shape),
+    and the SFTConfig built from that plan."""
+    from medchat import plan as run_plan, training
+    from medchat.hardware import Hardware
+
+    hw = Hardware(**H200)
+    seen = {budget: run_plan.resolve(mistral_cfg(tmp_path, f"trainer.memory_budget_gib={budget}"), hw)
+            for budget in (6, 23)}
+    p = seen[23]  # fused LoRA: dropout costs nothing, 4 x 1,024 fits (measured 22.4 GiB on an H200)
+    assert (p.model.train_attention, p.liger, p.fused_lora, p.compile) == ("flex_attention", True, True, False)
+    assert (p.batch.per_device_train_batch_size, p.batch.gradient_accumulation_steps,
+            p.batch.activation_offloading) == (4, 1, False)
+    assert not p.checkpointing.enabled and p.batch.micro_batch is not None
+    p = seen[6]  # measured 5.77 GiB on an H200 with this plan
+    assert (p.batch.per_device_train_batch_size, p.batch.gradient_accumulation_steps,
+            p.batch.activation_offloading) == (2, 2, True)
+    assert p.checkpointing.enabled and p.checkpointing.checkpointed_layers == 32
+    assert p.checkpointing.kwargs() == {"use_reentrant": False}
+    assert p.to_dict()["batch"]["micro_batch"]["offload"] is True  # saved in RUN/plan.json
+    # the builder takes the plan's numbers (SFTConfig refuses bf16 without a GPU: build it with the CPU flags)
+    cpu_flags = run_plan.resolve(mistral_cfg(tmp_path), Hardware())
+    import dataclasses
+
+    args = training.sft_config(mistral_cfg(tmp_path), tmp_path, dataclasses.replace(
+        p, precision="fp32", use_cpu=True, optim=cpu_flags.optim, liger=False))
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps, args.activation_offloading,
+            args.gradient_checkpointing) == (2, 2, True, True)
+
+
+def test_speed_switches_follow_the_machine_and_the_config(tmp_path):
+    from medchat import plan as run_plan
+    from medchat.config import ConfigError
+    from medchat.hardware import Hardware
+
+    cpu = run_plan.resolve(mistral_cfg(tmp_path, "trainer.memory_budget_gib=6"), Hardware())
+    assert (cpu.fused_lora, cpu.compile, cpu.batch.micro_batch) == (False, False, None)  # auto is off on CPU
+    t = mistral_cfg(tmp_path).trainer
+    assert (cpu.batch.per_device_train_batch_size, cpu.batch.gradient_accumulation_steps) == (
+        t.per_device_train_batch_size, t.gradient_accumulation_steps)
+    gpu = Hardware(**H200)
+    fixed = run_plan.resolve(mistral_cfg(tmp_path, "trainer.micro_batch=fixed", "trainer.fused_lora=false",
+                                         "trainer.compile=true", "trainer.memory_budget_gib=6"), gpu)
+    assert (fixed.fused_lora, fixed.compile, fixed.batch.micro_batch) == (False, True, None)
+    assert fixed.checkpointing.enabled and "auto micro-batch" not in fixed.checkpointing.reason
+    no_offload = run_plan.resolve(mistral_cfg(tmp_path, "trainer.memory_budget_gib=6",
+                                              "trainer.activation_offloading=false"), gpu)
+    assert not no_offload.batch.activation_offloading and "trainer.activation_offloading=false" in \
+        no_offload.batch.micro_batch.reason
+    with pytest.raises(ConfigError, match="trainer.fused_lora"):
+        run_plan.resolve(mistral_cfg(tmp_path, "trainer.fused_lora=maybe"), gpu)

@@ -54,11 +54,22 @@ def _wandb_summary(path: Path) -> dict:
     return json.loads(out.stdout)
 
 
+def in_process_wandb_service(tmp_path: Path) -> str:
+    import wandb
+
+    run = wandb.init(project="medchat-test", dir=str(tmp_path), mode="offline")
+    run.finish()
+    return os.environ["WANDB_SERVICE"]
+
+
 def test_sweep_runs_two_at_a_time_survives_a_kill_resumes_and_reports(tmp_path):
     from medchat.report import build
 
     sweep = tmp_path / "S"
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT / "src")}
+    # As in the full suite (or a notebook), a wandb-core this process started is advertised in
+    # WANDB_SERVICE; the launcher must not let its jobs share it (a killed job's run id would stay taken).
+    env["WANDB_SERVICE"] = in_process_wandb_service(tmp_path)
     proc = subprocess.Popen(sweep_cmd(sweep), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     kill_when_checkpointed(sweep, "1", proc)

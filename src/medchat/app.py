@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Optional
 
 import hydra
 from omegaconf import DictConfig
 
-from medchat.cli import quiet_libraries, quote_free_text, store_app_config, user_errors
+from medchat.hydra_apps import quiet_libraries, quote_free_text, store_app_config, user_errors
 from medchat.config import ConfigError
 
 # Before gradio is imported: it reads these at import time.
@@ -36,7 +35,7 @@ class AppConfig:
     system_prompt: Optional[str] = None  # null: the run's; "": none
     quant: Optional[str] = None  # null: as trained
     base: Optional[str] = None
-    check_base: bool = True
+    check_base: bool = True  # false: skip the adapter's recorded base name (its shapes are still checked)
     max_context: Optional[int] = None
     # the sliders' starting values
     max_new_tokens: int = 256
@@ -67,13 +66,12 @@ def respond_fn(bot):
     """The ChatInterface callback: yields the answer so far as it streams in."""
     import gradio as gr
 
-    from medchat.inference import GenerationSettings
+    from medchat.inference import chat_settings
 
     def respond(message: str, history: list, max_new_tokens: float, temperature: float, top_p: float,
                 repetition_penalty: float) -> Iterator[str]:
-        settings = GenerationSettings(max_new_tokens=int(max_new_tokens), temperature=float(temperature),
-                                      top_p=float(top_p), repetition_penalty=float(repetition_penalty))
         try:
+            settings = chat_settings(max_new_tokens, temperature, top_p, repetition_penalty)
             messages = bot.conversation(history, message)
             text = ""
             for piece in bot.stream(messages, settings):
@@ -114,24 +112,22 @@ def build_demo(bot, cfg, title: str):
     return demo
 
 
-def default_title(run_dir) -> str:
-    from medchat.inference import run_config
-
-    cfg = run_config(run_dir)
-    return f"medchat: {cfg.model.name} fine-tuned on {cfg.dataset.name} ({Path(run_dir).name})"
+def default_title(run) -> str:
+    return f"medchat: {run.cfg.model.name} fine-tuned on {run.cfg.dataset.name} ({run.dir.name})"
 
 
-@user_errors("medchat.app")
+@user_errors("medchat.app", AppConfig)
 def run(cfg) -> None:
-    from medchat.inference import ChatModel, check_run_dir, GenerationSettings
+    from medchat.inference import ChatModel, chat_settings
+    from medchat.runs import open_run
 
-    check_run_dir(cfg.run_dir)
-    GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.repetition_penalty).check()
+    opened = open_run(cfg.run_dir)
+    chat_settings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.repetition_penalty)  # the sliders' start
     port = check_port(cfg.host, cfg.port)  # before minutes of model loading, not after
     quiet_libraries(cfg.verbose)
     bot = ChatModel.load(cfg.run_dir, quant=cfg.quant, base=cfg.base, check_base=cfg.check_base,
                          system_prompt=cfg.system_prompt, max_context=cfg.max_context)
-    demo = build_demo(bot, cfg, cfg.title or default_title(cfg.run_dir))
+    demo = build_demo(bot, cfg, cfg.title or default_title(opened))
     check_port(cfg.host, port)  # still free after loading?
     print(f"medchat app: serving {cfg.run_dir} on http://{cfg.host}:{port}", flush=True)
     demo.queue(default_concurrency_limit=1).launch(

@@ -22,7 +22,7 @@ from typing import Optional
 import hydra
 from omegaconf import DictConfig
 
-from medchat.cli import quiet_libraries, quote_free_text, store_app_config, user_errors
+from medchat.hydra_apps import quiet_libraries, quote_free_text, store_app_config, user_errors
 from medchat.config import ConfigError
 
 
@@ -33,7 +33,7 @@ class ChatConfig:
     system_prompt: Optional[str] = None  # null: the run's; "": none
     quant: Optional[str] = None  # null: as trained (nf4 | fp4 | int8 | none)
     base: Optional[str] = None  # null: the run's base model; a local copy of it, say
-    check_base: bool = True
+    check_base: bool = True  # false: skip the adapter's recorded base name (its shapes are still checked)
     max_context: Optional[int] = None  # null: the run's trainer.max_length
     max_new_tokens: int = 256
     temperature: float = 0.7
@@ -48,18 +48,13 @@ store_app_config("chat", ChatConfig, __doc__)
 
 
 def settings_from(cfg):
-    from medchat.inference import GenerationSettings
+    from medchat.inference import chat_settings
 
     if cfg.decoding not in ("sample", "eval"):
         raise ConfigError(f"decoding={cfg.decoding!r} is not one of sample, eval")
-    if cfg.decoding == "eval":
-        settings = GenerationSettings(max_new_tokens=_evaluated_max_new_tokens(cfg.run_dir) or cfg.max_new_tokens,
-                                      temperature=0, top_p=1.0, repetition_penalty=1.0)
-    else:
-        settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                                      repetition_penalty=cfg.repetition_penalty)
-    settings.check()
-    return settings
+    if cfg.decoding == "eval":  # evaluate.py's defaults: greedy, no repetition penalty
+        return chat_settings(_evaluated_max_new_tokens(cfg.run_dir) or cfg.max_new_tokens, 0, 1.0, 1.0)
+    return chat_settings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.repetition_penalty)
 
 
 def _evaluated_max_new_tokens(run_dir) -> int | None:
@@ -70,12 +65,12 @@ def _evaluated_max_new_tokens(run_dir) -> int | None:
 
 def banner(settings, system_prompt: str | None) -> str:
     """What the answers will be generated with, said before the first one."""
-    if settings.temperature == 0:
+    if not settings.do_sample:
         how = f"greedy, repetition penalty {settings.repetition_penalty:g}"
     else:
         how = (f"sampled: temperature {settings.temperature:g}, top_p {settings.top_p:g}, repetition penalty "
                f"{settings.repetition_penalty:g}")
-    same = settings.temperature == 0 and settings.repetition_penalty == 1.0
+    same = not settings.do_sample and settings.repetition_penalty == 1.0
     note = "as evaluate.py decodes" if same else "evaluate.py decodes greedily, without penalty: decoding=eval"
     system = f"system prompt: {system_prompt!r}" if system_prompt else "system prompt: none (the chat template's default)"
     return f"[decoding: {how}, at most {settings.max_new_tokens} new tokens ({note}); {system}]"
@@ -124,11 +119,12 @@ def interactive(bot, settings, read=input, out=sys.stdout) -> None:
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
 
 
-@user_errors("medchat.chat")
+@user_errors("medchat.chat", ChatConfig)
 def run(cfg) -> None:
-    from medchat.inference import DISCLAIMER, ChatModel, check_run_dir
+    from medchat.inference import DISCLAIMER, ChatModel
+    from medchat.runs import open_run
 
-    check_run_dir(cfg.run_dir)  # before anything heavy is imported
+    open_run(cfg.run_dir)  # before anything heavy is imported
     if cfg.prompt is not None and not cfg.prompt.strip():
         raise ConfigError('prompt is empty: pass prompt="your question", or leave it out to chat interactively')
     settings = settings_from(cfg)

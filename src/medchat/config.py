@@ -11,6 +11,9 @@ Cross-field checks that need no model live in `validate()`; checks that need the
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -121,8 +124,8 @@ class QuantConfig:
 @dataclass
 class TrainerConfig:
     """Keys are TRL `SFTConfig` / transformers `TrainingArguments` names, except `precision`, `resume`,
-    `fail_at_step`, the checkpointing plan's `checkpoint_every_n_layers` and `memory_budget_gib`, and
-    `early_stopping_*` (transformers' EarlyStoppingCallback's names)."""
+    `truncation`, `fail_at_step`, the checkpointing plan's `checkpoint_every_n_layers` and `memory_budget_gib`,
+    the medchat.speed switches and `early_stopping_*` (transformers' EarlyStoppingCallback's names)."""
 
     num_train_epochs: float = 1.0
     max_steps: int = -1
@@ -157,7 +160,13 @@ class TrainerConfig:
     max_length: int = 1024
     seed: int = 42
     dataloader_num_workers: int = 0
-    resume: bool = False  # continue from the latest checkpoint in the run dir
+    # auto: continue from the run dir's latest checkpoint if it has one, else start (a plain retry of a failed or
+    # interrupted run just works); true: continue, refusing a run dir with no checkpoint; false: never continue
+    # (a run dir that holds a run is refused). A done run is never retrained. See medchat.resume.
+    resume: str = "auto"
+    # Rows longer than max_length: drop them (counted), or keep them cut to max_length (counted; a cut answer
+    # loses its EOS). Rows with no doctor token left are always dropped. See medchat.formatting.truncate.
+    truncation: str = "keep"
     # Keep the checkpoint with the lowest eval loss and load it at the end (transformers' names; needs
     # evaluation, and save_steps a multiple of eval_steps). metrics.json records which checkpoint won.
     load_best_model_at_end: bool = False
@@ -184,15 +193,44 @@ class TrackerConfig:
 
 
 @dataclass
-class EvalConfig:
-    """Generation metrics logged during training (the evaluation issue builds on this)."""
+class GenerationSettings:
+    """How answers are generated: chat and the app (built from their flat keys), evaluate.py's `generation`
+    and training's `eval` all use this one class."""
 
-    every_steps: Optional[int] = None  # null: no generation during training
-    num_samples: int = 8
-    max_new_tokens: int = 128
-    do_sample: bool = False
+    max_new_tokens: int = 256
+    do_sample: bool = False  # false: greedy
     temperature: float = 0.7
     top_p: float = 0.9
+    repetition_penalty: float = 1.0
+
+    def check(self, prefix: str = "") -> None:
+        """ConfigError naming the key (`prefix` + field) of a value generate() cannot take."""
+        if self.max_new_tokens <= 0:
+            raise ConfigError(f"{prefix}max_new_tokens must be > 0, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ConfigError(f"{prefix}temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.do_sample and self.temperature == 0:
+            raise ConfigError(f"sampling ({prefix}do_sample=true) needs {prefix}temperature > 0")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"{prefix}top_p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise ConfigError(f"{prefix}repetition_penalty must be > 0, got {self.repetition_penalty}")
+
+    def generate_kwargs(self) -> dict:
+        kwargs = {"max_new_tokens": int(self.max_new_tokens), "do_sample": bool(self.do_sample),
+                  "repetition_penalty": float(self.repetition_penalty)}
+        if self.do_sample:
+            kwargs.update(temperature=float(self.temperature), top_p=float(self.top_p))
+        return kwargs
+
+
+@dataclass
+class EvalConfig(GenerationSettings):
+    """Generation metrics logged during training (the evaluation issue builds on this)."""
+
+    max_new_tokens: int = 128
+    every_steps: Optional[int] = None  # null: no generation during training
+    num_samples: int = 8
     metrics: List[str] = field(default_factory=lambda: ["bleu", "rouge", "meteor", "bertscore"])
 
 
@@ -240,6 +278,8 @@ CHOICES = {
     "trainer.train_sampling_strategy": ("random", "group_by_length", "sequential"),
     "trainer.gradient_checkpointing": ("auto", "true", "false", "partial"),
     "trainer.use_liger_kernel": ("auto", "true", "false"),
+    "trainer.resume": ("auto", "true", "false"),
+    "trainer.truncation": ("drop", "keep"),
     "trainer.fused_lora": ("auto", "true", "false"),
     "trainer.compile": ("auto", "true", "false"),
     "trainer.micro_batch": ("auto", "fixed"),
@@ -250,7 +290,7 @@ CHOICES = {
 
 
 LOWERCASED = ("trainer.gradient_checkpointing", "trainer.use_liger_kernel", "trainer.fused_lora", "trainer.compile",
-              "trainer.micro_batch", "trainer.activation_offloading")
+              "trainer.micro_batch", "trainer.activation_offloading", "trainer.resume")
 
 
 class ConfigError(ValueError):
@@ -356,3 +396,59 @@ def _validate_sources(d) -> None:
             raise ConfigError(f"{key}.n must be > 0, got {s.n}")
     if any(weighted) and not all(weighted):
         raise ConfigError("dataset.sources: give every source a weight, or none (use n for row counts)")
+
+
+# Dict fields whose keys are the user's own (column names, free-form notes): not checked against a schema.
+OPEN_FIELDS = ("dataset.columns", "extra")
+OPEN_SUFFIXES = (".columns",)  # dataset.sources[i].columns too
+
+
+def _dataclass_of(tp: Any) -> type | None:
+    """The dataclass a field holds (also through Optional[...] and List[...]), else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if typing.get_origin(tp) is list:
+        args = typing.get_args(tp)
+        return args[0] if args and dataclasses.is_dataclass(args[0]) else None
+    if typing.get_origin(tp) is typing.Union:
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(inner) == 1 and dataclasses.is_dataclass(inner[0]):
+            return inner[0]
+    return None
+
+
+def unknown_keys(cfg: Any, schema: type, prefix: str = "", open_fields: tuple = OPEN_FIELDS) -> list[str]:
+    """Every key of `cfg` (a DictConfig or dict) that `schema` (a dataclass) does not declare, as
+    "dotted.key (did you mean dotted.other?)" lines. Hydra's `+key=`/`++key=` force-add keys past struct
+    mode and a YAML file merged onto a Dict field is never checked, so composing alone proves nothing."""
+    from omegaconf import DictConfig, ListConfig
+
+    hints = typing.get_type_hints(schema)
+    names = [f.name for f in dataclasses.fields(schema)]
+    found = []
+    keys = list(cfg.keys()) if isinstance(cfg, (DictConfig, dict)) else []
+    for key in keys:
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (known here: {', '.join(names)})"
+            found.append(f"{dotted}{hint}")
+            continue
+        if dotted in open_fields or dotted.endswith(OPEN_SUFFIXES):
+            continue
+        sub = _dataclass_of(hints[key])
+        value = cfg._get_node(key) if isinstance(cfg, DictConfig) else cfg[key]
+        if sub is not None and isinstance(value, (DictConfig, dict)):
+            found += unknown_keys(value, sub, dotted + ".", open_fields)
+        elif sub is not None and isinstance(value, (ListConfig, list)):  # dataset.sources[i]
+            for i, item in enumerate(value):
+                if isinstance(item, (DictConfig, dict)):
+                    found += unknown_keys(item, sub, f"{dotted}[{i}].", open_fields)
+    return found
+
+
+def check_keys(cfg: Any, schema: type, what: str = "config") -> None:
+    """Raise ConfigError naming every key `schema` lacks, each with the closest valid key."""
+    bad = unknown_keys(cfg, schema)
+    if bad:
+        raise ConfigError(f"unknown {what} key{'s' if len(bad) > 1 else ''}: " + "; ".join(bad))

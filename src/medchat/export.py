@@ -22,12 +22,11 @@ from typing import Optional
 import hydra
 from omegaconf import DictConfig
 
-from medchat.cli import quiet_libraries, quote_free_text, store_app_config, user_errors
+from medchat.hydra_apps import quiet_libraries, quote_free_text, store_app_config, user_errors
 from medchat.config import ConfigError
 
 # Files of RUN/adapter that do not belong on the Hub: pickled training arguments and PEFT's stub card.
 NOT_EXPORTED = {"training_args.bin", "README.md"}
-MERGE_DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 @dataclass
@@ -37,7 +36,7 @@ class ExportConfig:
     out: Optional[str] = None  # null: RUN/export/adapter or RUN/export/merged
     dtype: str = "auto"  # of the merged weights: auto (bf16 where supported, else fp16) | bfloat16 | float16 | float32
     base: Optional[str] = None  # null: the run's base model
-    check_base: bool = True
+    check_base: bool = True  # false: skip the adapter's recorded base name (its shapes are still checked)
     overwrite: bool = False
     push: bool = False
     repo_id: Optional[str] = None  # you/name on the Hub
@@ -49,45 +48,11 @@ class ExportConfig:
 store_app_config("export", ExportConfig, __doc__)
 
 
-def merge_dtype(name: str):
-    """auto: bf16 where the GPU (or, without one, the CPU) supports it, else fp16; never 32-bit unless asked."""
-    import torch
-
-    if name not in MERGE_DTYPES:
-        raise ConfigError(f"dtype={name!r} is not one of {', '.join(MERGE_DTYPES)}")
-    if name != "auto":
-        return getattr(torch, name)
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16
-
-
 def merge_adapter(run_dir, dtype: str = "auto", base: str | None = None, check_base: bool = True):
     """(merged transformers model, the run's tokenizer): base reloaded unquantized in `dtype`, adapter folded in."""
-    from transformers import AutoModelForCausalLM
+    from medchat import runs
 
-    from medchat import modeling
-    from medchat.inference import attach_adapter, check_adapter_base, check_run_dir, run_config
-
-    run_dir = check_run_dir(run_dir)
-    cfg = run_config(run_dir)
-    path = base or modeling.model_path(cfg.model)
-    if check_base:
-        check_adapter_base(run_dir, path, explicit=base is not None)
-    torch_dtype = merge_dtype(dtype)
-    tokenizer = modeling.load_tokenizer(cfg.model, path=str(run_dir / "adapter"))
-    model = AutoModelForCausalLM.from_pretrained(
-        path, revision=None if base else cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
-        dtype=torch_dtype, device_map=modeling.device_map())
-    merged = attach_adapter(model, tokenizer, run_dir, path).merge_and_unload()
-    merged.config.use_cache = True  # training switched it off; generation wants it
-    gen = merged.generation_config
-    eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
-    if tokenizer.eos_token_id not in eos:  # the turn-ending token the adapter learned to emit must stop generation
-        gen.eos_token_id = [e for e in eos if e is not None] + [tokenizer.eos_token_id]
-    if gen.pad_token_id is None:
-        gen.pad_token_id = tokenizer.pad_token_id
-    return merged, tokenizer
+    return runs.load_for_export(runs.open_run(run_dir), dtype, base, check_name=check_base)
 
 
 def check_push(push: bool, repo_id: str | None) -> None:
@@ -104,15 +69,15 @@ def check_push(push: bool, repo_id: str | None) -> None:
         raise ConfigError("push=true needs a Hugging Face token with write access: set HF_TOKEN or run `hf auth login`")
 
 
-def _record_artifact(partial: Path, run_dir: Path, kind: str, dtype_name: str, out: Path) -> None:
+def _record_artifact(partial: Path, run, kind: str, dtype_name: str, out: Path) -> None:
     """medchat_export.json: what this folder is and which evaluation the card's numbers belong to."""
     import json
 
     from medchat.modelcard import evaluation_for
 
-    where, metrics, of = evaluation_for(run_dir, kind, out)
+    where, metrics, of = evaluation_for(run.dir, kind, out)
     (partial / "medchat_export.json").write_text(json.dumps({
-        "kind": kind, "dtype": dtype_name, "run_dir": str(run_dir),
+        "kind": kind, "dtype": dtype_name, "run_dir": str(run.dir),
         "card_numbers": {"evaluation": str(where) if where else None, "belong_to": of or None,
                          "artifact": metrics.get("artifact")},
     }, indent=2) + "\n")
@@ -121,17 +86,17 @@ def _record_artifact(partial: Path, run_dir: Path, kind: str, dtype_name: str, o
 def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: str = "auto", base: str | None = None,
            check_base: bool = True, overwrite: bool = False, repo_id: str | None = None) -> Path:
     """Write the export folder (weights, tokenizer, README.md model card, training_config.yaml); return it."""
-    from medchat import modeling
-    from medchat.inference import check_adapter_base, check_run_dir, run_config
+    from medchat import runs
+    from medchat.hardware import detect
     from medchat.modelcard import build_card, config_yaml
+    from medchat.plan import export_dtype
 
-    run_dir = check_run_dir(run_dir)
+    run = runs.open_run(run_dir)
+    run_dir = run.dir
     kind = "merged" if merge else "adapter"
     out = Path(out) if out else run_dir / "export" / kind
-    if merge:
-        merge_dtype(dtype)
-    if check_base:
-        check_adapter_base(run_dir, base or modeling.model_path(run_config(run_dir).model), explicit=base is not None)
+    dtype_name = export_dtype(dtype, detect()) if merge else "16-bit"
+    runs.check_base(run, base, check_name=check_base, tokenizer=runs.run_tokenizer(run))  # before anything is written
     if out.is_file():
         raise FileExistsError(f"out={out} is a file; pass a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -141,18 +106,16 @@ def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: s
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     if merge:
-        model, tokenizer = merge_adapter(run_dir, dtype, base, check_base=False)
+        model, tokenizer = runs.load_for_export(run, dtype_name, base, checked=True)
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
     else:
         for f in sorted((run_dir / "adapter").iterdir()):
             if f.is_file() and f.name not in NOT_EXPORTED:
                 shutil.copy2(f, partial / f.name)
-    dtype_name = str(merge_dtype(dtype)).removeprefix("torch.") if merge else "16-bit"
-    card = build_card(run_dir, kind, repo_id, dtype_name, folder=out)
-    card.save(partial / "README.md")
-    _record_artifact(partial, run_dir, kind, dtype_name, out)
-    (partial / "training_config.yaml").write_text(config_yaml(run_dir))
+    build_card(run, kind, repo_id, dtype_name, folder=out).save(partial / "README.md")
+    _record_artifact(partial, run, kind, dtype_name, out)
+    (partial / "training_config.yaml").write_text(config_yaml(run))
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)
@@ -186,11 +149,11 @@ def push_folder(folder: Path, repo_id: str, private: bool = True, commit_message
                              commit_message=commit_message or "Upload model exported by medchat")
 
 
-@user_errors("medchat.export")
+@user_errors("medchat.export", ExportConfig)
 def run(cfg) -> Path:
-    from medchat.inference import check_run_dir
+    from medchat.runs import open_run
 
-    check_run_dir(cfg.run_dir)
+    open_run(cfg.run_dir)
     check_push(cfg.push, cfg.repo_id)
     quiet_libraries(cfg.verbose)
     out = export(cfg.run_dir, merge=cfg.merge, out=cfg.out, dtype=cfg.dtype, base=cfg.base, check_base=cfg.check_base,

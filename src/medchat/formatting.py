@@ -132,3 +132,55 @@ def prompt_ids(tokenizer, messages: list[dict], prompt_format: str) -> list[int]
     if prompt_format == "plain":
         return _tokenize_plain(tokenizer, messages)[0]
     return _chat_ids(tokenizer, messages, generation_prompt=True)
+
+
+# ----- rows longer than trainer.max_length ------------------------------------------------------------------
+# TRL would cut such rows silently (and with packing, a cut answer loses its EOS); medchat cuts or drops them
+# itself, before TRL sees them, and counts every case (medchat.data.cache.fit_rows, cached or not).
+TRUNCATION_WARN_FRACTION = 0.05  # warn when more than this share of a split's rows is too long
+
+
+def fit_to_length(row: dict, max_length: int, truncation: str, eos_id: int | None) -> tuple[dict | None, list[str]]:
+    """-> (the row as trained, or None if dropped; what happened to it: counter names)."""
+    ids, mask = row["input_ids"], row["assistant_masks"]
+    if len(ids) <= max_length:
+        return row, []
+    if truncation == "drop":
+        return None, ["too_long", "dropped_too_long"]
+    ids, mask = ids[:max_length], mask[:max_length]
+    events = ["too_long", "cut_to_max_length"]
+    if 1 not in mask:  # the cut left only prompt tokens: nothing to learn from
+        return None, events + ["dropped_no_trained_token"]
+    trained_before = [t for t, m in zip(row["input_ids"], row["assistant_masks"]) if m]
+    trained_after = [t for t, m in zip(ids, mask) if m]
+    if trained_before and trained_before[-1] == eos_id and trained_after[-1] != eos_id:
+        events.append("cut_answer_lost_eos")  # the model is taught to go on where the answer was cut
+    return {**row, "input_ids": ids, "assistant_masks": mask}, events
+
+
+TRUNCATION_EVENTS = ("too_long", "dropped_too_long", "cut_to_max_length", "cut_answer_lost_eos",
+                     "dropped_no_trained_token")
+
+
+def check_can_tokenize(tokenizer, prompt_format: str) -> None:
+    """Before any row is tokenized (and before the model loads): a chat_template run needs a template."""
+    if prompt_format == "chat_template" and not getattr(tokenizer, "chat_template", None):
+        raise TemplateError("dataset.prompt_format=chat_template but the tokenizer has no chat template (a base "
+                            "model's tokenizer often has none): set model.chat_template=chatml or inst (or a .jinja "
+                            "file), or dataset.prompt_format=plain")
+
+
+def report_truncation(name: str, counts: dict[str, int], max_length: int, truncation: str) -> None:
+    """Log the counts, warn above TRUNCATION_WARN_FRACTION, refuse a split left with no row."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    log.info("%s rows vs trainer.max_length=%d (truncation=%s): %s", name, max_length, truncation, counts)
+    if counts["rows"] and counts["too_long"] / counts["rows"] > TRUNCATION_WARN_FRACTION:
+        log.warning("%d of %d %s rows are longer than trainer.max_length=%d (%s: %d dropped, %d cut, %d cut "
+                    "answers lost their EOS); raise trainer.max_length or check the data", counts["too_long"],
+                    counts["rows"], name, max_length, truncation, counts["dropped_too_long"] +
+                    counts["dropped_no_trained_token"], counts["cut_to_max_length"], counts["cut_answer_lost_eos"])
+    if counts["rows"] and not counts["kept"]:
+        raise TemplateError(f"no {name} row fits trainer.max_length={max_length} with a doctor token left "
+                            f"({counts}); raise trainer.max_length or use trainer.truncation=keep")

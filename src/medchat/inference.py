@@ -1,10 +1,10 @@
-"""Load a finished run for inference and stream the model's answers: what chat, app and export share.
+"""A finished run as a chat partner: its model (opened by medchat.runs), prompt conventions, streamed answers.
 
-A run dir is all that is needed: its config (RUN/.hydra/config.yaml, or RUN/config.yaml for runs started
-by calling `pipeline.train` directly) says which base model, chat template, system prompt and prompt
-format were trained; RUN/adapter holds the adapter and the tokenizer.
+What chat and the app share. The run's config says which chat template, system prompt and prompt format
+were trained; medchat.runs checks the run dir and the adapter against its base and builds the model.
 
-    from medchat.inference import ChatModel, GenerationSettings
+    from medchat.config import GenerationSettings
+    from medchat.inference import ChatModel
     bot = ChatModel.load("runs/2026-11-22_10-00-00")
     print(bot.reply(bot.conversation([], "I have had a headache for three days."), GenerationSettings()))
 
@@ -14,16 +14,11 @@ an empty question) is reported before any weights are read.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
-from omegaconf import DictConfig, OmegaConf
-
-from medchat.config import CHOICES, ConfigError, ModelConfig, QuantConfig
+from medchat.config import CHOICES, ConfigError, GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,152 +32,14 @@ DISCLAIMER = (
 QUANT_MODES = CHOICES["quant.mode"]
 
 
-class AdapterMismatch(ConfigError):
-    """The adapter was trained on another base model than the one about to be loaded."""
-
-
-@dataclass
-class GenerationSettings:
-    max_new_tokens: int = 256
-    temperature: float = 0.7  # 0: greedy decoding
-    top_p: float = 0.9
-    repetition_penalty: float = 1.1
-
-    def check(self) -> None:
-        if self.max_new_tokens <= 0:
-            raise ConfigError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty <= 0:
-            raise ConfigError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
-
-    def generate_kwargs(self) -> dict:
-        if self.temperature == 0:
-            return {"max_new_tokens": int(self.max_new_tokens), "do_sample": False,
-                    "repetition_penalty": float(self.repetition_penalty)}
-        return {"max_new_tokens": int(self.max_new_tokens), "do_sample": True, "temperature": float(self.temperature),
-                "top_p": float(self.top_p), "repetition_penalty": float(self.repetition_penalty)}
-
-
-# ----- the run dir -------------------------------------------------------------------------------------
-
-def config_file(run_dir: str | Path) -> Path:
-    """The run's composed config: Hydra's copy when train.py made the run, else the one pipeline.train wrote."""
-    run_dir = Path(run_dir)
-    for candidate in (run_dir / ".hydra" / "config.yaml", run_dir / "config.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"run_dir={run_dir}: no config found (expected .hydra/config.yaml or config.yaml)")
-
-
-def check_run_dir(run_dir: str | Path | None) -> Path:
-    """The run dir exists and holds a config and an adapter; the message says which is missing."""
-    if run_dir is None or str(run_dir).strip() == "":
-        raise ConfigError("run_dir is not set: pass run_dir=DIR, a directory made by train.py")
-    run_dir = Path(run_dir).expanduser()
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run_dir={run_dir} does not exist or is not a directory")
-    if (run_dir / "adapter_config.json").is_file() and not (run_dir / "adapter").is_dir():
-        raise FileNotFoundError(f"run_dir={run_dir} is an adapter folder, not a run dir: pass its parent, "
-                                f"run_dir={run_dir.parent}")
-    config_file(run_dir)
-    if not (run_dir / "adapter" / "adapter_config.json").is_file():
-        status = _status(run_dir)
-        hint = f" (the run's status is {status!r})" if status else ""
-        raise FileNotFoundError(f"run_dir={run_dir} has no trained adapter: {run_dir}/adapter/adapter_config.json "
-                                f"is missing{hint}")
-    return run_dir
-
-
-def _status(run_dir: Path) -> str | None:
-    from medchat.rundir import read_status
-
-    status = read_status(run_dir)
-    return status["state"] if status else None
-
-
-def run_config(run_dir: str | Path) -> DictConfig:
-    """The run's config, with the model and quant sections checked against their schemas."""
-    cfg = OmegaConf.load(config_file(run_dir))
-    for key, schema in (("model", ModelConfig), ("quant", QuantConfig)):
-        if key not in cfg:
-            raise ConfigError(f"{config_file(run_dir)} has no `{key}` section")
-        cfg[key] = OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
-    return cfg
-
-
-def run_system_prompt(run_dir: str | Path, cfg: DictConfig) -> str | None:
-    """The system prompt the run trained with: dataset.system_prompt, else the one every training conversation
-    shared, as training recorded it in split.json (`train_system_prompt`); None when there was none (the
-    chat template's own default then applies, as it did in training) or the training rows' differed."""
-    if cfg.dataset.get("system_prompt"):
-        return cfg.dataset.system_prompt
-    split = Path(run_dir) / "split.json"
-    return json.loads(split.read_text()).get("train_system_prompt") if split.is_file() else None
-
-
-def adapter_base(run_dir: str | Path) -> str:
-    return json.loads((Path(run_dir) / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
-
-
-def _same_model(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    if pa.exists() and pb.exists() and pa.resolve() == pb.resolve():
-        return True
-    # medchat's tiny model lives in a per-user cache; its directory name is a hash of its shape and data
-    return pa.name.startswith("tiny-") and pa.name == pb.name
-
-
-def check_adapter_base(run_dir: str | Path, base: str, explicit: bool = False) -> None:
-    """Refuse an adapter trained on another base, before loading anything."""
-    trained_on = adapter_base(run_dir)
-    if _same_model(trained_on, base):
-        return
-    where = "base=" if explicit else f"model.name_or_path in {config_file(run_dir)}"
-    raise AdapterMismatch(
-        f"the adapter in {Path(run_dir) / 'adapter'} was trained on base model {trained_on!r}, but the base to load "
-        f"is {base!r} (from {where}). An adapter only works on the model it was trained on; pass "
-        f"base={trained_on} (or a local copy of it with check_base=false)"
-    )
-
-
-# ----- the model ---------------------------------------------------------------------------------------
-
-def load_adapter_model(run_dir: str | Path, model_cfg, quant_cfg, base: str | None = None, check_base: bool = True):
-    """Base (quantized as quant_cfg says) + the run's adapter, eval mode, and the run's tokenizer."""
-    from medchat import modeling
-
-    run_dir = Path(run_dir)
-    path = base or modeling.model_path(model_cfg)
-    if check_base:
-        check_adapter_base(run_dir, path, explicit=base is not None)
-    modeling.check_quantization(quant_cfg)
-    tokenizer = modeling.load_tokenizer(model_cfg, path=str(run_dir / "adapter"))
-    model = attach_adapter(modeling.load_model(model_cfg, quant_cfg, path), tokenizer, run_dir, path)
-    model.eval()
-    return model, tokenizer
-
-
-def attach_adapter(model, tokenizer, run_dir: str | Path, path: str):
-    """PeftModel of `model` with the run's adapter; a base that does not fit is named, not a wall of shapes."""
-    from peft import PeftModel
-
-    run_dir = Path(run_dir)
-    vocab = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) > vocab:
-        raise AdapterMismatch(f"the run's tokenizer has {len(tokenizer)} tokens but base model {path!r} embeds only "
-                              f"{vocab}: this adapter was not trained on this base")
-    try:
-        return PeftModel.from_pretrained(model, run_dir / "adapter")
-    except RuntimeError as e:
-        if "size mismatch" not in str(e):
-            raise
-        first = next(line.strip() for line in str(e).splitlines() if "size mismatch" in line)
-        raise AdapterMismatch(f"the adapter in {run_dir / 'adapter'} does not fit base model {path!r}: {first}") from e
+def chat_settings(max_new_tokens: int, temperature: float, top_p: float,
+                  repetition_penalty: float) -> GenerationSettings:
+    """Chat's and the app's knobs (temperature 0 = greedy) -> checked GenerationSettings."""
+    settings = GenerationSettings(max_new_tokens=int(max_new_tokens), do_sample=float(temperature) > 0,
+                                  temperature=float(temperature), top_p=float(top_p),
+                                  repetition_penalty=float(repetition_penalty))
+    settings.check()
+    return settings
 
 
 def message_text(content: Any) -> str:
@@ -211,15 +68,15 @@ class ChatModel:
     def load(cls, run_dir, quant: str | None = None, base: str | None = None, check_base: bool = True,
              system_prompt: str | None = None, max_context: int | None = None) -> "ChatModel":
         """quant: null = as trained (a QLoRA run's base is loaded in 4-bit again); system_prompt: null = the run's."""
+        from medchat import runs
+
         if quant is not None and quant not in QUANT_MODES:
             raise ConfigError(f"quant={quant!r} is not one of {', '.join(QUANT_MODES)} (or null: as trained)")
-        run_dir = check_run_dir(run_dir)
-        cfg = run_config(run_dir)
-        quant_cfg = cfg.quant if quant is None else OmegaConf.merge(cfg.quant, {"mode": quant})
-        model, tokenizer = load_adapter_model(run_dir, cfg.model, quant_cfg, base, check_base)
-        prompt = run_system_prompt(run_dir, cfg) if system_prompt is None else (system_prompt or None)
-        return cls(model, tokenizer, cfg.dataset.get("prompt_format", "chat_template"), prompt,
-                   max_context or int(cfg.trainer.max_length))
+        run = runs.open_run(run_dir)
+        model, tokenizer = runs.load_for_generation(run, quant=quant, base=base, check_name=check_base)
+        prompt = run.system_prompt() if system_prompt is None else (system_prompt or None)
+        return cls(model, tokenizer, run.cfg.dataset.get("prompt_format", "chat_template"), prompt,
+                   max_context or int(run.cfg.trainer.max_length))
 
     def conversation(self, history: list[dict], question: str) -> list[dict]:
         """System prompt + earlier turns + the new question, as the model was trained to see them."""

@@ -83,13 +83,17 @@ def html_page(examples: list[tuple[str, list]], stats: dict, hist: list[str], pl
 
 def compose(overrides: list[str], config_dir: str | None, run_dir: str | None):
     from hydra import compose as hydra_compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     from medchat.config import register_configs
     from medchat.rundir import register_resolvers
 
-    if run_dir is not None and not overrides and (Path(run_dir) / "config.yaml").exists():
-        return OmegaConf.load(Path(run_dir) / "config.yaml")
+    if run_dir is not None and not overrides:
+        from medchat import runs
+
+        try:
+            return runs.read_config(run_dir)
+        except FileNotFoundError:  # a run dir without a config yet: compose from conf/ as train.py would
+            pass
     conf = Path(config_dir) if config_dir else next(
         (p for p in (Path.cwd() / "conf", Path(__file__).resolve().parents[2] / "conf") if p.is_dir()), None)
     if conf is None:
@@ -125,21 +129,27 @@ def inspect(cfg, n: int = 3, color: bool = False, html_path: Path | None = None,
     print(f"{stats['truncated_rows']} of {stats['rows']} rows are longer than trainer.max_length={max_length} "
           f"(TRL cuts them: {stats['trained_tokens_cut']} trained tokens lost, "
           f"{stats['rows_with_nothing_trained_after_cut']} rows left with nothing to learn)", file=out)
-    plan_file = Path(run_dir) / "plan.json" if run_dir else None
-    plan = json.loads(plan_file.read_text()) if plan_file and plan_file.exists() else None
+    # The run plan: what the run resolved on its training machine (RUN/plan.json), else what this config
+    # resolves to on this machine (medchat.plan reads the model's config only, no weights).
+    from medchat import plan as run_plan
+
+    saved = run_plan.read_saved(run_dir) if run_dir else None
+    plan_dict = saved if saved is not None else run_plan.resolve(cfg).to_dict()
     t = cfg.trainer
     summary = {"data": split.counts, "model": cfg.model.name_or_path, "tokenizer": cfg.model.tokenizer or
                cfg.model.name_or_path, "chat_template": cfg.model.chat_template, "prompt_format": fmt,
                "quant": cfg.quant.mode, "lora": {"r": cfg.lora.r, "alpha": cfg.lora.lora_alpha,
                                                  "targets": cfg.lora.target_modules or cfg.lora.targets},
                "packing": t.packing, "tokens_per_step": t.per_device_train_batch_size * t.gradient_accumulation_steps
-               * max_length if t.packing else None, "max_steps": t.max_steps}
-    print("=== run plan\n" + json.dumps(plan or summary, indent=2, default=str), file=out)
+               * max_length if t.packing else None, "max_steps": t.max_steps,
+               "planned_on": "the training machine (RUN/plan.json)" if saved is not None else "this machine",
+               "run_plan": plan_dict}
+    print("=== run plan\n" + json.dumps(summary, indent=2, default=str), file=out)
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(html_page(examples, stats, hist, plan or summary))
+        html_path.write_text(html_page(examples, stats, hist, summary))
         print(f"HTML: {html_path}", file=out)
-    return {"stats": stats, "examples": examples, "plan": plan or summary, "html": html_path}
+    return {"stats": stats, "examples": examples, "plan": summary, "html": html_path}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, as for train.py")
     a = p.parse_args(argv)
-    from medchat.cli import quiet_libraries
+    from medchat.hydra_apps import quiet_libraries
 
     quiet_libraries(verbose=False)
     cfg = compose(a.overrides, a.config_dir, a.run_dir)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from medchat.inference import DISCLAIMER, run_config, run_system_prompt
 from medchat.evaluation import locate
+from medchat.inference import DISCLAIMER
+from medchat.runs import Run, open_run
 
 # Column order of the evaluation table; metrics evaluate.py adds later are appended after these.
 EVAL_COLUMNS = ("bleu", "rouge1", "rouge2", "rougeL", "meteor", "bertscore_f1", "perplexity", "mean_answer_words",
@@ -126,14 +127,18 @@ def evaluation_for(run_dir: str | Path, kind: str, folder: str | Path | None) ->
     return where, metrics, "the run's adapter (the same files as this folder), merged into its dequantized base"
 
 
-def card_context(run_dir: str | Path, kind: str, repo_id: str | None, dtype: str = "16-bit",
+def _opened(run: Run | str | Path) -> Run:
+    return run if isinstance(run, Run) else open_run(run)
+
+
+def card_context(run: Run | str | Path, kind: str, repo_id: str | None, dtype: str = "16-bit",
                  folder: str | Path | None = None) -> tuple[dict, dict]:
     """(metadata for the YAML header, values for the template); dtype: of the merged weights; folder: the
     export folder the card is for (its own evaluation is quoted when there is one)."""
-    run_dir = Path(run_dir)
-    cfg = run_config(run_dir)
+    run = _opened(run)
+    run_dir, cfg = run.dir, run.cfg
     metrics = _read_json(run_dir / "metrics.json")
-    split = _read_json(run_dir / "split.json")
+    split = run.split(required=False)
     provenance = _read_json(run_dir / "provenance.json")
     # the full held-out evaluation, never a limit smoke run; of this folder when it was evaluated itself
     eval_folder, evaluation, eval_of = evaluation_for(run_dir, kind, folder)
@@ -145,7 +150,7 @@ def card_context(run_dir: str | Path, kind: str, repo_id: str | None, dtype: str
     packages = provenance.get("packages", {})
     git = provenance.get("git") or {}
     trained_on = {"none": "unquantized", "int8": "8-bit (int8)"}.get(cfg.quant.mode, f"4-bit ({cfg.quant.mode})")
-    system_prompt = run_system_prompt(run_dir, cfg)
+    system_prompt = run.system_prompt()
     generation = evaluation.get("generation") or {}
     meta = {
         "base_model": base if is_hub_id(base) else None,
@@ -199,16 +204,16 @@ def card_context(run_dir: str | Path, kind: str, repo_id: str | None, dtype: str
     return meta, values
 
 
-def build_card(run_dir: str | Path, kind: str, repo_id: str | None = None, dtype: str = "16-bit",
+def build_card(run: Run | str | Path, kind: str, repo_id: str | None = None, dtype: str = "16-bit",
                folder: str | Path | None = None):
     from huggingface_hub import ModelCard, ModelCardData
 
-    meta, values = card_context(run_dir, kind, repo_id, dtype, folder)
+    meta, values = card_context(run, kind, repo_id, dtype, folder)
     data = ModelCardData(**{k: v for k, v in meta.items() if v is not None})
     template = resources.files("medchat").joinpath("templates/model_card.md.jinja").read_text()
     return ModelCard.from_template(data, template_str=template, **values)
 
 
-def config_yaml(run_dir: str | Path) -> str:
+def config_yaml(run: Run | str | Path) -> str:
     """The run's config as plain YAML, to ship beside the weights."""
-    return OmegaConf.to_yaml(run_config(run_dir), resolve=True)
+    return OmegaConf.to_yaml(_opened(run).cfg, resolve=True)

@@ -1,15 +1,14 @@
-"""Tokenizer, quantization, base model placement and LoRA: one builder each.
+"""Builders: the tokenizer, the base model (as a medchat.plan.ModelPlan says), LoRA; and what the
+architecture offers, read from its config alone (linear module names on the meta device, flex support).
 
-Hardware-dependent choices (dtype, precision, placement) are made here from the config's `auto`
-values, and everything that can be checked before weights are loaded is: LoRA target modules are
-resolved against the architecture instantiated on the meta device, quantization against the machine.
+Nothing here decides a hardware-dependent or `auto` value: medchat.plan does, once, and the builders take
+its plan.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
+from contextlib import contextmanager
 
 import torch
 
@@ -18,51 +17,11 @@ from medchat.formatting import load_chat_template
 
 log = logging.getLogger(__name__)
 
-ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+# lora.targets presets; all_linear / all_linear_lm_head take every linear module the architecture has.
+LORA_PRESETS = {"qv": ("q_proj", "v_proj"), "attention": ("q_proj", "k_proj", "v_proj", "o_proj")}
 # Pad tokens that already exist in common vocabularies, tried before adding a new one.
 PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]", "<|reserved_special_token_0|>")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
-
-# ----- where and in what precision ---------------------------------------------------------------------
-
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def has_cuda() -> bool:
-    return torch.cuda.is_available()
-
-
-def bf16_supported() -> bool:
-    return has_cuda() and torch.cuda.is_bf16_supported()
-
-
-def model_dtype(model_cfg) -> torch.dtype:
-    if model_cfg.dtype != "auto":
-        return DTYPES[model_cfg.dtype]
-    if not has_cuda():
-        return torch.float32
-    return torch.bfloat16 if bf16_supported() else torch.float16
-
-
-def precision_flags(precision: str) -> dict:
-    """trainer.precision -> SFTConfig's bf16/fp16 flags, refusing what the machine cannot do."""
-    if precision == "auto":
-        precision = "fp32" if not has_cuda() else ("bf16" if bf16_supported() else "fp16")
-    if precision in ("bf16", "fp16") and not has_cuda():
-        raise ConfigError(f"trainer.precision={precision} needs a CUDA GPU; on CPU use trainer.precision=fp32 or auto")
-    if precision == "bf16" and not bf16_supported():
-        raise ConfigError("trainer.precision=bf16: this GPU has no bf16 support; use fp16 or auto")
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
-def device_map():
-    """Each process holds a whole copy on its own GPU: what DDP needs for 4-bit models. Under FSDP the model
-    is loaded unplaced and FSDP shards it across the ranks."""
-    from medchat.perf import fsdp_enabled
-
-    return {"": local_rank()} if has_cuda() and not fsdp_enabled() else None
 
 
 # ----- tokenizer ---------------------------------------------------------------------------------------
@@ -113,43 +72,20 @@ def load_tokenizer(model_cfg, path: str | None = None):
 
 # ----- quantization -----------------------------------------------------------------------------------
 
-def check_quantization(quant_cfg, model_cfg=None) -> None:
-    if quant_cfg.mode == "none":
-        return
-    if model_cfg is not None:
-        from medchat.perf import check_fsdp_quantization
-
-        check_fsdp_quantization(quant_cfg, model_dtype(model_cfg))
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError(f"quant.mode={quant_cfg.mode} needs bitsandbytes, which is not installed; use quant=none")
-    if torch.backends.mps.is_available() and not has_cuda():
-        raise ConfigError(f"quant.mode={quant_cfg.mode}: bitsandbytes does not run on Apple MPS; use quant=none")
-    if quant_cfg.compute_dtype == "bfloat16" and has_cuda() and not bf16_supported():
-        raise ConfigError("quant.compute_dtype=bfloat16: this GPU has no bf16 support; use auto or float16")
-
-
-def quantization_config(quant_cfg, model_cfg):
-    """quant config -> transformers.BitsAndBytesConfig (None for quant.mode=none)."""
+def quantization_config(quant):
+    """medchat.plan.QuantPlan -> transformers.BitsAndBytesConfig (None for quant.mode=none)."""
     from transformers import BitsAndBytesConfig
 
-    from medchat.perf import check_fsdp_quantization, fsdp_enabled
-
-    if quant_cfg.mode == "none":
+    if quant.mode == "none":
         return None
-    check_fsdp_quantization(quant_cfg, model_dtype(model_cfg))
-    if quant_cfg.mode == "int8":
+    if quant.mode == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
-    compute = DTYPES.get(quant_cfg.compute_dtype) or model_dtype(model_cfg)
-    kwargs = {}
-    if quant_cfg.quant_storage:
-        kwargs["bnb_4bit_quant_storage"] = getattr(torch, quant_cfg.quant_storage)
-    elif fsdp_enabled():
-        kwargs["bnb_4bit_quant_storage"] = model_dtype(model_cfg)
+    kwargs = {"bnb_4bit_quant_storage": DTYPES[quant.storage]} if quant.storage else {}
     return BitsAndBytesConfig(
         load_in_4bit=True,
-        bnb_4bit_quant_type=quant_cfg.mode,
-        bnb_4bit_use_double_quant=quant_cfg.double_quant,
-        bnb_4bit_compute_dtype=compute,
+        bnb_4bit_quant_type=quant.mode,
+        bnb_4bit_use_double_quant=quant.double_quant,
+        bnb_4bit_compute_dtype=DTYPES[quant.compute_dtype],
         **kwargs,
     )
 
@@ -167,10 +103,8 @@ def linear_module_names(model) -> set[str]:
 def resolve_target_modules(lora_cfg, available: set[str]) -> list[str]:
     if lora_cfg.target_modules:
         wanted = list(lora_cfg.target_modules)
-    elif lora_cfg.targets == "qv":
-        wanted = ["q_proj", "v_proj"]
-    elif lora_cfg.targets == "attention":
-        wanted = list(ATTENTION)
+    elif lora_cfg.targets in LORA_PRESETS:
+        wanted = list(LORA_PRESETS[lora_cfg.targets])
     else:
         wanted = sorted(available - {"lm_head"})
     if "lm_head" in wanted:
@@ -188,57 +122,72 @@ def resolve_target_modules(lora_cfg, available: set[str]) -> list[str]:
     return wanted
 
 
-def architecture_linear_names(model_cfg, path: str) -> set[str]:
-    """Linear module names of the architecture, from its config alone (meta device: no weights read)."""
+def model_config(model_cfg, path: str, revision: str | None = ""):
+    """The architecture's transformers config (config.json only). revision "": the model config's own."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(path, revision=model_cfg.revision if revision == "" else revision,
+                                      trust_remote_code=model_cfg.trust_remote_code)
+
+
+def meta_model(model_cfg, config):
+    """The architecture instantiated on the meta device: module names and shapes, no memory, no weights read."""
     from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(path, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code)
     with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=model_cfg.trust_remote_code)
-    return linear_module_names(model)
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=model_cfg.trust_remote_code)
 
 
-def supports_flex_attention(model_cfg, path: str) -> bool:
-    from transformers import AutoConfig, AutoModelForCausalLM
+def architecture_linear_names(model_cfg, config) -> set[str]:
+    """Linear module names of the architecture, from its config alone."""
+    return linear_module_names(meta_model(model_cfg, config))
+
+
+def supports_flex_attention(config) -> bool:
+    from transformers import AutoModelForCausalLM
 
     try:
-        config = AutoConfig.from_pretrained(path, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code)
         return bool(getattr(AutoModelForCausalLM._model_mapping[type(config)], "_supports_flex_attn", False))
-    except Exception:  # remote code or an unmapped architecture: stay with sdpa
+    except Exception:  # remote code, an unmapped architecture or no config: stay with sdpa
         return False
 
 
-def attn_implementation(model_cfg, path: str | None = None, training: bool = True) -> str:
-    """model.attn_implementation; `auto` picks the kernel (medchat.perf.choose_attention). Generation
-    (training=False) never gets flex_attention, which recompiles as the KV cache grows."""
-    from medchat.perf import choose_attention
-
-    cuda = has_cuda()
-    flex_ok = (training and cuda and model_cfg.attn_implementation == "auto" and path is not None
-               and supports_flex_attention(model_cfg, path))
-    return choose_attention(model_cfg.attn_implementation, cuda=cuda,
-                            half_precision=model_dtype(model_cfg) != torch.float32, supports_flex=flex_ok)
-
-
-def load_model(model_cfg, quant_cfg, path: str, training: bool = True):
+def load_model(plan, generation: bool = False):
+    """The base model as `plan` (a medchat.plan.ModelPlan) says; `generation`: with the generation attention
+    and the KV cache on, else the training attention and no cache."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
-        path,
-        revision=model_cfg.revision,
-        trust_remote_code=model_cfg.trust_remote_code,
-        dtype=model_dtype(model_cfg),
-        attn_implementation=attn_implementation(model_cfg, path, training),
-        quantization_config=quantization_config(quant_cfg, model_cfg),
-        device_map=device_map(),
+        plan.path,
+        revision=plan.revision,
+        trust_remote_code=plan.trust_remote_code,
+        dtype=DTYPES[plan.dtype],
+        attn_implementation=plan.generation_attention if generation else plan.train_attention,
+        quantization_config=quantization_config(plan.quant),
+        device_map={"": plan.device} if plan.device is not None else None,
     )
-    # Needed with checkpointing, and so that padding-free packed rows get per-document attention
-    # from position_ids with sdpa/eager.
-    model.config.use_cache = False
-    if quant_cfg.mode in ("nf4", "fp4") and not has_cuda():
+    # Training: needed with checkpointing, and so that padding-free packed rows get per-document attention
+    # from position_ids with sdpa/eager. Generation wants the cache.
+    model.config.use_cache = generation
+    if plan.quant.mode in ("nf4", "fp4") and not plan.cuda:
         disable_cpu_weight_packing(model)
-    return model
+    return model.eval() if generation else model
+
+
+@contextmanager
+def attention_for_generation(model, attention: str):
+    """Generate with `attention` from a model built for training (the eval.every_steps callback), then switch
+    back: flex_attention recompiles at every new KV-cache length."""
+    current = getattr(model.config, "_attn_implementation", attention)
+    if current == attention:
+        yield model
+        return
+    model.set_attn_implementation(attention)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(current)
 
 
 def disable_cpu_weight_packing(model) -> None:

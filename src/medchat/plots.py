@@ -1,4 +1,6 @@
-"""The report's PNGs (matplotlib, Agg backend: no display needed)."""
+"""The sweep report's PNGs (matplotlib, Agg backend: no display needed). Drawing only: what a metric is
+called and which way is better come from the caller (medchat.report), so this module imports nothing of
+medchat's."""
 
 from __future__ import annotations
 
@@ -46,10 +48,9 @@ def _numeric(values) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def metric_vs_keys(frame, keys: list[str], metrics: list[str], out: Path) -> list[Path]:
-    """<metric>_vs_<key>.png: every finished run as a dot, the mean +- std per value of the key as a line."""
-    from medchat.report import direction, label
-
+def metric_vs_keys(frame, keys: list[str], metrics: list[str], out: Path, label, direction) -> list[Path]:
+    """<metric>_vs_<key>.png: every finished run as a dot, the mean +- std per value of the key as a line.
+    label(metric) -> axis text; direction(metric) -> -1 lower is better, +1 higher is better."""
     done = frame[frame["status"] == "done"]
     paths = []
     for metric in metrics:

@@ -262,7 +262,7 @@ def build(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
     (out / "ablation.md").write_text(note + markdown(table, settings, metrics))
     (out / "ablation.tex").write_text("% " + note.strip().replace("±", "+-") + "\n" + latex(table, settings, metrics))
     pngs = [plots.loss_curves(curves, frame, swept, out / "loss_curves.png")]
-    pngs += plots.metric_vs_keys(frame, swept, metrics, out)
+    pngs += plots.metric_vs_keys(frame, swept, metrics, out, label, direction)
     print(note.strip())
     print(markdown(table, settings, metrics))
     print(f"wrote {out}: runs.csv, ablation.md, ablation.tex, {len(pngs)} plots")

@@ -82,7 +82,7 @@ def read_status(run_dir: str | Path) -> dict | None:
 
 
 def write_status(run_dir: str | Path, state: str, **details) -> None:
-    """running | done | failed, with details (reason, time); written atomically."""
+    """running | done | failed | interrupted, with details (reason, time; signal and step); written atomically."""
     path = Path(run_dir) / STATUS_FILE
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"state": state, "time": datetime.now().isoformat(timespec="seconds"), **details}))
@@ -90,15 +90,4 @@ def write_status(run_dir: str | Path, state: str, **details) -> None:
 
 
 class RunDirInUse(RuntimeError):
-    pass
-
-
-def claim(run_dir: str | Path, resume: bool) -> None:
-    """Refuse to train into a dir that already holds a run, unless resuming it."""
-    status = read_status(run_dir)
-    if status is None or resume:
-        return
-    raise RunDirInUse(
-        f"run dir {run_dir} already holds a run (status: {status['state']}); medchat never overwrites one. "
-        "Pass trainer.resume=true to continue it, or choose another hydra.run.dir."
-    )
+    """Training into a run dir that already holds a run it may not continue (medchat.resume.decide)."""

@@ -53,8 +53,16 @@ RUN_ID_FILE = "wandb_run_id"
 
 
 def saved_run_id(run_dir: Path) -> str | None:
+    """The W&B run id of this run dir, the one place it is kept (RUN/wandb_run_id, written when training's
+    W&B run starts): a resumed attempt continues that run, and evaluate.py logs its table into it."""
     path = Path(run_dir) / RUN_ID_FILE
     return path.read_text().strip() or None if path.exists() else None
+
+
+def run_id_for(run_dir: Path) -> str | None:
+    """The id training's W&B run takes: the sweep launcher's (WANDB_RUN_ID, also in its job.json), else the
+    one an earlier attempt saved, else None (W&B makes a new one, which Tracker then saves)."""
+    return os.environ.get("WANDB_RUN_ID") or saved_run_id(run_dir)
 
 
 def _multirun_sweep_dir() -> Path | None:
@@ -104,10 +112,9 @@ def run_tags(tracker_cfg, config: dict, overrides: list[str]) -> list[str]:
 
 def read_plan(run_dir: Path) -> dict:
     """RUN/plan.json (the resolved `auto` choices), when the pipeline wrote one."""
-    import json
+    from medchat.plan import read_saved
 
-    path = Path(run_dir) / "plan.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return read_saved(run_dir) or {}
 
 
 class Tracker:
@@ -128,7 +135,7 @@ class Tracker:
             return
         import wandb
 
-        run_id = os.environ.get("WANDB_RUN_ID") or saved_run_id(run_dir)  # a resumed run continues its W&B run
+        run_id = run_id_for(run_dir)  # a resumed run continues its W&B run
         plan = read_plan(run_dir)
         self.run = wandb.init(
             project=tracker_cfg.project,
@@ -169,9 +176,15 @@ class Tracker:
         artifact.add_dir(str(adapter_dir))
         self.run.log_artifact(artifact, aliases=["latest"])
 
-    def finish(self, failed: bool = False) -> None:
+    def finish(self, failed: bool = False, preempted_exit_code: int | None = None) -> None:
+        """Close the run: finished, failed, or (preempted_exit_code set) preempted, which W&B shows as
+        "preempted" rather than "failed" and which the next attempt resumes under the same id."""
         if self.run is not None:
-            self.run.finish(exit_code=1 if failed else 0)
+            if preempted_exit_code is not None:
+                self.run.mark_preempting()
+                self.run.finish(exit_code=preempted_exit_code)
+            else:
+                self.run.finish(exit_code=1 if failed else 0)
             self.run = None
 
 

@@ -1,8 +1,10 @@
-"""Config -> TRL SFTConfig and SFTTrainer, plus the callbacks medchat adds."""
+"""Config + run plan -> TRL SFTConfig and SFTTrainer, the callbacks medchat adds, and running the trainer.
+
+Every `auto` value arrives resolved in the medchat.plan.RunPlan; nothing here asks the machine.
+"""
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import math
@@ -11,76 +13,24 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from medchat import perf
-from medchat.modeling import has_cuda, local_rank, precision_flags
+from medchat.launch_checks import oom_advice
+from medchat.speed.apply import apply as apply_speed
 
 log = logging.getLogger(__name__)
-
-
-def optimizer_name(optim: str) -> str:
-    if optim != "auto":
-        return optim
-    return "adamw_torch_fused" if has_cuda() else "adamw_torch"
-
-
-def lora_targets_for_estimate(lora_cfg) -> list[str]:
-    if lora_cfg.target_modules:
-        return list(lora_cfg.target_modules)
-    return {"qv": ["q_proj", "v_proj"], "attention": ["q_proj", "k_proj", "v_proj", "o_proj"]}.get(
-        lora_cfg.targets, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-
-
-def checkpoint_plan(cfg, liger: bool) -> perf.CheckpointPlan:
-    """trainer.gradient_checkpointing (+ memory budget) -> which decoder layers are checkpointed."""
-    t = cfg.trainer
-    choice = perf.normalize_checkpointing(t.gradient_checkpointing)
-    if choice != "auto" or not has_cuda() or perf.fsdp_enabled():
-        # Under FSDP the model does not fit one GPU by assumption: auto checkpoints every layer.
-        return perf.plan_checkpointing(choice, every_n_layers=t.checkpoint_every_n_layers, layers=None)
-    from transformers import AutoConfig
-
-    from medchat.modeling import attn_implementation, model_path
-
-    path = model_path(cfg.model)
-    config = AutoConfig.from_pretrained(path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
-    arch = perf.Arch.from_config(config)
-    estimate = functools.partial(
-        perf.estimate_peak_bytes, arch, tokens=t.per_device_train_batch_size * t.max_length,
-        quant_mode=cfg.quant.mode, lora_r=cfg.lora.r, lora_targets=lora_targets_for_estimate(cfg.lora),
-        lora_dropout=cfg.lora.lora_dropout, liger=liger, attention=attn_implementation(cfg.model, path),
-        sequence=t.max_length)
-    return perf.plan_checkpointing(
-        choice, every_n_layers=t.checkpoint_every_n_layers, layers=arch.layers,
-        estimate=lambda n: estimate(checkpointed_layers=n),
-        budget_bytes=perf.memory_budget_bytes(t.memory_budget_gib, local_rank()))
-
-
-def speed_choices(cfg) -> dict:
-    """What the `auto` values resolved to on this machine (also saved in metrics.json)."""
-    liger = perf.choose_liger(cfg.trainer.use_liger_kernel, cuda=has_cuda())
-    plan = checkpoint_plan(cfg, liger)
-    return {"optim": optimizer_name(cfg.trainer.optim), "use_liger_kernel": liger, "checkpointing": plan}
 
 
 def report_to(backend: str) -> list[str]:
     return {"wandb": ["wandb"], "tensorboard": ["tensorboard"], "none": []}[backend]
 
 
-def sft_config(cfg, run_dir: Path):
-    """cfg.trainer (+ tracker) -> trl.SFTConfig. Keys pass through under their SFTConfig names."""
+def sft_config(cfg, run_dir: Path, plan):
+    """cfg.trainer (+ tracker) and the run plan -> trl.SFTConfig. Keys pass through under their SFTConfig names."""
     from trl import SFTConfig
 
     t = cfg.trainer
     eval_on = t.eval_strategy != "no"
-    choices = speed_choices(cfg)
-    plan = choices["checkpointing"]
-    # --- issue 13 wiring: the auto micro-batch plan overrides batch split, checkpointing and offloading ---
-    from medchat import speed_wiring
-
-    plan, batch_kwargs = speed_wiring.micro_batch(cfg, choices, plan)
-    # --- end issue 13 wiring ---
-    log.info("speed choices: optim=%s liger=%s checkpointing: %s", choices["optim"], choices["use_liger_kernel"],
-             plan.reason)
+    checkpointing = plan.checkpointing
+    batch = plan.batch  # the config's split, or the auto micro-batch plan's (medchat.speed.apply)
     kwargs = {}
     if "train_sampling_strategy" in inspect.signature(SFTConfig).parameters:
         kwargs["train_sampling_strategy"] = t.train_sampling_strategy
@@ -91,27 +41,28 @@ def sft_config(cfg, run_dir: Path):
         run_name=cfg.tracker.name or run_dir.name,
         num_train_epochs=float(t.num_train_epochs),
         max_steps=int(t.max_steps),
-        per_device_train_batch_size=batch_kwargs["per_device_train_batch_size"],
+        per_device_train_batch_size=batch.per_device_train_batch_size,
         per_device_eval_batch_size=t.per_device_eval_batch_size,
-        gradient_accumulation_steps=batch_kwargs["gradient_accumulation_steps"],
-        activation_offloading=batch_kwargs["activation_offloading"],
+        gradient_accumulation_steps=batch.gradient_accumulation_steps,
+        activation_offloading=batch.activation_offloading,
         learning_rate=float(t.learning_rate),
         lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=float(t.warmup_steps),
         weight_decay=float(t.weight_decay),
         max_grad_norm=float(t.max_grad_norm),
-        optim=choices["optim"],
+        optim=plan.optim,
         logging_steps=t.logging_steps,
         eval_strategy=t.eval_strategy,
         eval_steps=(t.eval_steps or t.logging_steps) if eval_on else None,
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
-        **precision_flags(t.precision),
-        use_cpu=not has_cuda(),
-        gradient_checkpointing=plan.enabled,
-        gradient_checkpointing_kwargs=plan.kwargs(),
-        use_liger_kernel=choices["use_liger_kernel"],
+        bf16=plan.precision == "bf16",
+        fp16=plan.precision == "fp16",
+        use_cpu=plan.use_cpu,
+        gradient_checkpointing=checkpointing.enabled,
+        gradient_checkpointing_kwargs=checkpointing.kwargs(),
+        use_liger_kernel=plan.liger,
         packing=t.packing,
         packing_strategy="bfd",  # padding-free: position_ids restart per example, so attention stays per document
         max_length=t.max_length,
@@ -149,7 +100,7 @@ class FailAtStep(TrainerCallback):
             self._crash(state)
 
 
-def build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
+def build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
     from trl import SFTTrainer
 
     trainer = SFTTrainer(
@@ -160,13 +111,10 @@ def build_trainer(cfg, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
-    if not perf.fsdp_enabled():  # FSDP flattens one dtype per wrapped unit: adapters stay in the model's dtype
+    if not plan.fsdp:  # FSDP flattens one dtype per wrapped unit: adapters stay in the model's dtype
         keep_adapter_fp32(trainer.model)
-    # --- issue 13 wiring: fused LoRA projections, regional compilation ---
-    from medchat.speed.apply import apply as apply_speed
-
-    trainer.medchat_speed = apply_speed(trainer, cfg)
-    # --- end issue 13 wiring ---
+    # fused LoRA projections and regional compilation, as the plan says (medchat.speed.apply)
+    trainer.medchat_speed = apply_speed(trainer, plan)
     if cfg.trainer.fail_at_step:
         trainer.add_callback(FailAtStep(cfg.trainer.fail_at_step))
     if cfg.trainer.early_stopping_patience:
@@ -211,7 +159,7 @@ def evaluate_before_training(trainer) -> dict:
     return metrics
 
 
-def train(trainer, cfg, resume_from_checkpoint=None):
+def run_trainer(trainer, cfg, resume_from_checkpoint=None):
     """trainer.train(), turning an out-of-memory error into one that says how to make the step fit."""
     try:
         return trainer.train(resume_from_checkpoint=resume_from_checkpoint)
@@ -219,7 +167,7 @@ def train(trainer, cfg, resume_from_checkpoint=None):
         args = trainer.args
         every = (args.gradient_checkpointing_kwargs or {}).get("every_n_layers", 1)
         raise torch.OutOfMemoryError(
-            perf.oom_advice(cfg, every_layer_checkpointed=bool(args.gradient_checkpointing) and every == 1)
+            oom_advice(cfg, every_layer_checkpointed=bool(args.gradient_checkpointing) and every == 1)
             + f"\n(original error: {e})") from e
 
 
@@ -242,8 +190,8 @@ def keep_adapter_fp32(model) -> None:
             param.data = param.data.float()
 
 
-def peak_memory_gib() -> float | None:
-    if has_cuda():
+def peak_memory_gib(cuda: bool) -> float | None:
+    if cuda:
         return torch.cuda.max_memory_allocated() / 2**30
     return None
 

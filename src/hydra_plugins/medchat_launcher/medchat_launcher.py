@@ -129,7 +129,7 @@ class MedchatLauncher(Launcher):
         return [self._job_return(job, cfg, job.status) for job, cfg in zip(jobs, configs)]
 
     def _plan(self, job_overrides, initial_job_idx: int, sweep_dir: Path):
-        from medchat.config import ConfigError, validate
+        from medchat.config import Config, ConfigError, check_keys, validate
         from medchat.rundir import read_status
         from medchat.sweeps.launch import Job
         from medchat.sweeps.state import identity, new_wandb_id, place, plan, read_job, write_job
@@ -155,6 +155,7 @@ class MedchatLauncher(Launcher):
                 if decision.action == "skip":
                     job.status = read_status(run_dir)
                 try:
+                    check_keys(_task_cfg(cfg), Config)  # a sweep axis naming a missing key (`+key=a,b`)
                     validate(_task_cfg(cfg))
                 except ConfigError as e:  # fail this job now, before anything starts
                     job.action = "skip"

@@ -4,7 +4,10 @@ Tokenizing is the same work for every job of a sweep that varies only LoRA or tr
 large dataset it takes minutes. The key hashes the conversations in split order (their content hashes,
 so a changed row or a different split is a different key), the tokenizer (its serialized vocabulary and
 merges, special tokens and chat template), the prompt format, trainer.max_length and the source of
-medchat.formatting itself, so a change to the masking code can never reuse stale masks.
+medchat.formatting itself, so a change to the masking code can never reuse stale masks, and
+trainer.truncation (rows over max_length are cut or dropped here, before TRL sees them: fit_rows). An
+entry keeps the fitted rows and their truncation counts, so a cache hit reports the same counts as the
+run that tokenized.
 
 Where: inside a sweep, `<sweep dir>/.tokenized/<key>/` (shared by the sweep's jobs, deleted with it);
 otherwise the medchat cache (`$MEDCHAT_CACHE`, default ~/.cache/medchat) under `tokenized/<key>/`. Each
@@ -37,7 +40,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(train: list[dict], eval_rows: list[dict], tokenizer, prompt_format: str, max_length: int) -> str:
+def cache_key(train: list[dict], eval_rows: list[dict], tokenizer, prompt_format: str, max_length: int,
+              truncation: str = "keep") -> str:
     from medchat import formatting
 
     h = hashlib.sha256()
@@ -46,7 +50,9 @@ def cache_key(train: list[dict], eval_rows: list[dict], tokenizer, prompt_format
         tokenizer_fingerprint(tokenizer),
         prompt_format,
         str(max_length),
+        truncation,
         inspect.getsource(formatting),
+        inspect.getsource(fit_rows),
     ):
         h.update(part.encode())
         h.update(b"\0")
@@ -87,33 +93,66 @@ def tokenize_rows(records: list[dict], tokenizer, prompt_format: str, num_proc: 
                      remove_columns=["messages"], num_proc=num_proc, desc="tokenizing")
 
 
-def tokenized(split, tokenizer, prompt_format: str, max_length: int, run_dir: Path, *, use_cache: bool = True,
-              num_proc: int | None = None):
-    """-> (train dataset, eval dataset or None, {"key", "path", "hit"}), from the cache when it holds them."""
+def fit_rows(ds, max_length: int, truncation: str, eos_id: int | None, num_proc: int | None = None):
+    """Cut or drop the rows over max_length (medchat.formatting.fit_to_length); -> (dataset, counts)."""
+    from medchat.formatting import TRUNCATION_EVENTS, fit_to_length
+
+    def fit(row):
+        fitted, events = fit_to_length(row, max_length, truncation, eos_id)
+        kept = fitted or row  # a dropped row keeps its columns until the filter below removes it
+        return {"input_ids": kept["input_ids"], "assistant_masks": kept["assistant_masks"], "_keep": fitted is not None,
+                **{f"_{e}": int(e in events) for e in TRUNCATION_EVENTS}}
+
+    parallel = num_proc if num_proc and num_proc > 1 and len(ds) >= 2 * num_proc else None
+    marked = ds.map(fit, num_proc=parallel, desc="fitting to max_length") if len(ds) else ds
+    counts = {"rows": len(ds), **{e: int(sum(marked[f"_{e}"])) if len(ds) else 0 for e in TRUNCATION_EVENTS}}
+    if len(ds):
+        marked = marked.filter(lambda keep: keep, input_columns="_keep", num_proc=parallel)
+        marked = marked.remove_columns(["_keep", *(f"_{e}" for e in TRUNCATION_EVENTS)])
+    counts["kept"] = len(marked)
+    return marked, counts
+
+
+def tokenized(split, tokenizer, prompt_format: str, max_length: int, run_dir: Path, *, truncation: str = "keep",
+              use_cache: bool = True, num_proc: int | None = None):
+    """-> (train dataset, eval dataset or None, {"train": counts, "eval": counts} of what was cut or dropped,
+    {"key", "path", "hit", "enabled"}), from the cache when it holds them."""
     import datasets
 
-    key = cache_key(split.train, split.eval, tokenizer, prompt_format, max_length)
+    from medchat.formatting import check_can_tokenize, report_truncation
+
+    check_can_tokenize(tokenizer, prompt_format)
+    key = cache_key(split.train, split.eval, tokenizer, prompt_format, max_length, truncation)
     where = cache_dir(run_dir) / key
     info = {"key": key, "path": str(where), "hit": False, "enabled": use_cache}
     if use_cache and (where / "done").exists():
         train = datasets.load_from_disk(str(where / "train"))
         evals = datasets.load_from_disk(str(where / "eval")) if (where / "eval").exists() else None
+        counts = json.loads((where / "tokenization.json").read_text())
         info["hit"] = True
         log.info("tokenized data from the cache %s", where)
-        return train, evals, info
-    train = tokenize_rows(split.train, tokenizer, prompt_format, num_proc)
-    evals = tokenize_rows(split.eval, tokenizer, prompt_format, num_proc) if split.eval else None
-    if use_cache and int(os.environ.get("RANK", "0")) == 0:
-        _store(where, train, evals)
-    return train, evals, info
+    else:
+        counts = {}
+        train, counts["train"] = fit_rows(tokenize_rows(split.train, tokenizer, prompt_format, num_proc),
+                                          max_length, truncation, tokenizer.eos_token_id, num_proc)
+        evals = None
+        if split.eval:
+            evals, counts["eval"] = fit_rows(tokenize_rows(split.eval, tokenizer, prompt_format, num_proc),
+                                             max_length, truncation, tokenizer.eos_token_id, num_proc)
+    for name, counted in counts.items():  # the same log, warning and refusal on a hit as on a miss
+        report_truncation(name, counted, max_length, truncation)
+    if use_cache and not info["hit"] and int(os.environ.get("RANK", "0")) == 0:
+        _store(where, train, evals, counts)
+    return train, evals, counts, info
 
 
-def _store(where: Path, train, evals) -> None:
+def _store(where: Path, train, evals, counts: dict) -> None:
     tmp = where.with_name(f"{where.name}.tmp-{os.getpid()}")
     try:
         train.save_to_disk(str(tmp / "train"))
         if evals is not None:
             evals.save_to_disk(str(tmp / "eval"))
+        (tmp / "tokenization.json").write_text(json.dumps(counts) + "\n")
         (tmp / "done").write_text("")
         tmp.rename(where)
         log.info("tokenized data cached in %s", where)

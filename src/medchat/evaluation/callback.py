@@ -30,13 +30,15 @@ def _question(context: list[dict]) -> str:
 
 
 class GenerationCallback(TrainerCallback):
-    def __init__(self, eval_cfg, tokenizer, records: list[dict], prompt_format: str, run_dir: Path, backend: str):
+    def __init__(self, eval_cfg, tokenizer, records: list[dict], prompt_format: str, run_dir: Path, backend: str,
+                 attention: str = "sdpa"):
         if not records:
             raise ValueError("eval.every_steps needs held-out rows: set dataset.eval_size > 0")
         self.cfg = eval_cfg
         self.tokenizer = tokenizer
         self.run_dir = Path(run_dir)
         self.backend = backend
+        self.attention = attention  # the run plan's generation attention (never flex_attention)
         pairs = [context_and_reference(r) for r in records[: eval_cfg.num_samples]]
         self.questions = [_question(c) for c, _ in pairs]
         self.references = [ref for _, ref in pairs]
@@ -49,11 +51,13 @@ class GenerationCallback(TrainerCallback):
 
     def log_generations(self, model, step: int) -> dict:
         from medchat.evaluation.metrics import text_metrics
+        from medchat.modeling import attention_for_generation
 
         c = self.cfg
-        gens = generate(model, self.tokenizer, self.prompts, batch_size=len(self.prompts),
-                        max_new_tokens=c.max_new_tokens, do_sample=c.do_sample, temperature=c.temperature,
-                        top_p=c.top_p, seed=step)
+        with attention_for_generation(model, self.attention):
+            gens = generate(model, self.tokenizer, self.prompts, batch_size=len(self.prompts),
+                            max_new_tokens=c.max_new_tokens, do_sample=c.do_sample, temperature=c.temperature,
+                            top_p=c.top_p, seed=step, repetition_penalty=c.repetition_penalty)
         texts = [g.text for g in gens]
         scores = text_metrics(texts, self.references, names=list(c.metrics))
         values = {f"gen/{k}": v for k, v in scores.corpus.items() if v is not None}
@@ -97,9 +101,9 @@ class GenerationCallback(TrainerCallback):
             self._tb = None
 
 
-def generation_callbacks(cfg, tokenizer, eval_records: list[dict], run_dir: Path) -> list:
-    """[GenerationCallback] when cfg.eval.every_steps is set, else []."""
+def generation_callbacks(cfg, tokenizer, eval_records: list[dict], run_dir: Path, attention: str = "sdpa") -> list:
+    """[GenerationCallback] when cfg.eval.every_steps is set, else []; `attention`: the plan's generation one."""
     if not cfg.eval.every_steps:
         return []
     return [GenerationCallback(cfg.eval, tokenizer, eval_records, cfg.dataset.prompt_format, run_dir,
-                               cfg.tracker.backend)]
+                               cfg.tracker.backend, attention)]

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from medchat.evaluation import intervals
-from medchat.evaluation.report import LABELS, _fmt
+from medchat.evaluation.outputs import LABELS, _fmt
 
 
 def _read(folder: Path, model: str | None) -> tuple[str, list[dict]]:

@@ -11,19 +11,18 @@ from typing import Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from medchat.config import ConfigError, ModelConfig, QuantConfig
+from medchat.config import ConfigError, GenerationSettings, ModelConfig, QuantConfig, check_keys
 
 TASKS = ("generate", "mcq")
 TEXT_METRICS = ("bleu", "rouge", "meteor", "bertscore")
 
 
 @dataclass
-class GenerationSettings:
+class BatchGenerationSettings(GenerationSettings):
+    """medchat's GenerationSettings (max_new_tokens, do_sample, temperature, top_p, repetition_penalty) plus
+    what batched evaluation adds. do_sample=false: greedy; true: sampled with temperature / top_p and `seed`."""
+
     batch_size: int = 16  # prompts per generate() call, left-padded
-    max_new_tokens: int = 256
-    do_sample: bool = False  # false: greedy. true: sampled with temperature / top_p and `seed`
-    temperature: float = 0.7
-    top_p: float = 0.9
     seed: int = 0
     # auto: static KV cache on a GPU (decoding compiled once per eval set: one padded shape), dynamic on CPU
     cache_implementation: Optional[str] = "auto"  # auto | dynamic | static | null (= dynamic)
@@ -92,7 +91,7 @@ class EvaluateConfig:
     limit: Optional[int] = None  # only the first N rows (task=mcq: N items of each benchmark) (smoke tests)
     # log metrics and a predictions Table into the training run's W&B run (when it was trained with W&B)
     log_wandb: bool = True
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    generation: BatchGenerationSettings = field(default_factory=BatchGenerationSettings)
     metrics: MetricSettings = field(default_factory=MetricSettings)
     mcq: McqSettings = field(default_factory=McqSettings)
 
@@ -103,6 +102,7 @@ def register_evaluate_configs() -> None:
 
 def validate(cfg) -> None:
     """Checks that need no model or data; ConfigError names the key."""
+    check_keys(cfg, EvaluateConfig, "evaluate.py")
     if cfg.task not in TASKS:
         raise ConfigError(f"task={cfg.task!r} is not one of {', '.join(TASKS)}")
     if cfg.run_dir is None and cfg.model is None:
@@ -130,14 +130,13 @@ def validate(cfg) -> None:
     if unknown:
         raise ConfigError(f"metrics.names: unknown {', '.join(unknown)}; known: {', '.join(TEXT_METRICS)}")
     g = cfg.generation
-    for key, value in {"generation.batch_size": g.batch_size, "generation.max_new_tokens": g.max_new_tokens,
-                       "mcq.batch_size": cfg.mcq.batch_size, "metrics.bertscore_batch_size":
+    GenerationSettings(**{k: g[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_p",
+                                            "repetition_penalty")}).check("generation.")
+    for key, value in {"generation.batch_size": g.batch_size, "mcq.batch_size": cfg.mcq.batch_size, "metrics.bertscore_batch_size":
                        cfg.metrics.bertscore_batch_size, "metrics.perplexity_batch_size":
                        cfg.metrics.perplexity_batch_size}.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
-    if g.do_sample and not (g.temperature > 0 and 0 < g.top_p <= 1):
-        raise ConfigError(f"sampling needs generation.temperature > 0 and 0 < top_p <= 1, got {g.temperature}, {g.top_p}")
     if g.cache_implementation not in (None, "auto", "dynamic", "static"):
         raise ConfigError(f"generation.cache_implementation={g.cache_implementation!r} is not one of auto, dynamic, "
                           "static, null")

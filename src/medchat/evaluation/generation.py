@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from medchat.formatting import stop_token_ids
+
 log = logging.getLogger(__name__)
 
 
@@ -36,12 +38,6 @@ class GenerationStats:
         return self.new_tokens / self.seconds if self.seconds else 0.0
 
 
-def stop_ids(model, tokenizer) -> list[int]:
-    from medchat.formatting import stop_token_ids
-
-    return stop_token_ids(tokenizer, model)
-
-
 def left_pad(prompts: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(width or 0, max(len(p) for p in prompts))
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
@@ -53,7 +49,7 @@ def left_pad(prompts: list[list[int]], pad_id: int, width: int | None = None) ->
 
 
 def generation_config(model, tokenizer, max_new_tokens: int, do_sample: bool = False, temperature: float = 0.7,
-                      top_p: float = 0.9, cache_implementation: str | None = None):
+                      top_p: float = 0.9, cache_implementation: str | None = None, repetition_penalty: float = 1.0):
     """A fresh GenerationConfig: the model's own defaults (e.g. an instruct model's do_sample=True) do not leak in."""
     from transformers import GenerationConfig
 
@@ -65,7 +61,8 @@ def generation_config(model, tokenizer, max_new_tokens: int, do_sample: bool = F
     return GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=do_sample,
-        eos_token_id=stop_ids(model, tokenizer),
+        repetition_penalty=repetition_penalty,
+        eos_token_id=stop_token_ids(tokenizer, model),
         pad_token_id=tokenizer.pad_token_id,
         use_cache=True,
         cache_implementation=cache_implementation if cache_implementation != "dynamic" else None,
@@ -101,11 +98,13 @@ def static_shape(prompts: list[list[int]], batch_size: int, multiple: int = 64) 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, max_new_tokens: int = 256,
              do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
-             cache_implementation: str | None = None, stats: GenerationStats | None = None) -> list[Generation]:
+             cache_implementation: str | None = None, stats: GenerationStats | None = None,
+             repetition_penalty: float = 1.0) -> list[Generation]:
     """One Generation per prompt (token id lists), in the prompts' order."""
     device = next(model.parameters()).device
     cache_implementation = resolve_cache(cache_implementation, device)
-    config = generation_config(model, tokenizer, max_new_tokens, do_sample, temperature, top_p, cache_implementation)
+    config = generation_config(model, tokenizer, max_new_tokens, do_sample, temperature, top_p, cache_implementation,
+                               repetition_penalty)
     stops = set(config.eos_token_id)
     rows, width = static_shape(prompts, batch_size) if cache_implementation == "static" else (None, None)
     was_training = model.training

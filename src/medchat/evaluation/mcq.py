@@ -26,9 +26,8 @@ from pathlib import Path
 
 import torch
 
-from medchat.evaluation import loading
 from medchat.evaluation.mcq_data import Item, benchmarks
-from medchat.evaluation.plan import Plan, load_tokenizer
+from medchat.evaluation.plan import Plan, load_models, load_tokenizer
 from medchat.formatting import prompt_ids
 
 Z95 = 1.959963984540054
@@ -159,7 +158,7 @@ def run_mcq(cfg, plan: Plan) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(plan)
     scored: dict[str, dict[str, list[dict]]] = {name: {} for name, _ in suites}
-    for label, model in loading.models(plan, cfg.merge, cfg.compare_base):
+    for label, model in load_models(plan, cfg.merge, cfg.compare_base):
         for name, items in suites:
             scored[name][label] = score_items(model, tokenizer, items, cfg.mcq.prompt_format, cfg.mcq.batch_size)
     metrics = {"prompt_format": cfg.mcq.prompt_format,

@@ -1,32 +1,44 @@
-"""evaluate.py's config -> what to load and where to write, with every check that needs no weights."""
+"""evaluate.py's config -> what to load and where to write, with every check that needs no weights.
+
+The run is opened through medchat.runs (its config, its adapter checked against the base on the meta
+device); the models are built there too, for generation on this machine.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from medchat import modeling
+from medchat import hardware, modeling, runs
 from medchat.config import ConfigError, QuantConfig
-from medchat.evaluation import loading
 from medchat.evaluation.config import validate
+from medchat.plan import ModelPlan, model_plan
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Plan:
     model_cfg: object
     quant_cfg: object
-    model_path: str  # where the base model's weights are read
+    model: ModelPlan  # how the base is loaded for generation on this machine
     adapter: Path | None  # None: evaluate the base model alone
     tokenizer_source: str | None  # the run's saved tokenizer (with its chat template), else the model's
     prompt_format: str
     max_length: int | None  # the run's trainer.max_length: perplexity scores what training scored
     out_dir: Path
     run_dir: Path | None
+    run: runs.Run | None  # the opened run whose rows are scored (None: model=<preset> rows.path=FILE alone)
     rows_file: Path | None  # rows.path=FILE (else the run's held-out rows)
     merged: Path | None = None  # artifact=RUN/export/merged: this folder is the fine-tuned model, as shipped
     artifact: dict | None = None  # what "adapter" is in the outputs: {"kind", "path"}
+
+    @property
+    def model_path(self) -> str:
+        return self.model.path
 
 
 def artifact_kind(path: Path) -> str:
@@ -72,32 +84,36 @@ def make_plan(cfg) -> Plan:
     run_dir = Path(cfg.run_dir) if cfg.run_dir else None
     if run_dir is not None and not run_dir.is_dir():
         raise ConfigError(f"run_dir={run_dir}: no such directory")
-    run_cfg = loading.read_run_config(run_dir) if run_dir else None
     none = OmegaConf.structured(QuantConfig(mode="none"))
-    if cfg.model is not None:  # a preset base model, no adapter
+    if cfg.model is not None:  # a preset base model, no adapter (on the run's rows when run_dir is set)
+        run = runs.open_run(run_dir, need_adapter=False) if run_dir else None
+        run_cfg = run.cfg if run else None
         model_cfg, quant_cfg, adapter, tokenizer_source = cfg.model, cfg.quant or none, None, None
-        model_path = modeling.model_path(model_cfg)
+        path = modeling.model_path(model_cfg)
     else:
-        model_cfg, quant_cfg = run_cfg.model, cfg.quant or run_cfg.quant
-        adapter = loading.adapter_dir(run_dir)
-        model_path = cfg.base_model or modeling.model_path(model_cfg)
-        loading.check_adapter_base(adapter, model_cfg, model_path, check_name=cfg.base_model is None)
+        run = runs.open_run(run_dir)
+        run_cfg = run.cfg
+        model_cfg, quant_cfg, adapter = run_cfg.model, cfg.quant or run_cfg.quant, run.adapter
+        path = runs.base_path(run, cfg.base_model)
+        # base_model= relocates the base: its name may differ, the shapes still have to fit
+        runs.check_adapter_base(adapter, model_cfg, path, check_name=cfg.base_model is None,
+                                where="base_model=" if cfg.base_model else f"model.name_or_path in {run.config_file}")
         tokenizer_source = str(adapter)
     merged, artifact = None, None
     if cfg.model is None:
         artifact = {"kind": f"run adapter, {'merged into the base (quantized weights dequantized first)' if cfg.merge else 'unmerged'}",
                     "path": str(adapter)}
     if cfg.artifact:
-        path = Path(cfg.artifact)
-        if artifact_kind(path) == "adapter":
-            loading.check_adapter_base(path, model_cfg, model_path, check_name=cfg.base_model is None)
-            adapter = path
-            artifact = {"kind": "exported adapter", "path": str(path)}
+        exported = Path(cfg.artifact)
+        if artifact_kind(exported) == "adapter":
+            runs.check_adapter_base(exported, model_cfg, path, check_name=cfg.base_model is None,
+                                    where="base_model=" if cfg.base_model else "the run's model.name_or_path")
+            adapter = exported
+            artifact = {"kind": "exported adapter", "path": str(exported)}
         else:  # the merged model itself; the run's adapter is not used
-            merged, adapter = path, None
-            artifact = {"kind": "exported merged model, loaded as saved", "path": str(path)}
-        tokenizer_source = str(path)
-    modeling.check_quantization(quant_cfg)
+            merged, adapter = exported, None
+            artifact = {"kind": "exported merged model, loaded as saved", "path": str(exported)}
+        tokenizer_source = str(exported)
     if cfg.out_dir:
         out_dir = Path(cfg.out_dir)
     else:
@@ -105,13 +121,14 @@ def make_plan(cfg) -> Plan:
     return Plan(
         model_cfg=model_cfg,
         quant_cfg=quant_cfg,
-        model_path=model_path,
+        model=model_plan(model_cfg, quant_cfg, hardware.detect(), path),  # also checks the quantization
         adapter=adapter,
         tokenizer_source=tokenizer_source,
         prompt_format=run_cfg.dataset.prompt_format if run_cfg else "chat_template",
         max_length=run_cfg.trainer.max_length if run_cfg else None,
         out_dir=out_dir,
         run_dir=run_dir,
+        run=run,
         rows_file=Path(cfg.rows.path) if cfg.rows.path else None,
         merged=merged,
         artifact=artifact,
@@ -120,3 +137,24 @@ def make_plan(cfg) -> Plan:
 
 def load_tokenizer(plan: Plan):
     return modeling.load_tokenizer(plan.model_cfg, path=plan.tokenizer_source)
+
+
+def load_models(plan: Plan, merge: bool, compare_base: bool):
+    """Yield (label, model): "base" first when asked for (or alone for a preset), then "adapter". With `merge`
+    the adapter is folded into the base after its quantized weights are dequantized to the model dtype: the
+    same function the run trained, without the 4-bit kernels' per-token cost at generation time. With
+    `artifact=RUN/export/merged`, "adapter" is that exported folder, loaded as saved (16-bit, unquantized)."""
+    if plan.merged is not None:  # what ships: its saved weights, not the run's adapter on the quantized base
+        if compare_base:
+            yield "base", runs.load_base(plan.model, dequantize=merge)
+        none = OmegaConf.structured(QuantConfig(mode="none"))
+        yield "adapter", runs.load_base(model_plan(plan.model_cfg, none, hardware.detect(), str(plan.merged)))
+        return
+    base = runs.load_base(plan.model, dequantize=merge)
+    if plan.adapter is None:
+        yield "base", base
+        return
+    if compare_base:
+        yield "base", base
+    log.info("adding the adapter %s (%s)", plan.adapter, "merged" if merge else "unmerged")
+    yield "adapter", runs.add_adapter(base, plan.adapter, merge)

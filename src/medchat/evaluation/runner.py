@@ -15,11 +15,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from medchat.evaluation import heldout, intervals, loading, report
+from medchat.evaluation import heldout, intervals, outputs
 from medchat.evaluation.generation import GenerationStats, generate
 from medchat.evaluation.metrics import text_metrics
 from medchat.evaluation.perplexity import doctor_nll, perplexity, row_perplexity
-from medchat.evaluation.plan import Plan, load_tokenizer, make_plan
+from medchat.evaluation.plan import Plan, load_models, load_tokenizer, make_plan
 from medchat.formatting import prompt_ids
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,9 @@ def _rows(cfg, plan: Plan) -> tuple[list[dict], str]:
     """(rows to answer, where they came from): the run's held-out rows, or rows.path's (checked against the
     run's training split)."""
     if plan.rows_file:
-        rows, source = heldout.other_rows(cfg.rows, plan.run_dir)
+        rows, source = heldout.other_rows(cfg.rows, plan.run)
     else:
-        rows, source = heldout.heldout_rows(plan.run_dir), "eval.jsonl"
+        rows, source = heldout.heldout_rows(plan.run), "eval.jsonl"
     if not rows:
         from medchat.data import DataError
 
@@ -55,7 +55,8 @@ def score_model(model, tokenizer, rows: list[dict], cfg, plan: Plan) -> tuple[di
     stats = GenerationStats()
     gens = generate(model, tokenizer, prompts, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens,
                     do_sample=g.do_sample, temperature=g.temperature, top_p=g.top_p, seed=g.seed,
-                    cache_implementation=g.cache_implementation, stats=stats)
+                    cache_implementation=g.cache_implementation, stats=stats,
+                    repetition_penalty=g.repetition_penalty)
     texts = [x.text for x in gens]
     m = cfg.metrics
     scores = text_metrics(texts, list(references), names=list(m.names), bertscore_model=m.bertscore_model,
@@ -97,11 +98,11 @@ def run(cfg) -> Path:
     try:
         tokenizer = load_tokenizer(plan)
         results = {}
-        for label, model in loading.models(plan, cfg.merge, cfg.compare_base):
+        for label, model in load_models(plan, cfg.merge, cfg.compare_base):
             log.info("scoring %s on %d rows", label, len(rows))
             results[label] = score_model(model, tokenizer, rows, cfg, plan)
         bootstrapped = intervals.model_intervals({m: r[3].pop("statistics") for m, r in results.items()})
-        report.write_generation_outputs(
+        outputs.write_generation_outputs(
             plan, rows, results,
             settings={**OmegaConf.to_container(cfg.generation, resolve=True), "merge": cfg.merge,
                       "quant": plan.quant_cfg.mode, "prompt_format": plan.prompt_format,

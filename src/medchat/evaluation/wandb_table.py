@@ -34,22 +34,20 @@ def table_rows(predictions: list[dict]) -> tuple[list[str], list[list]]:
 
 def log_evaluation(run_dir: Path | None, out_dir: Path, summary: bool = True) -> str | None:
     """Log RUN/eval's outputs into the run's W&B run; -> the W&B run id, or None when there is none."""
-    from medchat.tracking import flatten, saved_run_id, wandb_mode
+    from medchat.runs import wandb_run
+    from medchat.tracking import flatten, wandb_mode
 
-    if run_dir is None or saved_run_id(run_dir) is None or not (Path(run_dir) / "config.yaml").exists():
+    found = wandb_run(run_dir)  # the run's id and tracker config, read by medchat.runs
+    if found is None:
         return None
-    from omegaconf import OmegaConf
-
-    tracker = OmegaConf.load(Path(run_dir) / "config.yaml").get("tracker", {})
-    if tracker.get("backend") != "wandb":
-        return None
+    run_id, tracker = found
     import wandb
 
     predictions = [json.loads(line) for line in (out_dir / "predictions.jsonl").read_text().splitlines()]
     metrics = json.loads((out_dir / "metrics.json").read_text())
     mode = wandb_mode(tracker.get("mode", "auto"))
     os.environ.setdefault("WANDB_SILENT", "true")
-    run = wandb.init(project=tracker.get("project"), entity=tracker.get("entity"), id=saved_run_id(run_dir),
+    run = wandb.init(project=tracker.get("project"), entity=tracker.get("entity"), id=run_id,
                      resume="allow", dir=str(run_dir), mode=mode)
     try:
         corpus = {f"eval_gen/{k}": v for k, v in flatten(metrics["models"]).items() if isinstance(v, (int, float))}

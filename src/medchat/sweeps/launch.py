@@ -76,6 +76,10 @@ def command(script: str, job_args: list[str], n_processes: int, port: int, accel
 
 def job_env(base: dict, slot: Slot, n_slots: int, job: Job, sweep_name: str) -> dict:
     env = dict(base)
+    # Each job starts its own wandb-core. An inherited WANDB_SERVICE (set by any wandb.init in the
+    # launching process, e.g. pytest or a notebook) would make every job share one service, where a
+    # SIGKILLed job's run stays registered and its id "in use" until that service exits.
+    env.pop("WANDB_SERVICE", None)
     env["PYTHONUNBUFFERED"] = "1"
     env["MEDCHAT_RUN_ID"] = job.run_dir.name
     env.setdefault("WANDB_RUN_GROUP", sweep_name)  # tracker.group, when set, still wins (explicit init arg)
@@ -108,7 +112,7 @@ class Runner:
     def job_args(self, job: Job) -> list[str]:
         args = [*self.base_args, *job.overrides, f"hydra.run.dir={job.run_dir}"]
         if job.action == "resume":
-            args.append("trainer.resume=true")
+            args.append("trainer.resume=auto")  # a checkpoint if there is one, else from step 0
         return args
 
     def _start(self, job: Job, slot: Slot) -> tuple[subprocess.Popen, float]:
@@ -165,7 +169,8 @@ class Runner:
                         free.append(slot)
                         free.sort(key=lambda s: s.index)
         finally:
-            # Interrupted (Ctrl-C, SIGTERM to the sweep): leave no job running on its own.
+            # Interrupted (Ctrl-C, SIGTERM to the sweep): leave no job running on its own. A job given SIGTERM
+            # finishes its step and saves a checkpoint (medchat.preemption) within the grace period.
             for job, proc, started, _ in running.values():
                 _stop(proc)
                 self._finish(job, proc.returncode if proc.returncode is not None else -signal.SIGKILL, started)
@@ -176,7 +181,7 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"sweep stopped by signal {signum}")
 
 
-def _stop(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
+def _stop(proc: subprocess.Popen, grace_s: float = 120.0) -> None:
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(proc.pid, sig)

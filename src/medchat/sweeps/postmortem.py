@@ -55,9 +55,13 @@ def _written_since(status: dict | None, started: float) -> bool:
 def finalize(run_dir: Path, returncode: int, started: float, log_path: Path, wandb_run_id: str | None,
              env: dict | None = None) -> dict:
     """The job's final status (written to RUN/status when the job could not write it itself)."""
+    from medchat.preemption import EXIT_INTERRUPTED
+
     status = read_status(run_dir)
     if returncode == 0 and status is not None and status["state"] == "done":
         return status
+    if returncode == EXIT_INTERRUPTED and status is not None and status["state"] == "interrupted":
+        return status  # stopped on a signal after its checkpoint: the job's own account; it resumes next time
     if returncode == 0:
         state = status["state"] if status else "missing"
         reason = f"exited 0 but its status is {state}"
@@ -79,14 +83,26 @@ def finalize(run_dir: Path, returncode: int, started: float, log_path: Path, wan
 
 def close_wandb_run(run_dir: Path, run_id: str, reason: str, env: dict | None = None) -> str:
     """Finish a killed job's W&B run as failed, in a child process (W&B state stays out of the launcher)."""
+    import time
+
+    import os
+
     cmd = [sys.executable, "-m", "medchat.sweeps.postmortem", str(run_dir), run_id, reason]
-    try:
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    except subprocess.TimeoutExpired:
-        return f"run {run_id} left unfinished: closing it timed out"
-    if out.returncode != 0:
-        return f"run {run_id} left unfinished: {(out.stderr.strip().splitlines() or ['?'])[-1][:300]}"
-    return f"run {run_id} finished as failed by the launcher"
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "WANDB_SERVICE"}  # own wandb-core
+    # The job's own wandb-core (never a shared one: WANDB_SERVICE is dropped) can outlive a SIGKILL for a few
+    # seconds and still hold the run id ("run ID ... is in use"); it exits once its parent is gone, so retry.
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+        except subprocess.TimeoutExpired:
+            return f"run {run_id} left unfinished: closing it timed out"
+        if out.returncode == 0:
+            return f"run {run_id} finished as failed by the launcher"
+        last = (out.stderr.strip().splitlines() or ["?"])[-1][:300]
+        if "is in use" not in last or time.monotonic() > deadline:
+            return f"run {run_id} left unfinished: {last}"
+        time.sleep(5)
 
 
 def _close(run_dir: Path, run_id: str, reason: str) -> None:
@@ -95,10 +111,11 @@ def _close(run_dir: Path, run_id: str, reason: str) -> None:
     import wandb
     from omegaconf import OmegaConf
 
+    from medchat.runs import read_config
     from medchat.sweeps.state import read_job
     from medchat.tracking import flatten, wandb_mode
 
-    cfg = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
+    cfg = OmegaConf.to_container(read_config(run_dir, on_schema=False), resolve=False)  # the job may have died before its adapter
     tracker = cfg["tracker"]
     offline = any(p.name.startswith("offline-run-") for p in run_dir.glob(f"wandb/*run-*-{run_id}"))
     os.environ.setdefault("WANDB_SILENT", "true")

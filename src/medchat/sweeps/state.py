@@ -6,7 +6,8 @@ sweep into the same sweep dir finds each job's dir by that identity, never by po
 to an axis cannot make one job pick up another's dir. Then:
 
     status done             -> skip (its metrics.json is the result)
-    status running | failed -> resume from the last checkpoint (trainer.resume=true)
+    status running | failed | interrupted -> resume from the last checkpoint, or start again from step 0
+                            if there is none (trainer.resume=auto)
     no status               -> fresh start
 
 Used by the medchat launcher (jobs in child processes) and by train.py in a multirun whose launcher runs
@@ -148,7 +149,7 @@ def rejoin(cfg) -> dict | None:
         print(f"{run_dir}: already done, skipped")
         return read_metrics(run_dir)
     if decision.action == "resume":
-        cfg.trainer.resume = True
+        cfg.trainer.resume = "auto"
     return None
 
 

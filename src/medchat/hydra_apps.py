@@ -18,7 +18,7 @@ from typing import Callable
 
 from hydra.core.config_store import ConfigStore
 
-from medchat.config import ConfigError
+from medchat.config import ConfigError, check_keys
 
 QUIET_HYDRA = {"run": {"dir": "."}, "output_subdir": None}
 
@@ -71,13 +71,16 @@ def quiet_libraries(verbose: bool) -> None:
     hf_logging.disable_progress_bar()
 
 
-def user_errors(prog: str) -> Callable:
-    """Turn bad input (ConfigError, missing files) into `prog: error: ...` and exit status 2."""
+def user_errors(prog: str, schema: type | None = None) -> Callable:
+    """Turn bad input (ConfigError, missing files) into `prog: error: ...` and exit status 2. With `schema`,
+    the config's keys are checked against it first (Hydra's `+key=` force-adds a misspelt key past struct mode)."""
 
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def inner(*args, **kwargs):
             try:
+                if schema is not None and args:
+                    check_keys(args[0], schema, prog)
                 return fn(*args, **kwargs)
             except (ConfigError, FileNotFoundError, FileExistsError) as e:
                 print(f"{prog}: error: {e}", file=sys.stderr)

@@ -1,87 +1,26 @@
-"""Speed choices made from the config's `auto` values and the machine, and launch checks that fail fast.
+"""The memory model of one QLoRA training step, and the activation-checkpointing policy built on it.
 
-- attention: flash_attention_2 when installed, else flex_attention on a CUDA GPU (block-sparse per-document
-  masks for packed rows), else sdpa. All three keep packed documents apart: transformers derives a
-  per-document causal mask from the restarting `position_ids` whenever there is no KV cache
-  (`use_cache=False`, which medchat sets).
-- Liger kernels (fused RMSNorm, SwiGLU, RoPE): on a CUDA GPU when `liger_kernel` is importable.
-- activation checkpointing: none when the estimated peak fits the memory budget, else every n-th decoder
-  layer (transformers' `every_n_layers`) with the smallest number of checkpointed layers that fits, else all
-  layers; `estimate_peak_bytes` is the model behind it (calibrated on an H100: bench/RESULTS.md).
-
-Everything here is a pure function of its arguments plus, where named, `torch.cuda`, so the choices are
-unit-tested on a machine without a GPU (tests/test_perf.py).
+`estimate_peak_bytes` says how much GPU memory a step needs for a given number of checkpointed decoder
+layers (calibrated on an H100: bench/RESULTS.md); `plan_checkpointing` turns trainer.gradient_checkpointing
+(+ trainer.memory_budget_gib) into a CheckpointPlan: none when the estimated peak fits the budget, else every
+n-th decoder layer (transformers' `every_n_layers`) with the smallest number of checkpointed layers that
+fits, else all layers. Pure functions of their arguments: medchat.plan calls them with the machine's numbers.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
-import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-import torch
-
-from medchat.config import ConfigError
+from medchat.config import CHOICES, ConfigError
 
 log = logging.getLogger(__name__)
 GIB = 2**30
-CHECKPOINTING = ("auto", "true", "false", "partial")
+CHECKPOINTING = CHOICES["trainer.gradient_checkpointing"]
 # Bytes per weight as stored: 4-bit packs two weights a byte, plus ~0.5 bit of (double-quantized) scales.
 WEIGHT_BYTES = {"nf4": 0.53, "fp4": 0.53, "int8": 1.03, "none": 2.0}
 
-
-def has_cuda() -> bool:
-    return torch.cuda.is_available()
-
-
-# ----- attention and kernels ---------------------------------------------------------------------------
-
-def flash_attn_installed() -> bool:
-    return importlib.util.find_spec("flash_attn") is not None
-
-
-def flex_attention_available() -> bool:
-    return importlib.util.find_spec("torch.nn.attention.flex_attention") is not None
-
-
-def choose_attention(choice: str, *, cuda: bool, half_precision: bool, supports_flex: bool = True) -> str:
-    """model.attn_implementation -> the transformers name. `auto` takes the fastest kernel that keeps
-    packed documents apart on this machine (see the module docstring)."""
-    if choice != "auto":
-        return choice
-    if not cuda:
-        return "sdpa"  # flex on CPU compiles through a C++ toolchain and is no faster there
-    if half_precision and flash_attn_installed():
-        return "flash_attention_2"
-    if supports_flex and flex_attention_available():
-        return "flex_attention"
-    return "sdpa"
-
-
-def liger_installed() -> bool:
-    return importlib.util.find_spec("liger_kernel") is not None
-
-
-def choose_liger(choice: str, *, cuda: bool) -> bool:
-    """trainer.use_liger_kernel: auto -> on a CUDA GPU when liger-kernel is installed."""
-    choice = str(choice).lower()
-    if choice == "auto":
-        return cuda and liger_installed()
-    if choice == "true":
-        if not cuda:
-            raise ConfigError("trainer.use_liger_kernel=true needs a CUDA GPU (Liger's kernels are Triton); use auto")
-        if not liger_installed():
-            raise ConfigError("trainer.use_liger_kernel=true but liger-kernel is not installed: pip install "
-                              "'medchat[gpu]' (or liger-kernel), or set trainer.use_liger_kernel=auto")
-        return True
-    if choice == "false":
-        return False
-    raise ConfigError(f"trainer.use_liger_kernel={choice!r} is not one of auto, true, false")
-
-
-# ----- memory model and checkpointing policy -------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Arch:
@@ -172,6 +111,9 @@ class CheckpointPlan:
     estimate_bytes: int | None = None
     reason: str = ""
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
     def kwargs(self) -> dict:
         """gradient_checkpointing_kwargs for transformers (always non-reentrant)."""
         kwargs = {"use_reentrant": False}
@@ -191,7 +133,7 @@ def checkpointed(layers: int, every_n: int) -> int:
     return math.ceil(layers / every_n)
 
 
-def plan_checkpointing(choice, *, every_n_layers: int | None, layers: int | None, estimate=None,
+def plan_checkpointing(choice, *, cuda: bool, every_n_layers: int | None, layers: int | None, estimate=None,
                        budget_bytes: int | None = None) -> CheckpointPlan:
     """trainer.gradient_checkpointing -> CheckpointPlan.
 
@@ -210,7 +152,7 @@ def plan_checkpointing(choice, *, every_n_layers: int | None, layers: int | None
                               "(checkpoint every n-th decoder layer)")
         return CheckpointPlan(True, every_n_layers, checkpointed(layers, every_n_layers) if layers else 0,
                               reason=f"trainer.checkpoint_every_n_layers={every_n_layers}")
-    if not has_cuda():
+    if not cuda:
         return CheckpointPlan(False, reason="auto: no GPU, checkpointing would only cost time")
     if estimate is None or budget_bytes is None or not layers:
         return CheckpointPlan(True, 1, layers or 0, reason="auto: memory not estimated, checkpointing every layer")
@@ -234,75 +176,9 @@ def plan_checkpointing(choice, *, every_n_layers: int | None, layers: int | None
     return CheckpointPlan(True, 1, layers, need, "auto: over budget even with every layer checkpointed")
 
 
-def gpu_memory_bytes(device: int = 0) -> int:
-    return torch.cuda.get_device_properties(device).total_memory
-
-
-def memory_budget_bytes(budget_gib: float | None, device: int = 0) -> int:
-    """trainer.memory_budget_gib, or 85% of the GPU (room for the allocator's fragmentation and CUDA's context)."""
+def memory_budget_bytes(budget_gib: float | None, gpu_memory_bytes: int | None) -> int | None:
+    """trainer.memory_budget_gib, or 85% of the GPU (room for the allocator's fragmentation and CUDA's context);
+    None when neither is known."""
     if budget_gib is not None:
         return int(budget_gib * GIB)
-    return int(0.85 * gpu_memory_bytes(device))
-
-
-# ----- launch checks -----------------------------------------------------------------------------------
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def fsdp_enabled() -> bool:
-    """`accelerate launch` with an FSDP config sets ACCELERATE_USE_FSDP for every process."""
-    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
-
-
-def check_processes_vs_gpus() -> None:
-    """More processes on a machine than visible GPUs makes two ranks share a GPU (NCCL refuses or hangs):
-    refuse before anything is loaded."""
-    if not has_cuda():
-        return
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
-    rank = int(os.environ.get("LOCAL_RANK", "0"))
-    gpus = torch.cuda.device_count()
-    if world_size() == 1 and gpus > 1:
-        # One process would see several GPUs: Trainer would wrap the model in nn.DataParallel, which TRL refuses
-        # only after the model has loaded.
-        raise ConfigError(
-            f"{gpus} GPUs are visible to a single training process. Train on all of them with one process per GPU: "
-            f"accelerate launch --config_file conf/accelerate/ddp.yaml --num_processes {gpus} train.py ...; "
-            "or on one GPU: CUDA_VISIBLE_DEVICES=0 python train.py ..."
-        )
-    if local > gpus or rank >= gpus:
-        raise ConfigError(
-            f"{local} training processes on this machine but {gpus} visible GPU(s): each process needs its own GPU. "
-            f"Launch with --num_processes {gpus} (accelerate) or --nproc_per_node {gpus} (torchrun), or make more "
-            "GPUs visible with CUDA_VISIBLE_DEVICES"
-        )
-
-
-def check_fsdp_quantization(quant_cfg, model_dtype: torch.dtype) -> None:
-    """FSDP shards only floating-point tensors of one dtype per wrapped unit: 4-bit weights must be stored
-    as the model's dtype (bnb_4bit_quant_storage), and 8-bit weights cannot be sharded at all."""
-    if not fsdp_enabled() or quant_cfg.mode == "none":
-        return
-    if quant_cfg.mode == "int8":
-        raise ConfigError("FSDP cannot shard bitsandbytes 8-bit weights (int8 storage): use quant=nf4 with "
-                          "quant.quant_storage=bfloat16, or DDP (conf/accelerate/ddp.yaml) if the model fits one GPU")
-    names = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
-    if quant_cfg.quant_storage is not None and quant_cfg.quant_storage != names[model_dtype]:
-        raise ConfigError(
-            f"FSDP with quant.mode={quant_cfg.mode}: quant.quant_storage={quant_cfg.quant_storage} must equal the "
-            f"model's dtype ({names[model_dtype]}) so that FSDP can flatten 4-bit and regular weights together; "
-            f"set quant.quant_storage={names[model_dtype]} (or leave it null: medchat then sets it under FSDP)"
-        )
-
-
-def oom_advice(cfg, every_layer_checkpointed: bool) -> str:
-    t = cfg.trainer
-    tips = [f"lower trainer.per_device_train_batch_size (now {t.per_device_train_batch_size}) and raise "
-            f"trainer.gradient_accumulation_steps (now {t.gradient_accumulation_steps}) to keep the batch",
-            f"lower trainer.max_length (now {t.max_length})"]
-    if not every_layer_checkpointed:
-        tips.insert(0, "set trainer.gradient_checkpointing=true (checkpoint every layer), or lower "
-                       "trainer.memory_budget_gib so that auto checkpoints more layers")
-    return "the training step ran out of GPU memory. To fit it: " + "; ".join(tips)
+    return int(0.85 * gpu_memory_bytes) if gpu_memory_bytes else None

@@ -1,0 +1,151 @@
+"""The run plan: every `auto` resolved once, from the config and a machine description, without weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import transformers
+
+from conftest import ROOT, compose
+from medchat import modeling, plan, runs
+from medchat.config import ConfigError, QuantConfig
+from medchat.hardware import Hardware, detect
+
+H100 = Hardware(cuda=True, gpus=1, bf16=True, gpu_memory_bytes=80 * 10**9, liger=True)
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("weights were loaded")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+
+
+def test_a_gpu_shaped_machine_gets_the_gpu_plan(no_weights):
+    cfg = compose("model.dtype=auto", "model.attn_implementation=auto", "trainer.precision=auto", "trainer.gradient_checkpointing=auto",
+                  "trainer.use_liger_kernel=auto", "trainer.optim=auto")
+    p = plan.resolve(cfg, H100)
+    m = p.model
+    assert (m.dtype, p.precision, p.use_cpu, m.device, p.optim) == ("bfloat16", "bf16", False, 0, "adamw_torch_fused")
+    assert (m.train_attention, m.generation_attention, p.liger) == ("flex_attention", "sdpa", True)
+    assert m.quant.compute_dtype == "bfloat16"  # quant.compute_dtype=auto follows the model's dtype
+    assert not p.checkpointing.enabled and 0 < p.checkpointing.estimate_bytes < 0.85 * 80 * 10**9
+    assert set(p.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    with_fa2 = plan.resolve(cfg, Hardware(cuda=True, gpus=1, bf16=True, flash_attn=True))
+    assert with_fa2.model.train_attention == with_fa2.model.generation_attention == "flash_attention_2"
+    assert with_fa2.checkpointing.enabled and "not estimated" in with_fa2.checkpointing.reason  # memory unknown
+    cpu = plan.resolve(cfg, Hardware())
+    assert (cpu.model.dtype, cpu.precision, cpu.optim, cpu.liger, cpu.model.train_attention) == (
+        "float32", "fp32", "adamw_torch", False, "sdpa")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.optim = "sgd"  # the plan is immutable
+
+
+def test_choices_the_machine_cannot_honour_fail_naming_the_key():
+    with pytest.raises(ConfigError, match="trainer.use_liger_kernel=true needs a CUDA GPU"):
+        plan.resolve(compose("trainer.use_liger_kernel=true"), Hardware())
+    with pytest.raises(ConfigError, match="liger-kernel is not installed"):
+        plan.resolve(compose("trainer.use_liger_kernel=true"), Hardware(cuda=True, gpus=1, bf16=True))
+    with pytest.raises(ConfigError, match="quant.mode=nf4 needs bitsandbytes"):
+        plan.resolve(compose("quant=nf4"), Hardware(bitsandbytes=False))
+    with pytest.raises(ConfigError, match="quant.compute_dtype=bfloat16: this GPU has no bf16"):
+        plan.model_plan(compose().model, QuantConfig(mode="nf4", compute_dtype="bfloat16"),
+                        Hardware(cuda=True, gpus=1, bf16=False), "x")
+
+
+def test_training_saves_the_plan_it_ran_with(trained_run):
+    saved = json.loads((trained_run / "plan.json").read_text())
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert saved["model"]["train_attention"] == metrics["speed"]["attn_implementation"]
+    assert saved["optim"] == metrics["speed"]["optim"] and saved["liger"] == metrics["speed"]["use_liger_kernel"]
+    assert saved["checkpointing"]["enabled"] == metrics["speed"]["gradient_checkpointing"]
+    assert saved["target_modules"] == metrics["target_modules"]
+    assert saved["hardware"]["cuda"] == torch.cuda.is_available() and saved["world_size"] == metrics["world_size"]
+    assert runs.open_run(trained_run).trained_plan() == saved
+    # the same function answers for the same config on the same machine
+    assert plan.resolve(runs.read_config(trained_run), detect()).to_dict() == saved
+
+
+def test_generation_on_a_gpu_shaped_plan_uses_the_generation_attention(trained_run, monkeypatch, tmp_path):
+    """Chat, the app and evaluate.py build their model through medchat.runs: on a GPU whose training attention
+    is flex_attention, generation still loads sdpa, with the KV cache on."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    run_dir = tmp_path / "run"  # the tiny preset pins sdpa and float32: this copy leaves both to `auto`
+    shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("checkpoints"))
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg.model.attn_implementation, cfg.model.dtype = "auto", "auto"
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    seen = {}
+
+    class Loaded(Exception):
+        pass
+
+    def from_pretrained(path, **kwargs):
+        seen.update(kwargs)
+        raise Loaded
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    run = runs.open_run(run_dir)
+    gpu = Hardware(cuda=True, gpus=1, bf16=True, gpu_memory_bytes=80 * 10**9)
+    path = modeling.model_path(run.cfg.model)
+    assert plan.model_plan(run.cfg.model, run.cfg.quant, gpu, path).train_attention == "flex_attention"
+    with pytest.raises(Loaded):
+        runs.load_for_generation(run, hw=gpu)
+    assert seen["attn_implementation"] == "sdpa" and seen["device_map"] == {"": 0} and seen["dtype"] == torch.bfloat16
+    # evaluate.py's plan, on the same machine
+    from test_evaluate_cli import compose_eval
+
+    from medchat.evaluation.plan import make_plan
+
+    monkeypatch.setattr("medchat.hardware.detect", lambda: gpu)
+    evaluation = make_plan(compose_eval(f"run_dir={run_dir}")).model
+    assert (evaluation.train_attention, evaluation.generation_attention) == ("flex_attention", "sdpa")
+
+
+def test_the_training_callback_generates_with_the_generation_attention(tiny_dir, tiny_tokenizer, monkeypatch, tmp_path):
+    """A model built for training (here eager) is switched to the plan's generation attention while the
+    eval.every_steps callback generates, and switched back for the next training step."""
+    from medchat.config import ModelConfig
+    from medchat.data import load_split
+    from medchat.evaluation import callback
+
+    model = modeling.load_model(plan.model_plan(ModelConfig(dtype="float32", attn_implementation="eager"),
+                                                QuantConfig(mode="none"), Hardware(), str(tiny_dir)))
+    cfg = compose("eval.every_steps=1", "eval.num_samples=2", "eval.max_new_tokens=2", "eval.metrics=[bleu]",
+                  "tracker=none", "dataset.n=20", "dataset.eval_size=4")
+    [cb] = callback.generation_callbacks(cfg, tiny_tokenizer, load_split(cfg.dataset).eval, tmp_path, "sdpa")
+    during = []
+    real = callback.generate
+
+    def spy(m, *a, **k):
+        during.append(m.config._attn_implementation)
+        return real(m, *a, **k)
+
+    monkeypatch.setattr(callback, "generate", spy)
+    cb.log_generations(model, step=1)
+    assert during == ["sdpa"] and model.config._attn_implementation == "eager"
+
+
+def test_python_m_medchat_plan_prints_the_plan(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-m", "medchat.plan", "trainer=debug", "lora.targets=qv"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    first, _, rest = out.stdout.partition("\n")
+    assert first.startswith("run plan: ") and "attention" in first
+    shown = json.loads(rest)
+    assert shown["target_modules"] == ["q_proj", "v_proj"] and shown["hardware"]["cuda"] == torch.cuda.is_available()
+    bad = subprocess.run([sys.executable, "-m", "medchat.plan", "trainer.precision=bf16"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    if not torch.cuda.is_available():
+        assert bad.returncode != 0 and "trainer.precision=bf16 needs a CUDA GPU" in bad.stderr
