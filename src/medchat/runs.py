@@ -144,6 +144,19 @@ def read_config(run_dir: str | Path, on_schema: bool = True) -> DictConfig:
         raise ConfigError(f"{path} does not fit medchat's config schema: {e}") from e
 
 
+def artifact_kind(path: Path) -> str:
+    """An exported folder (medchat.export) -> "adapter" (PEFT files) or "merged" (a full model), else a
+    ConfigError: what evaluate.py artifact= scores."""
+    if not path.is_dir():
+        raise ConfigError(f"artifact={path}: no such directory")
+    if (path / "adapter_config.json").is_file():
+        return "adapter"
+    if (path / "config.json").is_file():
+        return "merged"
+    raise ConfigError(f"artifact={path}: neither an adapter (adapter_config.json) nor a model (config.json); "
+                      "export one with python -m medchat.export run_dir=RUN [merge=true]")
+
+
 def wandb_run(run_dir: str | Path | None) -> tuple[str, dict] | None:
     """The W&B run a finished run trained into: (its id from RUN/wandb_run_id, the run's tracker config as a
     plain dict), or None when it has no saved id, no config, or did not train with tracker.backend=wandb."""

@@ -41,18 +41,6 @@ class Plan:
         return self.model.path
 
 
-def artifact_kind(path: Path) -> str:
-    """An exported folder -> "adapter" (PEFT files) or "merged" (a full model), else a ConfigError."""
-    if not path.is_dir():
-        raise ConfigError(f"artifact={path}: no such directory")
-    if (path / "adapter_config.json").is_file():
-        return "adapter"
-    if (path / "config.json").is_file():
-        return "merged"
-    raise ConfigError(f"artifact={path}: neither an adapter (adapter_config.json) nor a model (config.json); "
-                      "export one with python -m medchat.export run_dir=RUN [merge=true]")
-
-
 def eval_name(cfg) -> str:
     """What one evaluation scored, as a folder name: <rows>-<models>[-<quant>][-unmerged][-limitN].
 
@@ -105,7 +93,7 @@ def make_plan(cfg) -> Plan:
                     "path": str(adapter)}
     if cfg.artifact:
         exported = Path(cfg.artifact)
-        if artifact_kind(exported) == "adapter":
+        if runs.artifact_kind(exported) == "adapter":
             runs.check_adapter_base(exported, model_cfg, path, check_name=cfg.base_model is None,
                                     where="base_model=" if cfg.base_model else "the run's model.name_or_path")
             adapter = exported
