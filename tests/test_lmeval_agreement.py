@@ -22,13 +22,15 @@ def _agreement(tmp_path, model_dir, model_cfg):
     from medchat import modeling
     from medchat.config import QuantConfig
     from medchat.evaluation import lmeval_tasks, mcq, mcq_data
+    from medchat.hardware import Hardware
+    from medchat.plan import model_plan
 
     folder = shared("mcq_eval")
     names = lmeval_tasks.write_tasks([str(folder)], tmp_path / "tasks", limit=ITEMS)
     theirs = lmeval_tasks.run(tmp_path / "tasks", names, str(model_dir), batch_size=4)
 
     torch.manual_seed(0)
-    model = modeling.load_model(model_cfg, QuantConfig(mode="none"), str(model_dir)).eval()
+    model = modeling.load_model(model_plan(model_cfg, QuantConfig(mode="none"), Hardware(), str(model_dir))).eval()
     tokenizer = modeling.load_tokenizer(model_cfg, path=str(model_dir))
     suites = dict(mcq_data.benchmarks([str(folder)]))
     assert len(names) == len(suites) == 4
