@@ -62,8 +62,11 @@ class Run:
         the training rows' differed, or the run predates the record."""
         if self.cfg.dataset.get("system_prompt"):
             return self.cfg.dataset.system_prompt
-        path = self.dir / SPLIT_FILE
-        return json.loads(path.read_text()).get("train_system_prompt") if path.is_file() else None
+        split = self.split(required=False)
+        if "train_system_prompt" not in split:
+            log.warning("%s/%s does not record the training system prompt (a run from before it was recorded): "
+                        "none is used; pass system_prompt=... if the run trained with one", self.dir, SPLIT_FILE)
+        return split.get("train_system_prompt")
 
     def split(self, why: str = "", required: bool = True) -> dict:
         """RUN/split.json: the hashes of both sides of the run's split and its counts (missing: DataError,
