@@ -7,7 +7,8 @@ import json
 import pytest
 
 from conftest import compose
-from medchat.config import ConfigError, validate
+from medchat.config import ConfigError
+from medchat.config_checks import validate
 from medchat.pipeline import train
 
 COMMON = ["trainer=debug", "dataset.n=40", "dataset.eval_size=4", "tracker=none", "trainer.eval_steps=2",

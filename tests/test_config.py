@@ -12,6 +12,7 @@ from hydra.errors import ConfigCompositionException
 
 from conftest import CONF, compose
 from medchat import config as schema
+from medchat import config_checks
 from medchat import modeling, plan, training
 from medchat.hardware import Hardware
 
@@ -38,7 +39,7 @@ def build_all(cfg, tmp_path):
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_builds_real_configs(group, option, tmp_path):
     cfg = compose(f"{group}={option}", "dataset.path=rows.jsonl")
-    schema.validate(cfg)
+    config_checks.validate(cfg)
     args, lora, bnb = build_all(cfg, tmp_path)
     assert isinstance(args, trl.SFTConfig)
     assert args.learning_rate == cfg.trainer.learning_rate
@@ -96,11 +97,14 @@ def test_wrong_type_fails_with_its_name():
     "override,key",
     [("lora.r=0", "lora.r"), ("lora.targets=everything", "lora.targets"), ("quant.mode=nf3", "quant.mode"),
      ("trainer.per_device_train_batch_size=0", "trainer.per_device_train_batch_size"),
-     ("dataset.eval_size=-1", "dataset.eval_size")],
+     ("dataset.eval_size=-1", "dataset.eval_size"),
+     # training's generation settings obey the same rules as evaluate.py's and chat's (GenerationSettings.check)
+     ("eval.temperature=-1", "eval.temperature"), ("eval.top_p=0", "eval.top_p"),
+     ("eval.max_new_tokens=0", "eval.max_new_tokens")],
 )
 def test_bad_values_fail_validation_naming_the_key(override, key):
     with pytest.raises(schema.ConfigError, match=key.replace(".", r"\.")):
-        schema.validate(compose(override))
+        config_checks.validate(compose(override))
 
 
 def test_unknown_optimizer_is_rejected_by_the_real_constructor(tmp_path):

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from conftest import ROOT, compose
-from medchat.config import Config, ConfigError, check_keys, unknown_keys
+from medchat.config import Config, ConfigError
+from medchat.config_checks import check_keys, unknown_keys
 
 FAST = ["trainer=debug", "dataset.n=40", "dataset.eval_size=4", "tracker=none"]
 

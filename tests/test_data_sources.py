@@ -8,7 +8,8 @@ import json
 import pytest
 
 from conftest import DIALOGUES, compose
-from medchat.config import ConfigError, validate
+from medchat.config import ConfigError
+from medchat.config_checks import validate
 from medchat.data import DataError, load_split
 
 SAMPLE = DIALOGUES  # multi-turn synthetic dialogues (issue 9 moved them out of the package)

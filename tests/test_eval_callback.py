@@ -54,7 +54,8 @@ def test_only_rank_zero_generates(monkeypatch):
 
 
 def test_every_steps_needs_heldout_rows():
-    from medchat.config import ConfigError, validate
+    from medchat.config import ConfigError
+    from medchat.config_checks import validate
 
     with pytest.raises(ConfigError, match="eval.every_steps generates for held-out rows"):
         validate(compose(*FAST, "dataset.eval_size=0"))

@@ -11,7 +11,8 @@ import torch
 
 from conftest import ROOT, compose
 from medchat import launch_checks, memory, modeling, plan, training
-from medchat.config import ConfigError, ModelConfig, QuantConfig, validate
+from medchat.config import ConfigError, ModelConfig, QuantConfig
+from medchat.config_checks import validate
 from medchat.hardware import Hardware
 
 MISTRAL = memory.Arch(layers=32, hidden=4096, intermediate=14336, kv_dim=1024, vocab=32000)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, compose
-from medchat.config import validate
+from medchat.config_checks import validate
 from medchat.rundir import read_status
 
 SWEEP = ROOT / "sweep"

@@ -18,7 +18,8 @@ from typing import Callable
 
 from hydra.core.config_store import ConfigStore
 
-from medchat.config import ConfigError, check_keys
+from medchat.config import ConfigError
+from medchat.config_checks import check_keys
 
 QUIET_HYDRA = {"run": {"dir": "."}, "output_subdir": None}
 

@@ -107,7 +107,7 @@ def compose(overrides: list[str], config_dir: str | None, run_dir: str | None):
 def inspect(cfg, n: int = 3, color: bool = False, html_path: Path | None = None, run_dir: Path | None = None,
             out=None) -> dict:
     from medchat import data, modeling
-    from medchat.config import validate
+    from medchat.config_checks import validate
     from medchat.formatting import tokenize_conversation
 
     out = out or sys.stdout  # looked up now: a caller (or pytest) may have replaced sys.stdout

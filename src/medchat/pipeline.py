@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from medchat import data, modeling, rundir, training
 from medchat import plan as run_plan
 from medchat.attempt import Attempt, write_json
-from medchat.config import Config, check_keys, validate
+from medchat.config import Config
+from medchat.config_checks import check_keys, validate
 from medchat.data.cache import tokenized
 from medchat.preemption import Interrupted, PreemptionCallback, StopRequest
 from medchat.tracking import Tracker, is_main_process

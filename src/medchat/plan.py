@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m medchat.plan [overrides]`: compose the training config as train.py would, print its plan."""
     from hydra import compose, initialize_config_dir
 
-    from medchat.config import register_configs, validate
+    from medchat.config import register_configs
+    from medchat.config_checks import validate
     from medchat.rundir import register_resolvers
 
     argv = sys.argv[1:] if argv is None else argv

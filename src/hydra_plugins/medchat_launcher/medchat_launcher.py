@@ -129,7 +129,8 @@ class MedchatLauncher(Launcher):
         return [self._job_return(job, cfg, job.status) for job, cfg in zip(jobs, configs)]
 
     def _plan(self, job_overrides, initial_job_idx: int, sweep_dir: Path):
-        from medchat.config import Config, ConfigError, check_keys, validate
+        from medchat.config import Config, ConfigError
+        from medchat.config_checks import check_keys, validate
         from medchat.rundir import read_status
         from medchat.sweeps.launch import Job
         from medchat.sweeps.state import identity, new_wandb_id, place, plan, read_job, write_job

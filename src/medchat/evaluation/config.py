@@ -11,7 +11,8 @@ from typing import Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from medchat.config import ConfigError, GenerationSettings, ModelConfig, QuantConfig, check_keys
+from medchat.config import ConfigError, GenerationSettings, ModelConfig, QuantConfig
+from medchat.config_checks import check_keys
 
 TASKS = ("generate", "mcq")
 TEXT_METRICS = ("bleu", "rouge", "meteor", "bertscore")
