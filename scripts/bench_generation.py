@@ -16,6 +16,9 @@ Setups (--setups):
   merged-static  as merged, with transformers' static KV cache (cache_implementation=static: one padded shape
             per eval set, so decoding compiles once)
   merged-auto  as merged, with evaluate.py's default (cache_implementation=auto: static on a GPU)
+  chat-merged, chat-merged-dynamic, chat-nf4-lora  medchat.chat's streaming path (inference.ChatModel.stream_ids,
+            batch 1, one answer after another on the first --unbatched-prompts prompts): its default (a static
+            cache of --chat-context positions reused across answers on a GPU), the dynamic cache, and NF4+LoRA
 Each setup runs at batch size 1 on the first --unbatched-prompts prompts, and at every --batch-sizes
 value on all --prompts prompts. Throughput counts only real new tokens (up to and including each row's
 EOS), over wall time from the first batch to the last, after one warm-up call.
@@ -52,9 +55,13 @@ class IdTokenizer:
     """What generate() needs of a tokenizer, for a model with no real vocabulary (random weights)."""
 
     pad_token_id, eos_token_id = 0, 2
+    all_special_tokens: list[str] = []
 
     def decode(self, ids, skip_special_tokens=True):
         return " ".join(map(str, ids))
+
+    def get_vocab(self) -> dict:
+        return {}
 
 
 def mistral7b_random(device: str, num_layers: int = 32):
@@ -144,6 +151,41 @@ def timed(model, tokenizer, prompts, batch_size, args, cache=None):
     return out, stats
 
 
+def run_chat(setup: str, model, tokenizer, prompts, args, rows: list) -> None:
+    try:
+        _run_chat(setup, model, tokenizer, prompts, args, rows)
+    except Exception as e:  # recorded, so that one failing path does not hide the others' numbers
+        row = {"setup": setup, "batch_size": 1, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+
+def _run_chat(setup: str, model, tokenizer, prompts, args, rows: list) -> None:
+    """Answers streamed one after another, as a chat session does: tokens/s over all of them after one warm-up
+    answer (which absorbs the static cache's one compilation)."""
+    from medchat.config import GenerationSettings
+    from medchat.inference import ChatModel
+
+    cache = "dynamic" if setup == "chat-merged-dynamic" else "auto"
+    bot = ChatModel(model, tokenizer, "plain", None, args.chat_context, cache_implementation=cache)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, do_sample=False)
+    subset = prompts[: args.unbatched_prompts]
+    list(bot.stream_ids(subset[0], settings))  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start, pieces = time.perf_counter(), 0
+    for ids in subset:
+        text = "".join(bot.stream_ids(ids, settings))
+        # IdTokenizer decodes each id as one word; for the tiny model's real tokenizer this is words, not tokens
+        pieces += len(text.split()) if isinstance(tokenizer, IdTokenizer) else len(tokenizer(text)["input_ids"])
+    seconds = time.perf_counter() - start
+    row = {"setup": setup, "batch_size": 1, "prompts": len(subset), "new_tokens": pieces,
+           "seconds": round(seconds, 2), "tokens_per_s": round(pieces / seconds, 1), "eos_rows": None,
+           "greedy_equal_to_batch_1": "n/a"}
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
 def run_setup(setup: str, model, tokenizer, prompts, args, rows: list, outputs: dict) -> None:
     cache = {"merged-static": "static", "merged-auto": "auto"}.get(setup)
     batch_sizes = args.nf4_batch_sizes if setup == "nf4-lora" else args.batch_sizes
@@ -188,6 +230,9 @@ def markdown(args, env: dict, rows: list) -> str:
              "| greedy = batch 1 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     base = next((r["tokens_per_s"] for r in rows if r["setup"] == "nf4-lora" and r["batch_size"] == 1), None)
     for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['setup']} | {r['batch_size']} | failed: {r['error']} | | | | | | |")
+            continue
         speedup = f"{r['tokens_per_s'] / base:.1f}" if base else "n/a"
         lines.append(f"| {r['setup']} | {r['batch_size']} | {r['prompts']} | {r['new_tokens']} | {r['seconds']} | "
                      f"{r['tokens_per_s']} | {speedup} | {r['eos_rows']} | {r['greedy_equal_to_batch_1']} |")
@@ -208,6 +253,7 @@ def main() -> int:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--prompt-len", default="96,320", help="mistral7b-random: min,max prompt tokens")
     p.add_argument("--num-layers", type=int, default=32, help="mistral7b-random: fewer layers, for a smoke check only")
+    p.add_argument("--chat-context", type=int, default=1024, help="chat setups: ChatModel's max_context")
     p.add_argument("--out", type=Path, help="write the Markdown table here (and .json beside it)")
     args = p.parse_args()
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -224,9 +270,15 @@ def main() -> int:
     model = random_lora(model).merge_and_unload().eval()
     for setup in [s for s in setups if s.startswith("merged")]:
         run_setup(setup, model, tokenizer, prompts, args, rows, outputs)
-    if "nf4-lora" in setups:
+    for setup in [s for s in setups if s.startswith("chat-merged")]:
+        run_chat(setup, model, tokenizer, prompts, args, rows)
+    if "nf4-lora" in setups or "chat-nf4-lora" in setups:
         quantize_nf4_(model, dtype)
-        run_setup("nf4-lora", random_lora(model), tokenizer, prompts, args, rows, outputs)
+        lora = random_lora(model)
+        if "nf4-lora" in setups:
+            run_setup("nf4-lora", lora, tokenizer, prompts, args, rows, outputs)
+        if "chat-nf4-lora" in setups:
+            run_chat("chat-nf4-lora", lora, tokenizer, prompts, args, rows)
     env = environment(device)
     text = markdown(args, env, rows)
     print(text)
@@ -234,7 +286,7 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         args.out.with_suffix(".json").write_text(json.dumps({"env": env, "rows": rows, "argv": sys.argv}, indent=2) + "\n")
-    unequal = [r for r in rows if r["setup"] != "nf4-lora" and int(r["greedy_equal_to_batch_1"].split("/")[0])
+    unequal = [r for r in rows if r["setup"] != "nf4-lora" and not r["setup"].startswith("chat") and "error" not in r and int(r["greedy_equal_to_batch_1"].split("/")[0])
                != int(r["greedy_equal_to_batch_1"].split("/")[1])]
     if args.model == "tiny" and unequal:
         print(f"batched greedy outputs differ from one-at-a-time outputs: {unequal}", file=sys.stderr)

@@ -68,6 +68,19 @@ def test_streamed_pieces_are_the_greedy_generation_up_to_eos(bot):
         assert new.index(bot.tokenizer.eos_token_id) == len(new) - 1
 
 
+def test_the_reused_static_cache_answers_exactly_as_the_dynamic_one_turn_after_turn(bot):
+    """What chat does on a GPU (one StaticCache of max_context positions, reset between answers), forced on
+    CPU: greedy answers equal the dynamic cache's for prompts of different lengths, one after another."""
+    static = ChatModel(bot.model, bot.tokenizer, bot.prompt_format, bot.system_prompt, bot.max_context,
+                       cache_implementation="static")
+    settings = GenerationSettings(max_new_tokens=16, temperature=0)
+    questions = ["I get heartburn after dinner.", "Why?", "My left knee has been swollen for three weeks, what now?"]
+    for q in questions:
+        messages = bot.conversation([], q)
+        assert static.reply(messages, settings) == bot.reply(messages, settings), q
+    assert static._cache is not None and bot._cache is None  # CPU's auto stays dynamic; one cache, reused
+
+
 def test_conversation_carries_history_and_the_runs_system_prompt(bot):
     history = [{"role": "user", "content": "I have a cough."},
                {"role": "assistant", "content": [{"type": "text", "text": "How long for?"}]}]  # Gradio's form

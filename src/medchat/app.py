@@ -34,6 +34,10 @@ class AppConfig:
     title: Optional[str] = None  # null: "medchat: <model> on <dataset>"
     system_prompt: Optional[str] = None  # null: the run's; "": none
     quant: Optional[str] = None  # null: as trained
+    # true: the adapter folded into the base (a 4-bit base dequantized to 16-bit first), as evaluate.py scores it;
+    # ~10x faster decoding on a GPU (static cache + compiled decoding: bench/RESULTS.md), 16-bit memory.
+    # false: the base as `quant` says with the adapter unmerged (4-bit memory, as during training)
+    merge: bool = True
     base: Optional[str] = None
     check_base: bool = True  # false: skip the adapter's recorded base name (its shapes are still checked)
     max_context: Optional[int] = None
@@ -125,7 +129,7 @@ def run(cfg) -> None:
     chat_settings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.repetition_penalty)  # the sliders' start
     port = check_port(cfg.host, cfg.port)  # before minutes of model loading, not after
     quiet_libraries(cfg.verbose)
-    bot = ChatModel.load(cfg.run_dir, quant=cfg.quant, base=cfg.base, check_base=cfg.check_base,
+    bot = ChatModel.load(cfg.run_dir, quant=cfg.quant, base=cfg.base, check_base=cfg.check_base, merge=cfg.merge,
                          system_prompt=cfg.system_prompt, max_context=cfg.max_context)
     demo = build_demo(bot, cfg, cfg.title or default_title(opened))
     check_port(cfg.host, port)  # still free after loading?

@@ -5,6 +5,7 @@
     python -m medchat.chat run_dir=RUN temperature=0 max_new_tokens=128       # greedy, shorter answers
     python -m medchat.chat run_dir=RUN decoding=eval                           # evaluate.py's settings: greedy, no penalty
     python -m medchat.chat run_dir=RUN quant=none                              # base in 16/32-bit, not 4-bit
+    python -m medchat.chat run_dir=RUN merge=false                             # adapter unmerged (4-bit memory)
 
 With `prompt=...` the answer alone goes to stdout (for scripts); the medical disclaimer, the decoding
 settings and the system prompt in use (a banner), and any diagnostics go to stderr. Chat samples by
@@ -32,6 +33,10 @@ class ChatConfig:
     prompt: Optional[str] = None  # answer this one question and exit
     system_prompt: Optional[str] = None  # null: the run's; "": none
     quant: Optional[str] = None  # null: as trained (nf4 | fp4 | int8 | none)
+    # true: the adapter folded into the base (a 4-bit base dequantized to 16-bit first), as evaluate.py scores it;
+    # ~10x faster decoding on a GPU (static cache + compiled decoding: bench/RESULTS.md), 16-bit memory.
+    # false: the base as `quant` says with the adapter unmerged (4-bit memory, as during training)
+    merge: bool = True
     base: Optional[str] = None  # null: the run's base model; a local copy of it, say
     check_base: bool = True  # false: skip the adapter's recorded base name (its shapes are still checked)
     max_context: Optional[int] = None  # null: the run's trainer.max_length
@@ -129,7 +134,7 @@ def run(cfg) -> None:
         raise ConfigError('prompt is empty: pass prompt="your question", or leave it out to chat interactively')
     settings = settings_from(cfg)
     quiet_libraries(cfg.verbose)
-    bot = ChatModel.load(cfg.run_dir, quant=cfg.quant, base=cfg.base, check_base=cfg.check_base,
+    bot = ChatModel.load(cfg.run_dir, quant=cfg.quant, base=cfg.base, check_base=cfg.check_base, merge=cfg.merge,
                          system_prompt=cfg.system_prompt, max_context=cfg.max_context)
     print(f"[{DISCLAIMER}]", file=sys.stderr)
     print(banner(settings, bot.system_prompt), file=sys.stderr)

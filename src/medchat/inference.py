@@ -57,23 +57,29 @@ def message_text(content: Any) -> str:
 class ChatModel:
     """A run's model, tokenizer and prompt conventions, ready to answer."""
 
-    def __init__(self, model, tokenizer, prompt_format: str, system_prompt: str | None, max_context: int):
+    def __init__(self, model, tokenizer, prompt_format: str, system_prompt: str | None, max_context: int,
+                 cache_implementation: str | None = "auto"):
         self.model, self.tokenizer = model, tokenizer
         self.prompt_format, self.system_prompt, self.max_context = prompt_format, system_prompt, max_context
+        # auto: static on a GPU, dynamic on CPU; "static" forces it (tests); None/"dynamic": always dynamic.
+        self.cache_implementation = None if cache_implementation == "dynamic" else cache_implementation
+        self._cache = None
+        self._cache_kwarg = "past_key_values"
         from medchat.formatting import stop_token_ids
 
         self.eos_token_ids = stop_token_ids(tokenizer, model)  # every end token of the family, not only eos
 
     @classmethod
     def load(cls, run_dir, quant: str | None = None, base: str | None = None, check_base: bool = True,
-             system_prompt: str | None = None, max_context: int | None = None) -> "ChatModel":
-        """quant: null = as trained (a QLoRA run's base is loaded in 4-bit again); system_prompt: null = the run's."""
+             system_prompt: str | None = None, max_context: int | None = None, merge: bool = True) -> "ChatModel":
+        """quant: null = as trained (a QLoRA run's base is loaded in 4-bit again); merge: fold the adapter into
+        the (dequantized) base, as evaluate.py does; system_prompt: null = the run's."""
         from medchat import runs
 
         if quant is not None and quant not in QUANT_MODES:
             raise ConfigError(f"quant={quant!r} is not one of {', '.join(QUANT_MODES)} (or null: as trained)")
         run = runs.open_run(run_dir)
-        model, tokenizer = runs.load_for_generation(run, quant=quant, base=base, check_name=check_base)
+        model, tokenizer = runs.load_for_generation(run, quant=quant, base=base, check_name=check_base, merge=merge)
         prompt = run.system_prompt() if system_prompt is None else (system_prompt or None)
         return cls(model, tokenizer, run.cfg.dataset.get("prompt_format", "chat_template"), prompt,
                    max_context or int(run.cfg.trainer.max_length))
@@ -105,12 +111,24 @@ class ChatModel:
 
     def stream(self, messages: list[dict], settings: GenerationSettings) -> Iterator[str]:
         """Yield the answer's text piece by piece as it is generated; stops at the tokenizer's eos."""
+        settings.check()
+        yield from self.stream_ids(self.prompt_ids(messages, settings.max_new_tokens), settings)
+
+    def stream_ids(self, ids: list[int], settings: GenerationSettings) -> Iterator[str]:
+        """stream() for prompt token ids that already fit max_context (what the generation bench times)."""
         import torch
         from transformers import TextIteratorStreamer
 
-        settings.check()
-        ids = torch.tensor([self.prompt_ids(messages, settings.max_new_tokens)], device=self.model.device)
+        if len(ids) + settings.max_new_tokens > self.max_context:
+            raise ConfigError(f"prompt ({len(ids)} tokens) + max_new_tokens ({settings.max_new_tokens}) exceed "
+                              f"max_context ({self.max_context})")
+        ids = torch.tensor([ids], device=self.model.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = settings.generate_kwargs()
+        cache = self._reusable_cache()
+        if cache is not None:
+            cache.reset()
+            kwargs[self._cache_kwarg] = cache
         failure: list[BaseException] = []
 
         def generate():
@@ -118,7 +136,7 @@ class ChatModel:
                 with torch.no_grad():
                     self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
                                         eos_token_id=self.eos_token_ids, pad_token_id=self.tokenizer.pad_token_id,
-                                        use_cache=True, **settings.generate_kwargs())
+                                        use_cache=True, **kwargs)
             except BaseException as e:  # surfaced in the caller's thread below, after the streamer is released
                 failure.append(e)
                 streamer.end()
@@ -130,5 +148,37 @@ class ChatModel:
         if failure:
             raise failure[0]
 
+    def _reusable_cache(self):
+        """On a GPU (evaluate.py's rule, medchat.evaluation.generation.resolve_cache), one static KV cache of
+        max_context positions, kept for the whole chat: every answer decodes with the same shapes, so
+        transformers compiles the decoding step once (the dynamic cache re-launches thousands of small kernels
+        per token, host-bound at batch 1: bench/RESULTS.md). None: the dynamic cache (CPU)."""
+        from medchat.evaluation.generation import resolve_cache
+
+        if self.cache_implementation is None:
+            return None
+        if self._cache is None:
+            choice = resolve_cache(self.cache_implementation, self.model.device)
+            if choice == "static" and self.cache_implementation == "auto" and _has_bitsandbytes_layers(self.model):
+                # transformers compiles decoding for a static cache on a GPU, and compiling through
+                # bitsandbytes' 4-bit layers failed (AssertionError, H200, bench/RESULTS.md): 4-bit chat stays dynamic.
+                choice = None
+            if choice != "static":
+                self.cache_implementation = None  # decided once per ChatModel
+                return None
+            import inspect
+
+            from transformers import StaticCache
+
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            # transformers 5.2x renamed generate's past_key_values to cache (the GPU image has 5.17).
+            self._cache_kwarg = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+            self._cache = StaticCache(config=base.config, max_cache_len=self.max_context)
+        return self._cache
+
     def reply(self, messages: list[dict], settings: GenerationSettings) -> str:
         return "".join(self.stream(messages, settings)).strip()
+
+
+def _has_bitsandbytes_layers(model) -> bool:
+    return any(type(m).__module__.startswith("bitsandbytes") for m in model.modules())
