@@ -196,12 +196,14 @@ def test_the_system_prompt_is_the_one_training_recorded_not_a_guess_from_the_eva
 
 
 def test_banner_shows_the_decoding_and_decoding_eval_chats_as_evaluate_py_decodes(trained_run, bot, tmp_path):
+    from medchat.chat import banner, settings_from
+
+    # the default (sampled) banner from the chat's own config; one CLI run below checks it reaches stderr
+    sampled = settings_from(OmegaConf.structured(ChatConfig(run_dir=str(trained_run), max_new_tokens=12)))
+    assert banner(sampled, None) == ("[decoding: sampled: temperature 0.7, top_p 0.9, repetition penalty 1.1, at most "
+                                     "12 new tokens (evaluate.py decodes greedily, without penalty: decoding=eval); "
+                                     "system prompt: none (the chat template's default)]")
     question = "My ankle is swollen after a fall."
-    proc = cli("-m", "medchat.chat", f"run_dir={trained_run}", f"prompt={question}", "max_new_tokens=12",
-               cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert ("[decoding: sampled: temperature 0.7, top_p 0.9, repetition penalty 1.1, at most 12 new tokens "
-            "(evaluate.py decodes greedily, without penalty: decoding=eval); system prompt:") in proc.stderr
     proc = cli("-m", "medchat.chat", f"run_dir={trained_run}", f"prompt={question}", "max_new_tokens=12",
                "decoding=eval", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
