@@ -24,7 +24,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
 fi
 "$VENV/bin/python" -c 'import torch' 2>/dev/null || "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
-EXTRAS=dev,sweep,eval,app,real
+EXTRAS=dev,sweep,eval,app,real,test
 # On a machine with an NVIDIA GPU also the GPU extras (Liger kernels); CPU machines and CI skip them.
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then EXTRAS=$EXTRAS,gpu; fi
 "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"

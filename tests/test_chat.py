@@ -174,3 +174,39 @@ def test_an_explicit_base_of_another_shape_is_refused_by_name(trained_run):
     other = tiny_model_dir(TinyModelConfig(hidden_size=64, intermediate_size=192, num_hidden_layers=2))
     with pytest.raises(AdapterMismatch, match=rf"does not fit base model '{other}': .* has shape"):
         ChatModel.load(trained_run, quant="none", base=str(other), check_base=False)
+
+
+def test_the_system_prompt_is_the_one_training_recorded_not_a_guess_from_the_eval_rows(trained_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("checkpoints"))
+    run = open_run(run_dir)
+    split = json.loads((run_dir / "split.json").read_text())
+    assert "train_system_prompt" in split  # training records it
+    # every held-out row carrying one system text says nothing about what training used
+    rows = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["messages"] = [{"role": "system", "content": "Eval-only text."}] + [m for m in r["messages"] if m["role"] != "system"]
+    (run_dir / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run.system_prompt() == split["train_system_prompt"] != "Eval-only text."
+    split["train_system_prompt"] = "You are a doctor answering patients."
+    (run_dir / "split.json").write_text(json.dumps(split))
+    assert run.system_prompt() == "You are a doctor answering patients."
+    run.cfg.dataset.system_prompt = "Set in the config."
+    assert run.system_prompt() == "Set in the config."
+
+
+def test_banner_shows_the_decoding_and_decoding_eval_chats_as_evaluate_py_decodes(trained_run, bot, tmp_path):
+    from medchat.chat import banner, settings_from
+
+    # the default (sampled) banner from the chat's own config; one CLI run below checks it reaches stderr
+    sampled = settings_from(OmegaConf.structured(ChatConfig(run_dir=str(trained_run), max_new_tokens=12)))
+    assert banner(sampled, None) == ("[decoding: sampled: temperature 0.7, top_p 0.9, repetition penalty 1.1, at most "
+                                     "12 new tokens (evaluate.py decodes greedily, without penalty: decoding=eval); "
+                                     "system prompt: none (the chat template's default)]")
+    question = "My ankle is swollen after a fall."
+    proc = cli("-m", "medchat.chat", f"run_dir={trained_run}", f"prompt={question}", "max_new_tokens=12",
+               "decoding=eval", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "[decoding: greedy, repetition penalty 1, at most 12 new tokens (as evaluate.py decodes)" in proc.stderr
+    evaluated = GenerationSettings(max_new_tokens=12, temperature=0, top_p=1.0, repetition_penalty=1.0)
+    assert proc.stdout.strip() == bot.reply(bot.conversation([], question), evaluated)

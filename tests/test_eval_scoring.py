@@ -117,6 +117,30 @@ def test_mcq_scores_are_option_log_likelihoods_computed_by_hand(model, tiny_toke
         assert lp == pytest.approx(_by_hand(model, context, cont), abs=1e-4)
 
 
+def test_acc_norm_divides_by_the_option_length_as_lm_eval_does():
+    labels = ["yes", "no", "maybe"]
+    # acc: "no" has the highest log-likelihood; per character, "maybe" wins (-4/5 > -3/3 > -2.5/2)
+    assert mcq.choices([-3.0, -2.5, -4.0], labels) == (1, 2)
+    assert mcq.choices([-1.5, -1.0, -9.0], labels) == (1, 0)  # per character -0.5 twice: ties go to the first (numpy.argmax)
+    results = [{"correct": True, "correct_norm": False}, {"correct": False, "correct_norm": False},
+               {"correct": True, "correct_norm": True}, {"correct": False, "correct_norm": True}]
+    acc = mcq.accuracy(results)
+    assert acc["acc"]["value"] == 0.5 and acc["acc_norm"]["correct"] == 2
+    assert acc["acc"]["ci95"] == pytest.approx(list(mcq.wilson_interval(2, 4)))
+
+
+def test_prompts_are_lm_evals_zero_shot_formats():
+    folder = shared("mcq_eval")
+    suites = dict(mcq_data.benchmarks([str(folder)]))
+    medqa, pubmed, ck = (suites[k][0] for k in ("medqa_usmle_4options_300", "pubmedqa_test_200",
+                                                "clinical_knowledge_test"))
+    assert medqa.prompt.startswith("Question: A junior orthopaedic surgery resident")
+    assert medqa.prompt.endswith("\nD. Refuse to dictate the operative report\nAnswer:")
+    assert pubmed.prompt.startswith("Abstract: Dyschesia can be provoked") and "\nQuestion: Is anorectal" in pubmed.prompt
+    assert ck.prompt.startswith("The following are multiple choice questions (with answers) about clinical "
+                                "knowledge.\n\n") and ck.prompt.endswith("\nAnswer:")
+
+
 def test_wilson_interval():
     low, high = mcq.wilson_interval(30, 100)  # textbook value: 0.2189 .. 0.3958
     assert (round(low, 4), round(high, 4)) == (0.2189, 0.3958)
@@ -132,7 +156,7 @@ def test_shared_benchmark_files_load():
     medqa = suites["medqa_usmle_4options_300"][0]
     assert medqa.labels == list("ABCD") and medqa.labels[medqa.answer] == "B"
     pub = suites["pubmedqa_test_200"][0]
-    assert pub.labels == ["yes", "no", "maybe"] and pub.question.startswith("Context: ") and not pub.lettered
+    assert pub.labels == ["yes", "no", "maybe"] and pub.question.startswith("Abstract: ") and not pub.lettered
 
 
 @pytest.mark.parametrize("name,text,match", [

@@ -51,7 +51,7 @@ def run(tmp_path_factory):
 
 def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_side(run):
     _cli("evaluate.py", f"run_dir={run}", "compare_base=true", "generation.max_new_tokens=16", "generation.batch_size=4")
-    out = run / "eval"
+    out = run / "eval" / "heldout-base+adapter"
     metrics = json.loads((out / "metrics.json").read_text())
     heldout = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     assert metrics["rows"] == len(heldout) == 6 and metrics["split"] == "eval.jsonl"
@@ -75,7 +75,56 @@ def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_s
         assert r["prompt"].endswith("<|im_start|>assistant\n") and h["messages"][-2]["content"] in r["prompt"]
         assert set(r["generation"]) == {"adapter", "base"} and set(r["scores"]["adapter"]) >= {"bleu", "rouge1", "perplexity"}
     summary = (out / "summary.md").read_text()
-    assert "| metric | base | adapter |" in summary and "BLEU" in summary and "6 held-out rows" in summary
+    assert "| metric | base | adapter | adapter - base |" in summary and "BLEU" in summary and "6 held-out rows" in summary
+    # each number with its bootstrap interval, and the paired difference with its own
+    iv = metrics["intervals"]
+    for m in ("base", "adapter"):
+        for key in ("bleu", "rougeL", "perplexity", "eos_rate", "mean_answer_words"):
+            b = iv["models"][m][key]
+            assert b["value"] == pytest.approx(metrics["models"][m][key]) and b["ci95"][0] <= b["value"] <= b["ci95"][1]
+    d = iv["differences"]["adapter - base"]["perplexity"]
+    assert d["difference"] == pytest.approx(metrics["models"]["adapter"]["perplexity"] - metrics["models"]["base"]["perplexity"])
+    assert d["ci95"][0] <= d["difference"] <= d["ci95"][1]
+
+    # A smoke run with limit= keeps its own folder: the full evaluation above is not overwritten
+    _cli("evaluate.py", f"run_dir={run}", "limit=2", "generation.max_new_tokens=4", "metrics.names=[bleu]")
+    smoke = json.loads((run / "eval" / "heldout-adapter-limit2" / "metrics.json").read_text())
+    assert smoke["rows"] == 2 and smoke["limit"] == 2
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    from medchat.evaluation import locate
+
+    assert locate.full_heldout(run)[0] == out  # what the model card and the sweep report quote
+
+    # two evaluations of the same rows compared afterwards give the same paired numbers as compare_base=true
+    from medchat.evaluation.compare import compare
+
+    again = compare(out, out, first_model="base", second_model="adapter")
+    assert again["difference"] == iv["differences"]["adapter - base"] and again["rows"] == 6
+    with pytest.raises(ValueError, match="did not score the same rows"):
+        compare(out, run / "eval" / "heldout-adapter-limit2")
+
+
+def test_rows_from_another_file_are_scored_and_training_rows_refused(run, tmp_path):
+    from medchat.data.readers import resolve_path
+    from medchat.evaluation.runner import run as evaluate
+
+    train_cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["dataset"]
+    source = str(resolve_path(train_cfg["path"]))
+    # the run's own source file: its training rows are among them, so the evaluation refuses
+    with pytest.raises(DataError, match="were training rows of .*refusing to score them"):
+        evaluate(compose_eval(f"run_dir={run}", f"rows.path={source}", f"rows.schema={train_cfg['schema']}",
+                              "generation.max_new_tokens=4", "metrics.names=[bleu]"))
+    # rows the run never saw, in another schema (question/answer CSV), a seeded subset of 3
+    other = tmp_path / "ood.csv"
+    other.write_text("question,answer\n" + "".join(f"What helps symptom {i}?,Rest and fluids {i}.\n" for i in range(8)))
+    out = evaluate(compose_eval(f"run_dir={run}", f"rows.path={other}", "rows.schema=qa", "rows.n=3",
+                                "generation.max_new_tokens=4", "metrics.names=[bleu,rouge]", "compare_base=true"))
+    assert out == run / "eval" / "ood-n3-seed0-base+adapter"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["rows"] == 3 and metrics["split"] == str(other) and set(metrics["models"]) == {"base", "adapter"}
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [p["reference"] for p in preds] == [f"Rest and fluids {p['row']}." for p in preds]
+    assert "none is a training row of the run" in (out / "summary.md").read_text()
 
 
 def test_generation_metrics_and_samples_were_logged_to_wandb_during_training(run):
@@ -125,7 +174,7 @@ def test_a_preset_base_model_on_the_runs_heldout_rows(run):
 
     out = evaluate(compose_eval(f"run_dir={run}", "model=tiny", "limit=2", "generation.max_new_tokens=4",
                                 "metrics.names=[bleu,rouge]"))
-    assert out == run / "eval-tiny"
+    assert out == run / "eval" / "heldout-tiny-limit2"
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["models"]) == ["base"] and metrics["rows"] == 2
 
@@ -134,16 +183,21 @@ def test_mcq_runs_on_each_shared_benchmark_file(run, tmp_path):
     from medchat.evaluation.runner import run as evaluate
 
     folder = shared("mcq_eval")
-    out = evaluate(compose_eval(f"run_dir={run}", "task=mcq", f"mcq.benchmarks=[{folder}]", "mcq.limit=6",
-                                "compare_base=true", f"out_dir={tmp_path}"))
+    # the top-level limit applies to task=mcq too (N items of each benchmark)
+    out = evaluate(compose_eval(f"run_dir={run}", "task=mcq", f"mcq.benchmarks=[{folder}]", "limit=6",
+                                "compare_base=true"))
+    assert out == run / "eval" / "mcq-base+adapter-limit6"
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["benchmarks"]) == {"medqa_usmle_4options_300", "pubmedqa_test_200", "clinical_knowledge_test",
                                           "college_medicine_test"}
     for name, bench in metrics["benchmarks"].items():
         assert bench["items"] == 6
         for result in bench["models"].values():
-            low, high = result["ci95"]
-            assert low <= result["accuracy"] <= high and result["correct"] == round(result["accuracy"] * 6)
+            for key in ("acc", "acc_norm"):
+                low, high = result[key]["ci95"]
+                assert low <= result[key]["value"] <= high and result[key]["correct"] == round(result[key]["value"] * 6)
+            if bench["chance"] == 0.25:  # one-character labels: normalising by length changes nothing
+                assert result["acc_norm"] == result["acc"]
         items = [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
         assert len(items) == 6 and set(items[0]["choices"]) == {"adapter", "base"}
 
@@ -224,9 +278,44 @@ def test_a_benchmark_file_missing_its_answers_fails_before_the_model_loads(run, 
     (["model=tiny", "compare_base=true"], "compare_base=true needs run_dir"),
     (["run_dir=x", "task=mcq"], "task=mcq needs mcq.benchmarks"),
     (["run_dir=x", "metrics.names=[bleu,cider]"], "unknown cider"),
+    (["run_dir=x", "rows.n=3"], "rows.n / rows.columns need rows.path"),
+    (["run_dir=x", "task=mcq", "mcq.benchmarks=[a]", "limit=2", "mcq.limit=3"], "limit=2 and mcq.limit=3 disagree"),
 ])
 def test_config_mistakes_name_the_key(overrides, match):
     from medchat.evaluation.runner import run as evaluate
 
     with pytest.raises(ConfigError, match=match):
         evaluate(compose_eval(*overrides))
+
+
+def test_an_exported_folder_is_scored_and_its_card_quotes_its_own_numbers(run, tmp_path):
+    from medchat.evaluation.runner import run as evaluate
+    from medchat.export import export
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints", "eval"))
+    common = ["generation.max_new_tokens=4", "metrics.names=[bleu]"]
+    full = json.loads((evaluate(compose_eval(f"run_dir={copy}", *common)) / "metrics.json").read_text())
+    merged = export(copy, merge=True, dtype="bfloat16")
+    card = (merged / "README.md").read_text()
+    assert "not this folder's 16-bit merge" in card  # only the run's adapter was evaluated so far
+    assert json.loads((merged / "medchat_export.json").read_text())["card_numbers"]["artifact"]["path"].endswith("adapter")
+
+    out = evaluate(compose_eval(f"run_dir={copy}", f"artifact={merged}", *common))
+    assert out == copy / "eval" / "heldout-export_merged"
+    shipped = json.loads((out / "metrics.json").read_text())
+    assert shipped["artifact"] == {"kind": "exported merged model, loaded as saved", "path": str(merged)}
+    # the bf16 merge is a slightly different function from the dequantized-NF4 merge evaluate.py scores by default
+    ppl, ppl_shipped = full["models"]["adapter"]["perplexity"], shipped["models"]["adapter"]["perplexity"]
+    assert ppl_shipped == pytest.approx(ppl, rel=0.05) and ppl_shipped != ppl
+
+    merged = export(copy, merge=True, dtype="bfloat16", overwrite=True)
+    card = (merged / "README.md").read_text()
+    assert "belong to this folder, as shipped" in card and f"{ppl_shipped:.4g}" in card
+    record = json.loads((merged / "medchat_export.json").read_text())
+    assert record["kind"] == "merged" and record["card_numbers"]["evaluation"] == str(out)
+
+    # an adapter export is the adapter itself: scoring it gives the run adapter's numbers
+    adapter = export(copy)
+    same = json.loads((evaluate(compose_eval(f"run_dir={copy}", f"artifact={adapter}", *common)) / "metrics.json").read_text())
+    assert same["models"]["adapter"]["perplexity"] == pytest.approx(ppl, rel=1e-6)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -75,8 +77,15 @@ def test_adapter_export_has_a_card_with_the_runs_numbers_and_the_evaluation_tabl
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("checkpoints"))
-    (run_dir / "eval").mkdir()
-    (run_dir / "eval" / "metrics.json").write_text(json.dumps(EVAL_METRICS))
+    full = run_dir / "eval" / "heldout-base+adapter"
+    full.mkdir(parents=True)
+    (full / "metrics.json").write_text(json.dumps(EVAL_METRICS))
+    # a later `limit=2` smoke run keeps its own folder, and the card never quotes it
+    smoke = run_dir / "eval" / "heldout-adapter-limit2"
+    smoke.mkdir()
+    (smoke / "metrics.json").write_text(json.dumps({**EVAL_METRICS, "rows": 2, "limit": 2, "models": {
+        "adapter": {**EVAL_METRICS["models"]["adapter"], "bleu": 99.9}}}))
+    os.utime(smoke / "metrics.json", (time.time() + 5, time.time() + 5))
 
     out = export(run_dir, repo_id="someone/medchat-tiny")
     assert out == run_dir / "export" / "adapter"
@@ -89,6 +98,7 @@ def test_adapter_export_has_a_card_with_the_runs_numbers_and_the_evaluation_tabl
     split = json.loads((run_dir / "split.json").read_text())
     assert text.count("Not medical advice") == 2
     assert "| fine-tuned (adapter) | 3.21 | 0.2468 | 0.0531 | 0.1357 | n/a | 0.8123 | 123.4 | 41.5 | 0.875 |" in text
+    assert "99.9" not in text and "8 held-out" in text
     assert "| base model | 0.12 | 0.0456 |" in text and "`meteor` not computed: WordNet is not installed" in text
     assert f"| eval loss after training | {metrics['eval_loss_after']:.4g} |" in text
     assert f"| train | {split['counts']['train']} |" in text and split["fingerprint"] in text
@@ -98,7 +108,7 @@ def test_adapter_export_has_a_card_with_the_runs_numbers_and_the_evaluation_tabl
     assert cfg.lora.r == 16 and cfg.trainer.max_steps == 4
 
     # Without evaluate.py's file the card says so instead of showing a table.
-    (run_dir / "eval" / "metrics.json").unlink()
+    shutil.rmtree(full)
     out = export(run_dir, overwrite=True)
     assert "No generation metrics" in (out / "README.md").read_text()
 
@@ -176,3 +186,21 @@ def test_an_adapter_of_another_base_is_refused_before_anything_is_written(traine
         with pytest.raises(AdapterMismatch, match="trained on base model 'org/other'"):
             export(run_dir, merge=merge)
     assert not (run_dir / "export").exists()
+
+
+def _snippet(card_text: str) -> str:
+    start = card_text.index("```python\n") + len("```python\n")
+    return card_text[start: card_text.index("```", start)]
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_the_cards_usage_snippet_runs_as_written(trained_run, tmp_path, tiny_dir, merge, capsys):
+    out = export(trained_run, merge=merge, out=tmp_path / "export", dtype="float32")
+    code = _snippet((out / "README.md").read_text()).replace("PATH/TO/THIS/FOLDER", str(out))
+    assert "generate(**inputs" in code
+    if not merge:  # the tiny base is built by medchat, not on the Hub: point the snippet at its folder
+        assert 'from_pretrained("tiny")' in code
+        code = code.replace('from_pretrained("tiny")', f'from_pretrained("{tiny_dir}")')
+    exec(compile(code, "model-card-snippet", "exec"), {})
+    printed = capsys.readouterr().out
+    assert printed.strip(), "the snippet printed no answer"

@@ -1,4 +1,5 @@
-"""The layout's promises: no import circle inside medchat, and finished runs are opened by medchat.runs only."""
+"""The layout's promises: no import circle inside medchat, and finished runs (config, adapter, split.json,
+eval.jsonl) are opened by medchat.runs only."""
 
 from __future__ import annotations
 
@@ -85,6 +86,30 @@ def test_every_module_imports():
 WRITERS = {"medchat.runs", "medchat.pipeline", "medchat.attempt", "medchat.evaluation.outputs"}
 
 
+# A run's split files: runs.py reads them (Run.split, Run.eval_rows), attempt.py writes them. Elsewhere the
+# names may appear as labels ("split": "eval.jsonl" in metrics.json), never as a path being opened.
+SPLIT_FILES = {"split.json", "eval.jsonl"}
+SPLIT_WRITERS = {"medchat.runs", "medchat.attempt"}
+PATH_CALLS = {"open", "Path", "joinpath", "read_text", "read_conversations", "load"}
+
+
+def _opens_split_files(tree: ast.AST) -> list[str]:
+    """`X / "split.json"`, `open("eval.jsonl")`, `Path(..., "split.json")`: a split file used as a path."""
+    hits = []
+    for node in ast.walk(tree):
+        operands = []
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            operands = [node.left, node.right]
+        elif isinstance(node, ast.Call):
+            func = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            operands = node.args if func in PATH_CALLS else []
+        for operand in operands:
+            if isinstance(operand, ast.Constant) and isinstance(operand.value, str):
+                if operand.value in SPLIT_FILES or any(operand.value.endswith("/" + f) for f in SPLIT_FILES):
+                    hits.append(repr(operand.value))
+    return hits
+
+
 def _reads_runs(tree: ast.AST) -> list[str]:
     hits = []
     for node in ast.walk(tree):
@@ -104,6 +129,18 @@ def test_only_runs_opens_a_finished_run():
                  and (hits := _reads_runs(ast.parse(path.read_text())))}
     assert offenders == {}
     assert _reads_runs(ast.parse((PACKAGE / "runs.py").read_text()))  # the check would see a reader
+
+
+def test_only_runs_reads_a_runs_split_and_eval_rows():
+    offenders = {name: hits for name, path in MODULES.items() if name not in SPLIT_WRITERS
+                 and (hits := _opens_split_files(ast.parse(path.read_text())))}
+    assert offenders == {}
+    # the check would see a reader: what heldout.py and modelcard.py did before they asked medchat.runs
+    assert sorted(_opens_split_files(ast.parse('p = run_dir / "split.json"\nPath(run_dir, "eval.jsonl").read_text()'
+                                               '\nopen("runs/x/eval.jsonl")'))) == \
+        ["'eval.jsonl'", "'runs/x/eval.jsonl'", "'split.json'"]
+    assert _opens_split_files(ast.parse('metrics.get("split") == "eval.jsonl"')) == []  # a label is not a read
+    assert _opens_split_files(ast.parse((PACKAGE / "attempt.py").read_text()))  # the writer is seen
 
 
 class Opened(Exception):

@@ -87,7 +87,7 @@ def test_qlora_training_lowers_held_out_loss(run):
 def test_evaluate_and_chat_answer_in_english(run, tmp_path):
     _cli("evaluate.py", f"run_dir={run}", "limit=2", "generation.max_new_tokens=24", "metrics.names=[rouge]",
          "metrics.perplexity=false")
-    rows = [json.loads(line) for line in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run / "eval" / "heldout-adapter-limit2" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 2
     for r in rows:
         assert _english(r["generation"]["adapter"]) >= 2, r["generation"]

@@ -31,14 +31,14 @@ def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 def test_every_sweep_file_is_tested_here_and_says_what_it_is_for():
     files = sorted(str(p.relative_to(SWEEP)) for p in SWEEP.rglob("*.yaml"))
     assert files == ["bayes.yaml", "beta.yaml", "hydra/launcher/slurm.yaml", "lr.yaml", "rank_alpha.yaml",
-                     "seeds.yaml", "targets.yaml", "wandb_sweep.yaml"]
-    for name in ("bayes", "beta", "lr", "rank_alpha", "seeds", "targets"):
+                     "seeds.yaml", "smollm2_lora.yaml", "targets.yaml", "wandb_sweep.yaml"]
+    for name in ("bayes", "beta", "lr", "rank_alpha", "seeds", "smollm2_lora", "targets"):
         text = (SWEEP / f"{name}.yaml").read_text()
         assert text.startswith("# Question:") and f"--config-name {name}" in text, name
 
 
 @pytest.mark.parametrize("name,jobs,extra", [
-    ("seeds", 3, []), ("rank_alpha", 27, []), ("targets", 9, []), ("lr", 12, []),
+    ("seeds", 3, []), ("rank_alpha", 27, []), ("targets", 9, []), ("lr", 12, []), ("smollm2_lora", 8, []),
     # DPO needs an SFT run and pairs; the dry run composes and validates every job without reading them
     ("beta", 12, ["stage.init_from=runs/SFT", "dataset.path=pairs.jsonl"]),
 ])

@@ -3,11 +3,15 @@
     python -m medchat.chat run_dir=runs/2026-11-22_10-00-00                      # interactive
     python -m medchat.chat run_dir=runs/2026-11-22_10-00-00 prompt="I have a sore throat and fever."
     python -m medchat.chat run_dir=RUN temperature=0 max_new_tokens=128       # greedy, shorter answers
+    python -m medchat.chat run_dir=RUN decoding=eval                           # evaluate.py's settings: greedy, no penalty
     python -m medchat.chat run_dir=RUN quant=none                              # base in 16/32-bit, not 4-bit
     python -m medchat.chat run_dir=RUN merge=false                             # adapter unmerged (4-bit memory)
 
-With `prompt=...` the answer alone goes to stdout (for scripts); the medical disclaimer and any
-diagnostics go to stderr. Interactive commands: /reset (forget the conversation), /exit (or Ctrl-D).
+With `prompt=...` the answer alone goes to stdout (for scripts); the medical disclaimer, the decoding
+settings and the system prompt in use (a banner), and any diagnostics go to stderr. Chat samples by
+default (temperature 0.7, top_p 0.9, repetition penalty 1.1) while evaluate.py decodes greedily with no
+penalty: `decoding=eval` chats with evaluate.py's settings (greedy, repetition_penalty 1.0, and the
+max_new_tokens of the run's full evaluation when there is one), so the answers are the ones evaluated. Interactive commands: /reset (forget the conversation), /exit (or Ctrl-D).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class ChatConfig:
     temperature: float = 0.7
     top_p: float = 0.9
     repetition_penalty: float = 1.1
+    decoding: str = "sample"  # sample: the settings above | eval: evaluate.py's (greedy, no repetition penalty)
     seed: Optional[int] = None
     verbose: bool = False
 
@@ -50,7 +55,30 @@ store_app_config("chat", ChatConfig, __doc__)
 def settings_from(cfg):
     from medchat.inference import chat_settings
 
+    if cfg.decoding not in ("sample", "eval"):
+        raise ConfigError(f"decoding={cfg.decoding!r} is not one of sample, eval")
+    if cfg.decoding == "eval":  # evaluate.py's defaults: greedy, no repetition penalty
+        return chat_settings(_evaluated_max_new_tokens(cfg.run_dir) or cfg.max_new_tokens, 0, 1.0, 1.0)
     return chat_settings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.repetition_penalty)
+
+
+def _evaluated_max_new_tokens(run_dir) -> int | None:
+    from medchat.evaluation import locate
+
+    return (locate.full_heldout(run_dir)[1].get("generation") or {}).get("max_new_tokens")
+
+
+def banner(settings, system_prompt: str | None) -> str:
+    """What the answers will be generated with, said before the first one."""
+    if not settings.do_sample:
+        how = f"greedy, repetition penalty {settings.repetition_penalty:g}"
+    else:
+        how = (f"sampled: temperature {settings.temperature:g}, top_p {settings.top_p:g}, repetition penalty "
+               f"{settings.repetition_penalty:g}")
+    same = not settings.do_sample and settings.repetition_penalty == 1.0
+    note = "as evaluate.py decodes" if same else "evaluate.py decodes greedily, without penalty: decoding=eval"
+    system = f"system prompt: {system_prompt!r}" if system_prompt else "system prompt: none (the chat template's default)"
+    return f"[decoding: {how}, at most {settings.max_new_tokens} new tokens ({note}); {system}]"
 
 
 def answer(bot, history: list[dict], question: str, settings, out=sys.stdout) -> str:
@@ -109,6 +137,7 @@ def run(cfg) -> None:
     bot = ChatModel.load(cfg.run_dir, quant=cfg.quant, base=cfg.base, check_base=cfg.check_base, merge=cfg.merge,
                          system_prompt=cfg.system_prompt, max_context=cfg.max_context)
     print(f"[{DISCLAIMER}]", file=sys.stderr)
+    print(banner(settings, bot.system_prompt), file=sys.stderr)
     if cfg.seed is not None:
         from transformers import set_seed
 

@@ -69,6 +69,20 @@ def check_push(push: bool, repo_id: str | None) -> None:
         raise ConfigError("push=true needs a Hugging Face token with write access: set HF_TOKEN or run `hf auth login`")
 
 
+def _record_artifact(partial: Path, run, kind: str, dtype_name: str, out: Path) -> None:
+    """medchat_export.json: what this folder is and which evaluation the card's numbers belong to."""
+    import json
+
+    from medchat.modelcard import evaluation_for
+
+    where, metrics, of = evaluation_for(run.dir, kind, out)
+    (partial / "medchat_export.json").write_text(json.dumps({
+        "kind": kind, "dtype": dtype_name, "run_dir": str(run.dir),
+        "card_numbers": {"evaluation": str(where) if where else None, "belong_to": of or None,
+                         "artifact": metrics.get("artifact")},
+    }, indent=2) + "\n")
+
+
 def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: str = "auto", base: str | None = None,
            check_base: bool = True, overwrite: bool = False, repo_id: str | None = None) -> Path:
     """Write the export folder (weights, tokenizer, README.md model card, training_config.yaml); return it."""
@@ -99,7 +113,8 @@ def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: s
         for f in sorted((run_dir / "adapter").iterdir()):
             if f.is_file() and f.name not in NOT_EXPORTED:
                 shutil.copy2(f, partial / f.name)
-    build_card(run, kind, repo_id, dtype_name).save(partial / "README.md")
+    build_card(run, kind, repo_id, dtype_name, folder=out).save(partial / "README.md")
+    _record_artifact(partial, run, kind, dtype_name, out)
     (partial / "training_config.yaml").write_text(config_yaml(run))
     if out.exists():
         shutil.rmtree(out)

@@ -64,12 +64,13 @@ def parse(argv: list[str]) -> Settings:
     return s
 
 
-def source_rows(run_dir: Path, run_cfg) -> tuple[list[dict], list[dict], dict]:
+def source_rows(run) -> tuple[list[dict], list[dict], dict]:
     """The run's train and eval rows, re-read from its dataset config and checked against its split.json."""
     from medchat import data
     from medchat.data import DataError
 
-    manifest = json.loads((run_dir / "split.json").read_text())
+    run_dir, run_cfg = run.dir, run.cfg
+    manifest = run.split(": make_pairs needs it to tell the run's train rows from its held-out ones")
     split = data.load_split(run_cfg.dataset)
     if split.fingerprint != manifest["fingerprint"]:
         raise DataError(f"{run_cfg.dataset.path or run_cfg.dataset.hub_id} no longer gives {run_dir}'s split "
@@ -106,7 +107,7 @@ def make_pairs(s: Settings) -> dict:
     run = runs.open_run(s.run_dir)
     run_dir, run_cfg = run.dir, run.cfg
     path = modeling.model_path(run_cfg.model)
-    train_rows, eval_rows, manifest = source_rows(run_dir, run_cfg)  # before any weights load
+    train_rows, eval_rows, manifest = source_rows(run)  # before any weights load
     sides = {"train": train_rows[: s.train_limit], "eval": eval_rows[: s.eval_limit]}
     prompt_format = run_cfg.dataset.prompt_format
     model, tokenizer = load_answerer(run, s)

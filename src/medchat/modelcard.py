@@ -1,7 +1,7 @@
 """The model card of an exported run: README.md with Hub metadata, written from the run dir alone.
 
 Every number in it is read from a file of the run (metrics.json, split.json, provenance.json and, when
-evaluate.py has been run, eval/metrics.json); nothing is typed in by hand. Rendering uses
+evaluate.py has been run, the full held-out RUN/eval/heldout-*/metrics.json); nothing is typed in by hand. Rendering uses
 huggingface_hub's ModelCard with medchat's template (medchat/templates/model_card.md.jinja).
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from medchat.evaluation import locate
 from medchat.inference import DISCLAIMER
 from medchat.runs import Run, open_run
 
@@ -87,31 +88,60 @@ def _result_rows(metrics: dict) -> list[tuple[str, str]]:
 
 
 def _usage(kind: str, repo_id: str, base: str) -> str:
+    """A snippet that runs as written (tests/test_export.py executes it): apply_chat_template returns a
+    BatchEncoding, so its fields are passed to generate() by name."""
     if kind == "merged":
-        return (f'from transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
+        load = (f'from transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
                 f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n'
-                f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")\n'
-                f'messages = [{{"role": "user", "content": "I have had a headache for three days."}}]\n'
-                f'ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")\n'
-                f'print(tokenizer.decode(model.generate(ids, max_new_tokens=256)[0, ids.shape[1]:], '
-                f'skip_special_tokens=True))')
-    return (f'from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
-            f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n'
-            f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{repo_id}")')
+                f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")\n')
+    else:
+        load = (f'from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n'
+                f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n'
+                f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{repo_id}")\n')
+    return (load +
+            'messages = [{"role": "user", "content": "I have had a headache for three days."}]\n'
+            'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True, '
+            'return_tensors="pt")\n'
+            'output = model.generate(**inputs, max_new_tokens=256, do_sample=False)  # greedy, as evaluated\n'
+            'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))')
+
+
+def evaluation_for(run_dir: str | Path, kind: str, folder: str | Path | None) -> tuple[Path | None, dict, str]:
+    """(evaluation folder, its metrics, what the numbers belong to) for the card of an export in `folder`.
+
+    An evaluation of that very folder (evaluate.py artifact=FOLDER) wins. Otherwise the run's full held-out
+    evaluation: for an adapter export those are the same adapter files; for a merged export they are NOT
+    this folder's weights (evaluate.py merges into the dequantized 4-bit base, export into the 16-bit one),
+    and the card says so."""
+    if folder is not None:
+        where, metrics = locate.full_heldout(run_dir, artifact=folder)
+        if where is not None:
+            return where, metrics, "this folder, as shipped (`evaluate.py artifact=` on it)"
+    where, metrics = locate.full_heldout(run_dir)
+    if where is None:
+        return None, {}, ""
+    if kind == "merged":
+        return where, metrics, ("the run's adapter merged into its dequantized training base, not this folder's "
+                                "16-bit merge (evaluate it with `python evaluate.py run_dir=RUN artifact=THIS_FOLDER` "
+                                "and export again to quote its own numbers; docs/use.md gives the measured difference)")
+    return where, metrics, "the run's adapter (the same files as this folder), merged into its dequantized base"
 
 
 def _opened(run: Run | str | Path) -> Run:
     return run if isinstance(run, Run) else open_run(run)
 
 
-def card_context(run: Run | str | Path, kind: str, repo_id: str | None, dtype: str = "16-bit") -> tuple[dict, dict]:
-    """(metadata for the YAML header, values for the template); dtype: of the merged weights."""
+def card_context(run: Run | str | Path, kind: str, repo_id: str | None, dtype: str = "16-bit",
+                 folder: str | Path | None = None) -> tuple[dict, dict]:
+    """(metadata for the YAML header, values for the template); dtype: of the merged weights; folder: the
+    export folder the card is for (its own evaluation is quoted when there is one)."""
     run = _opened(run)
     run_dir, cfg = run.dir, run.cfg
     metrics = _read_json(run_dir / "metrics.json")
-    split = _read_json(run_dir / "split.json")
+    split = run.split(required=False)
     provenance = _read_json(run_dir / "provenance.json")
-    evaluation = _read_json(run_dir / "eval" / "metrics.json")
+    # the full held-out evaluation, never a limit smoke run; of this folder when it was evaluated itself
+    eval_folder, evaluation, eval_of = evaluation_for(run_dir, kind, folder)
     model, data = cfg.model, cfg.dataset
     base = model.name_or_path
     base_display = ("medchat's tiny offline Llama (built by code, random weights; for tests and demos)"
@@ -160,6 +190,8 @@ def card_context(run: Run | str | Path, kind: str, repo_id: str | None, dtype: s
         "eval_table": eval_table(evaluation),
         "eval_rows": evaluation.get("rows", "?"),
         "eval_split": evaluation.get("split", "eval.jsonl"),
+        "eval_of": eval_of,
+        "eval_folder": eval_folder.relative_to(run_dir).as_posix() if eval_folder else "",
         "eval_generation": ", ".join(f"{k}={_fmt(v)}" for k, v in generation.items()),
         "eval_unavailable": sorted((evaluation.get("unavailable") or {}).items()),
         "usage": _usage(kind, repo_id or "PATH/TO/THIS/FOLDER", base),
@@ -172,10 +204,11 @@ def card_context(run: Run | str | Path, kind: str, repo_id: str | None, dtype: s
     return meta, values
 
 
-def build_card(run: Run | str | Path, kind: str, repo_id: str | None = None, dtype: str = "16-bit"):
+def build_card(run: Run | str | Path, kind: str, repo_id: str | None = None, dtype: str = "16-bit",
+               folder: str | Path | None = None):
     from huggingface_hub import ModelCard, ModelCardData
 
-    meta, values = card_context(run, kind, repo_id, dtype)
+    meta, values = card_context(run, kind, repo_id, dtype, folder)
     data = ModelCardData(**{k: v for k, v in meta.items() if v is not None})
     template = resources.files("medchat").joinpath("templates/model_card.md.jinja").read_text()
     return ModelCard.from_template(data, template_str=template, **values)

@@ -6,15 +6,15 @@
 Writes:
     runs.csv        one row per run dir: status, stage, overrides and one column per swept key, final train loss
                     (the last logged one), eval loss after training (eval_loss; eval_loss_before too),
-                    generation metrics from RUN/eval/metrics.json when evaluate.py ran (gen.<name>),
-                    train runtime and tokens/s of the last training session, peak GPU memory, and for
-                    stage=dpo|orpo the held-out reward accuracy and margin
-    ablation.md     one row per stage and setting (the swept keys other than the seeds): mean +- std over the
+                    generation metrics of the full held-out evaluate.py run, RUN/eval/heldout-*/ (gen.<name>),
+                    train runtime and tokens/s of the last training session, peak GPU memory, trainable
+                    (LoRA) parameters, and for stage=dpo|orpo the held-out reward accuracy and margin
+    ablation.md     one row per stage and setting (the swept keys other than the seeds): mean +- sample std over the
     ablation.tex    finished seeds, n = finished/all runs; the best mean of each metric in bold
     *.png           loss_curves.png (every run; failed runs dotted) and <metric>_vs_<key>.png for each
                     metric and swept key (every finished run as a dot, mean +- std as a line)
 
-Where the numbers come from: RUN/metrics.json (medchat.pipeline), RUN/eval/metrics.json (evaluate.py),
+Where the numbers come from: RUN/metrics.json (medchat.pipeline), RUN/eval/*/metrics.json (evaluate.py),
 the loss history in the last checkpoint's trainer_state.json (W&B's offline history when a run kept no
 checkpoint), RUN/status and RUN/job.json. Failed and unfinished runs are listed, never averaged.
 """
@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 
 from medchat.sweeps.state import SEED_KEYS, identity, override_key
+from medchat.evaluation import locate
 
 # metric column -> (label, direction: -1 lower is better, +1 higher is better)
 METRICS = {
@@ -34,6 +35,7 @@ METRICS = {
     "train_loss": ("final train loss", -1),
     "perplexity": ("eval perplexity", -1),
     "tokens_per_s": ("train tokens/s", +1),
+    "trainable_parameters": ("trainable parameters", -1),
     "peak_memory_gib": ("peak memory GiB", -1),
     # stage=dpo|orpo: on the held-out pairs, after training (medchat.stages)
     "reward_accuracy": ("held-out reward accuracy", +1),
@@ -134,12 +136,13 @@ def collect(sweep_dir: Path) -> tuple[list[dict], dict, list[str]]:
             "train_runtime_s": metrics.get("train_runtime_s"),
             "tokens_per_s": metrics.get("train_tokens_per_second"),
             "peak_memory_gib": metrics.get("peak_memory_gib"),
+            "trainable_parameters": metrics.get("trainable_parameters"),
             "reward_accuracy": metrics.get("reward_accuracy_after"),
             "reward_margin": metrics.get("reward_margin_after"),
             "attempts": len(job.get("attempts", [])) or None,
             "wall_s": sum(a.get("seconds", 0) for a in job.get("attempts", [])) or None,
         }
-        evaluation = _read_json(run / "eval" / "metrics.json")
+        evaluation = locate.full_heldout(run)[1]
         if evaluation:
             for key, value in evaluation.get("models", {}).get("adapter", {}).items():
                 if isinstance(value, (int, float)):

@@ -1,7 +1,7 @@
 """Opening a finished run: the one module that reads a run dir's config and adapter and builds its models.
 
 A run dir holds its composed config (RUN/.hydra/config.yaml when train.py made it, else RUN/config.yaml,
-written by `pipeline.train`), its split (split.json, eval.jsonl), its plan (plan.json) and its adapter
+written by `pipeline.train`), its split (split.json, eval.jsonl: Run.split, Run.eval_rows), its plan (plan.json) and its adapter
 (RUN/adapter: weights, adapter_config.json, the tokenizer with its chat template). evaluate.py, chat, the
 app, export, the model card and the sweep post-mortem all open runs here:
 
@@ -34,6 +34,7 @@ from medchat.formatting import stop_token_ids
 log = logging.getLogger(__name__)
 TINY_DIR = re.compile(r"^tiny-[0-9a-f]{12}$")
 CONFIG_FILES = (".hydra/config.yaml", "config.yaml")
+SPLIT_FILE, EVAL_FILE = "split.json", "eval.jsonl"  # written by medchat.attempt when a run starts
 
 
 class AdapterMismatch(ConfigError):
@@ -60,17 +61,45 @@ class Run:
         return [targets] if isinstance(targets, str) else sorted(targets)
 
     def system_prompt(self) -> str | None:
-        """dataset.system_prompt, else the system text every held-out conversation shares (if any)."""
+        """The system prompt the run trained with: dataset.system_prompt, else the one every training
+        conversation shared, as training recorded it in split.json (`train_system_prompt`). Never guessed
+        from the held-out rows. None: there was none (the chat template's default applied, as in training),
+        the training rows' differed, or the run predates the record."""
         if self.cfg.dataset.get("system_prompt"):
             return self.cfg.dataset.system_prompt
-        eval_rows = self.dir / "eval.jsonl"
-        if not eval_rows.is_file():
-            return None
-        systems = set()
-        for line in eval_rows.read_text().splitlines():
-            messages = json.loads(line)["messages"]
-            systems.add(messages[0]["content"] if messages and messages[0]["role"] == "system" else None)
-        return systems.pop() if len(systems) == 1 else None
+        split = self.split(required=False)
+        if "train_system_prompt" not in split:
+            log.warning("%s/%s does not record the training system prompt (a run from before it was recorded): "
+                        "none is used; pass system_prompt=... if the run trained with one", self.dir, SPLIT_FILE)
+        return split.get("train_system_prompt")
+
+    def split(self, why: str = "", required: bool = True) -> dict:
+        """RUN/split.json: the hashes of both sides of the run's split and its counts (missing: DataError,
+        with `why`, or {} when not required)."""
+        path = self.dir / SPLIT_FILE
+        if not path.is_file():
+            if not required:
+                return {}
+            from medchat.data import DataError
+
+            raise DataError(f"{self.dir} has no {SPLIT_FILE}{why or ': not a medchat run dir, or its training never started'}")
+        return json.loads(path.read_text())
+
+    def train_hashes(self, why: str = "") -> set[str]:
+        """Conversation hashes of the run's training rows (split.json's train side)."""
+        return {r["hash"] for r in self.split(why).get("train", [])}
+
+    @property
+    def eval_file(self) -> Path:
+        return self.dir / EVAL_FILE
+
+    def eval_rows(self) -> list[dict]:
+        """RUN/eval.jsonl's conversations as written (checking them against the split is the caller's job)."""
+        if not self.eval_file.is_file():
+            from medchat.data import DataError
+
+            raise DataError(f"{self.dir} has no {EVAL_FILE}: not a medchat run dir, or its training never started")
+        return read_conversations(self.eval_file)
 
     def trained_plan(self) -> dict | None:
         """RUN/plan.json: what the run resolved on the machine it trained on (None for older runs)."""
@@ -78,6 +107,29 @@ class Run:
 
 
 # ----- the run dir -------------------------------------------------------------------------------------
+
+def read_conversations(path: str | Path) -> list[dict]:
+    """A JSONL file of {"messages": [...], "id"?: ..., "row"?: ...} -> records with id and row filled in."""
+    from medchat.data import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} not found")
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path} line {n}: not JSON ({e})") from None
+        messages = record.get("messages") if isinstance(record, dict) else None
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m and "content" in m
+                                                     for m in messages):
+            raise DataError(f"{path} line {n}: needs \"messages\": a list of {{role, content}}")
+        records.append({"id": str(record.get("id", n - 1)), "row": record.get("row", n - 1), "messages": messages})
+    return records
+
 
 def config_file(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
@@ -98,6 +150,19 @@ def read_config(run_dir: str | Path, on_schema: bool = True) -> DictConfig:
         return OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
     except Exception as e:  # an unknown key or a wrongly typed value: name the file
         raise ConfigError(f"{path} does not fit medchat's config schema: {e}") from e
+
+
+def artifact_kind(path: Path) -> str:
+    """An exported folder (medchat.export) -> "adapter" (PEFT files) or "merged" (a full model), else a
+    ConfigError: what evaluate.py artifact= scores."""
+    if not path.is_dir():
+        raise ConfigError(f"artifact={path}: no such directory")
+    if (path / "adapter_config.json").is_file():
+        return "adapter"
+    if (path / "config.json").is_file():
+        return "merged"
+    raise ConfigError(f"artifact={path}: neither an adapter (adapter_config.json) nor a model (config.json); "
+                      "export one with python -m medchat.export run_dir=RUN [merge=true]")
 
 
 def wandb_run(run_dir: str | Path | None) -> tuple[str, dict] | None:

@@ -38,6 +38,9 @@ class Split:
             "fingerprint": self.fingerprint,
             "counts": self.counts,
             "dropped_rows": self.dropped_rows,
+            # What chat and the model card use as the run's system prompt (read from here, never guessed from
+            # the eval rows): the system text every training conversation shares; null when none or they differ.
+            "train_system_prompt": shared_system_prompt(self.train),
             "train": [_entry(r) for r in self.train],
             "eval": [_entry(r) for r in self.eval],
         }
@@ -53,6 +56,12 @@ def _entry(record: dict) -> dict:
     if "group" in record:
         entry["group"] = record["group"]
     return entry
+
+
+def shared_system_prompt(records: list[dict]) -> str | None:
+    systems = {r["messages"][0]["content"] if r["messages"] and r["messages"][0]["role"] == "system" else None
+               for r in records}
+    return systems.pop() if len(systems) == 1 else None
 
 
 def conversation_hash(record: dict) -> str:

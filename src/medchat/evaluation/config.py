@@ -7,7 +7,7 @@ As with training, an unknown key or a wrongly typed value fails when Hydra compo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -52,6 +52,22 @@ class McqSettings:
 
 
 @dataclass
+class RowsSettings:
+    """Conversations to answer other than a run's own held-out rows: any file the training readers read.
+
+    With run_dir=RUN, a row that was in RUN's training split (same conversation hash as in split.json) is
+    refused: e.g. a MedQuAD-trained run scored out of domain on iCliniq rows:
+        rows.path=../shared/data/chatdoctor/icliniq_1500.json rows.schema=instruction rows.n=50"""
+    path: Optional[str] = None  # a .json/.jsonl/.csv/.parquet file or folder (medchat:<rel> for shipped data)
+    schema: str = "messages"  # messages | instruction | qa | patient_doctor, as dataset.schema
+    columns: Dict[str, str] = field(default_factory=dict)  # as dataset.columns
+    format: str = "auto"
+    system_prompt: Optional[str] = None  # replaces the rows' own system text (as dataset.system_prompt)
+    n: Optional[int] = None  # a seeded random subset of n rows (after reading); null: every row, in file order
+    seed: int = 0
+
+
+@dataclass
 class EvaluateConfig:
     run_dir: Optional[str] = None  # a training run: its base model, adapter and held-out rows
     # A model preset (model=<name>): evaluate that base model with no adapter (a baseline).
@@ -60,15 +76,20 @@ class EvaluateConfig:
     # Skips the check of the adapter's recorded base name; the shape check still runs.
     base_model: Optional[str] = None
     quant: Optional[QuantConfig] = None  # null: the run's quantization (none for a preset baseline)
+    # An exported folder of the run (python -m medchat.export): score what ships instead of RUN/adapter.
+    # RUN/export/merged (a merged model, loaded as saved: 16-bit weights, no quantization) or RUN/export/adapter.
+    artifact: Optional[str] = None
     task: str = "generate"  # generate (answers + text metrics + perplexity) | mcq (benchmarks)
-    rows: Optional[str] = None  # with model= and no run_dir: a JSONL of {"messages": [...]} to evaluate
-    out_dir: Optional[str] = None  # default: RUN/eval (RUN/eval-<model> for a preset baseline)
+    rows: RowsSettings = field(default_factory=RowsSettings)  # rows.path=...: score these rows instead
+    # default: RUN/eval/<rows>-<models>[-limitN] (e.g. RUN/eval/heldout-base+adapter), so that no evaluation
+    # overwrites another and a `limit` smoke run never replaces the full one; runs/eval-<model>-... without a run
+    out_dir: Optional[str] = None
     compare_base: bool = False  # also score the run's base model (no adapter) on the same rows
     # true: fold the adapter into a copy of the base whose quantized weights are dequantized to the model
     # dtype (the same function the run trained, and the fast path). false: generate through the quantized
     # base with the adapter unmerged, as during training.
     merge: bool = True
-    limit: Optional[int] = None  # evaluate only the first N held-out rows (smoke tests)
+    limit: Optional[int] = None  # only the first N rows (task=mcq: N items of each benchmark) (smoke tests)
     # log metrics and a predictions Table into the training run's W&B run (when it was trained with W&B)
     log_wandb: bool = True
     generation: BatchGenerationSettings = field(default_factory=BatchGenerationSettings)
@@ -91,12 +112,17 @@ def validate(cfg) -> None:
         raise ConfigError("compare_base=true needs run_dir=RUN: the base is the run's base model")
     if cfg.compare_base and cfg.model is not None:
         raise ConfigError("compare_base=true with model=<preset>: a preset is already a base model; drop one")
-    if cfg.task == "generate" and cfg.run_dir is None and cfg.rows is None:
-        raise ConfigError("model=<preset> without run_dir: set rows=FILE.jsonl (conversations to answer)")
+    if cfg.task == "generate" and cfg.run_dir is None and cfg.rows.path is None:
+        raise ConfigError("model=<preset> without run_dir: set rows.path=FILE (conversations to answer)")
     if cfg.base_model is not None and (cfg.run_dir is None or cfg.model is not None):
         raise ConfigError("base_model= relocates a run's base model: it needs run_dir= and no model=")
-    if cfg.rows is not None and cfg.run_dir is not None:
-        raise ConfigError("rows= and run_dir= both set: a run is evaluated on its own held-out rows only")
+    if cfg.artifact is not None and (cfg.run_dir is None or cfg.model is not None):
+        raise ConfigError("artifact= scores a run's exported folder: it needs run_dir=RUN (whose held-out rows it "
+                          "answers) and no model=")
+    if cfg.rows.n is not None and cfg.rows.n <= 0:
+        raise ConfigError(f"rows.n must be > 0 or null, got {cfg.rows.n}")
+    if cfg.rows.path is None and (cfg.rows.n is not None or cfg.rows.columns):
+        raise ConfigError("rows.n / rows.columns need rows.path=FILE (the run's held-out rows are used whole)")
     if cfg.task == "mcq" and not cfg.mcq.benchmarks:
         raise ConfigError("task=mcq needs mcq.benchmarks=[FILE_OR_DIR,...] (or medqa, pubmedqa, mmlu_medical)")
     if cfg.mcq.prompt_format not in ("plain", "chat"):
@@ -117,3 +143,5 @@ def validate(cfg) -> None:
                           "static, null")
     if cfg.limit is not None and cfg.limit <= 0:
         raise ConfigError(f"limit must be > 0 or null, got {cfg.limit}")
+    if cfg.task == "mcq" and cfg.limit is not None and cfg.mcq.limit is not None and cfg.limit != cfg.mcq.limit:
+        raise ConfigError(f"limit={cfg.limit} and mcq.limit={cfg.mcq.limit} disagree; set one")

@@ -1,62 +1,66 @@
 """The rows an evaluation answers: a run's held-out conversations, checked against its split manifest.
 
 `RUN/eval.jsonl` holds the conversations the run set aside and `RUN/split.json` the hashes of both sides
-of its split. Every row evaluated must be one of the run's eval rows and none of its training rows;
-anything else (an edited eval.jsonl, an empty split) is an error that names the file and row.
+of its split; both are read through medchat.runs (Run.eval_rows, Run.split), the one module that opens
+runs. Every row evaluated must be one of the run's eval rows and none of its training rows; anything else (an edited eval.jsonl, an empty split) is an error that names the file and row.
+
+`rows.path=FILE` scores another dataset's rows instead (read by the training readers, any schema), e.g.
+out of domain; with a run, a row whose conversation was in its training split is refused the same way.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from medchat.data import DataError
 from medchat.data.prepare import conversation_hash
+from medchat.runs import Run
 
 
-def read_conversations(path: str | Path) -> list[dict]:
-    """A JSONL file of {"messages": [...], "id"?: ..., "row"?: ...} -> records with id and row filled in."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} not found")
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path} line {n}: not JSON ({e})") from None
-        messages = record.get("messages") if isinstance(record, dict) else None
-        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m and "content" in m
-                                                     for m in messages):
-            raise DataError(f"{path} line {n}: needs \"messages\": a list of {{role, content}}")
-        records.append({"id": str(record.get("id", n - 1)), "row": record.get("row", n - 1), "messages": messages})
-    return records
+def other_rows(rows_cfg, run: Run | None) -> tuple[list[dict], str]:
+    """rows.path's conversations (a seeded subset of rows.n) -> (records, a description of where they came from).
+
+    With a run: any row that was one of its training conversations is an error naming the row."""
+    import random
+    from types import SimpleNamespace
+
+    from medchat.data.readers import load_rows, normalise
+
+    cfg = SimpleNamespace(path=rows_cfg.path, format=rows_cfg.format, hub_id=None, schema=rows_cfg.schema,
+                          columns=dict(rows_cfg.columns), system_prompt=rows_cfg.system_prompt)
+    table, source = load_rows(cfg)
+    records = normalise(table, cfg, source).records
+    if rows_cfg.n is not None:
+        if rows_cfg.n > len(records):
+            raise DataError(f"rows.n={rows_cfg.n} but {source} has only {len(records)} usable rows")
+        picked = sorted(random.Random(rows_cfg.seed).sample(range(len(records)), rows_cfg.n))
+        records = [records[i] for i in picked]
+    if run is not None:
+        train = run.train_hashes(": its training rows are unknown, so rows from another file cannot be checked "
+                                 "against them")
+        leaked = [r["row"] for r in records if conversation_hash(r) in train]
+        if leaked:
+            raise DataError(f"{source}: {len(leaked)} of the rows to score were training rows of {run.dir} (rows "
+                            f"{leaked[:10]}{'...' if len(leaked) > 10 else ''}): refusing to score them")
+    return records, source
 
 
-def heldout_rows(run_dir: str | Path) -> list[dict]:
+def heldout_rows(run: Run) -> list[dict]:
     """The run's eval rows, each verified to be held out (in split.json's eval side, not its train side)."""
-    run_dir = Path(run_dir)
-    eval_path, split_path = run_dir / "eval.jsonl", run_dir / "split.json"
-    for p in (eval_path, split_path):
-        if not p.is_file():
-            raise DataError(f"{run_dir} has no {p.name}: not a medchat run dir, or its training never started")
-    rows = read_conversations(eval_path)
+    rows = run.eval_rows()
+    manifest = run.split()
     if not rows:
         raise DataError(
-            f"{eval_path} is empty: the run set no rows aside (dataset.eval_size=0?), so nothing held out can be "
+            f"{run.eval_file} is empty: the run set no rows aside (dataset.eval_size=0?), so nothing held out can be "
             "evaluated. Train with dataset.eval_size > 0"
         )
-    manifest = json.loads(split_path.read_text())
     eval_hashes = {r["hash"] for r in manifest.get("eval", [])}
     train_hashes = {r["hash"] for r in manifest.get("train", [])}
     for n, record in enumerate(rows, start=1):
         h = conversation_hash(record)
         if h in train_hashes:
-            raise DataError(f"{eval_path} line {n} (id {record['id']}) is a training row of this run: refusing to score it")
+            raise DataError(f"{run.eval_file} line {n} (id {record['id']}) is a training row of this run: refusing to "
+                            "score it")
         if h not in eval_hashes:
-            raise DataError(f"{eval_path} line {n} (id {record['id']}) is not among {split_path.name}'s eval rows: "
+            raise DataError(f"{run.eval_file} line {n} (id {record['id']}) is not among split.json's eval rows: "
                             "was eval.jsonl edited?")
     return rows
 

@@ -1,13 +1,19 @@
 """Medical multiple-choice benchmarks scored by option log-likelihood (no generation, no answer parsing).
 
 For each item the model reads the question (and its options, for lettered benchmarks) and each option's
-label is scored as a continuation: the sum of log p(label tokens | prompt). The highest-scoring option is
-the model's choice. Accuracy comes with a 95% Wilson score interval, so small benchmarks say how little
-they can tell apart. Prompts (`mcq.prompt_format`):
-  plain: "Question: ...\\nA. ...\\nB. ...\\nAnswer:" scored on " A" / " B" ... (PubMedQA: " yes" / " no" / " maybe")
+label is scored as a continuation: the sum of log p(label tokens | prompt). Two choices are reported, as
+lm-evaluation-harness defines them (lm_eval/api/task.py, multiple_choice):
+  acc       the option with the highest log-likelihood
+  acc_norm  the option with the highest log-likelihood divided by the option's length in characters
+            (bytes, for these ASCII labels), so long options are not penalised for having more tokens
+Ties go to the first option (numpy argmax). Each accuracy comes with a 95% Wilson score interval, so
+small benchmarks say how little they can tell apart. Prompts (`mcq.prompt_format`):
+  plain: lm-eval's zero-shot prompt for the benchmark (see mcq_data), tokenized as lm-eval's HF model does
+         (context and context + " " + label encoded, the continuation is what follows the context's tokens)
   chat:  the same question as a user turn in the model's chat template, scored on "A" ... as the reply
+         (not comparable with lm-eval's numbers; for chat models that ignore bare prompts)
 
-    python evaluate.py run_dir=runs/RUN task=mcq mcq.benchmarks=[../shared/data/mcq_eval]   # RUN/eval/mcq/
+    python evaluate.py run_dir=runs/RUN task=mcq mcq.benchmarks=[../shared/data/mcq_eval]   # RUN/eval/mcq-adapter/
     python evaluate.py model=qwen2_0_5b_instruct task=mcq mcq.benchmarks=[medqa] out_dir=runs/qwen-mcq
 """
 
@@ -40,6 +46,8 @@ def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]
 
 
 def prompt_text(item: Item) -> str:
+    if item.prompt:
+        return item.prompt
     if item.lettered:
         options = "\n".join(f"{label}. {text}" for label, text in zip(item.labels, item.options))
         return f"Question: {item.question}\n{options}\nAnswer:"
@@ -54,16 +62,15 @@ def encode(tokenizer, item: Item, prompt_format: str) -> list[tuple[list[int], l
         context = prompt_ids(tokenizer, [{"role": "user", "content": f"{text.rsplit(chr(10), 1)[0]}\n{instruction}"}],
                              "chat_template")
         return [(context, tokenizer(label, add_special_tokens=False)["input_ids"]) for label in item.labels]
-    context = tokenizer(text)["input_ids"]
+    # Exactly lm-eval's HFLM._encode_pair: trailing spaces of the context move into the continuation, the
+    # whole text is encoded and the continuation is whatever follows the context's token count (so the
+    # label's tokens are the ones the model reads after the prompt; SentencePiece merges spaces).
+    stripped = text.rstrip()
+    context = tokenizer.encode(stripped)
     pairs = []
     for label in item.labels:
-        # As lm-evaluation-harness does: encode the whole text and take what follows the context, so the
-        # label's tokens are the ones the model would read after the prompt (SentencePiece merges spaces).
-        whole = tokenizer(text + " " + label)["input_ids"]
-        if whole[: len(context)] == context and len(whole) > len(context):
-            pairs.append((context, whole[len(context):]))
-        else:
-            pairs.append((context, tokenizer(" " + label, add_special_tokens=False)["input_ids"]))
+        whole = tokenizer.encode(stripped + text[len(stripped):] + " " + label)
+        pairs.append((context, whole[len(context):]))
     return pairs
 
 
@@ -118,32 +125,47 @@ def score_items(model, tokenizer, items: list[Item], prompt_format: str, batch_s
         per_item[k].append(lp)
     results = []
     for item, lps in zip(items, per_item):
-        choice = max(range(len(lps)), key=lambda i: lps[i])
+        choice, choice_norm = choices(lps, item.labels)
         results.append({"id": item.id, "gold": item.labels[item.answer], "choice": item.labels[choice],
-                        "correct": choice == item.answer, "logprobs": dict(zip(item.labels, lps))})
+                        "correct": choice == item.answer, "choice_norm": item.labels[choice_norm],
+                        "correct_norm": choice_norm == item.answer, "logprobs": dict(zip(item.labels, lps))})
     return results
 
 
+def choices(logprobs: list[float], labels: list[str]) -> tuple[int, int]:
+    """(acc's choice, acc_norm's choice): argmax of the log-likelihood, and of it over the label's length."""
+    def first_max(values):  # numpy's argmax: the first of equal values
+        return max(range(len(values)), key=lambda i: (values[i], -i))
+    return first_max(logprobs), first_max([lp / len(label) for lp, label in zip(logprobs, labels)])
+
+
 def accuracy(results: list[dict]) -> dict:
-    n, correct = len(results), sum(r["correct"] for r in results)
-    low, high = wilson_interval(correct, n)
-    return {"accuracy": correct / n, "correct": correct, "items": n, "ci95": [low, high]}
+    """acc and acc_norm, each with its 95% Wilson interval."""
+    n = len(results)
+    out = {"items": n}
+    for key, field_ in (("acc", "correct"), ("acc_norm", "correct_norm")):
+        correct = sum(r[field_] for r in results)
+        out[key] = {"value": correct / n, "correct": correct, "ci95": list(wilson_interval(correct, n))}
+    return out
 
 
 def run_mcq(cfg, plan: Plan) -> Path:
     suites = benchmarks(list(cfg.mcq.benchmarks))  # every file is read and checked before the model loads
-    if cfg.mcq.limit:
-        suites = [(name, items[: cfg.mcq.limit]) for name, items in suites]
-    out = plan.out_dir / "mcq"
+    limit = cfg.mcq.limit or cfg.limit  # the top-level limit too (it was ignored for task=mcq)
+    if limit:
+        suites = [(name, items[:limit]) for name, items in suites]
+    out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(plan)
     scored: dict[str, dict[str, list[dict]]] = {name: {} for name, _ in suites}
     for label, model in load_models(plan, cfg.merge, cfg.compare_base):
         for name, items in suites:
             scored[name][label] = score_items(model, tokenizer, items, cfg.mcq.prompt_format, cfg.mcq.batch_size)
-    metrics = {"prompt_format": cfg.mcq.prompt_format, "scoring": "sum log-likelihood of each option's label",
+    metrics = {"prompt_format": cfg.mcq.prompt_format,
+               "scoring": "acc: argmax of each option's summed log-likelihood; acc_norm: of it over the option's "
+                          "length in characters (lm-evaluation-harness's definitions)",
                "run_dir": str(plan.run_dir) if plan.run_dir else None, "base_model": plan.model_path,
-               "merge": cfg.merge, "command": [sys.executable, *sys.argv], "benchmarks": {}}
+               "merge": cfg.merge, "limit": limit, "command": [sys.executable, *sys.argv], "benchmarks": {}}
     for name, items in suites:
         models = scored[name]
         metrics["benchmarks"][name] = {"items": len(items), "chance": 1 / len(items[0].labels),
@@ -151,7 +173,8 @@ def run_mcq(cfg, plan: Plan) -> Path:
         with open(out / f"{name}.jsonl", "w") as f:
             for k, item in enumerate(items):
                 f.write(json.dumps({"id": item.id, "gold": item.labels[item.answer],
-                                    "choices": {m: {key: r[k][key] for key in ("choice", "correct", "logprobs")}
+                                    "choices": {m: {key: r[k][key] for key in ("choice", "correct", "choice_norm",
+                                                                               "correct_norm", "logprobs")}
                                                 for m, r in models.items()}}) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "summary.md").write_text(summary(metrics))
@@ -161,13 +184,17 @@ def run_mcq(cfg, plan: Plan) -> Path:
 def summary(metrics: dict) -> str:
     names = list(metrics["benchmarks"])
     labels = list(metrics["benchmarks"][names[0]]["models"])
+    fmt = "lm-evaluation-harness's zero-shot prompts" if metrics["prompt_format"] == "plain" else "chat-template prompts"
     lines = ["# Medical multiple-choice benchmarks", "",
-             f"Scored by option log-likelihood ({metrics['prompt_format']} prompts); accuracy with its 95% Wilson "
-             "interval. Per-item choices and log-likelihoods are in `<benchmark>.jsonl`.", "",
-             "| benchmark | items | chance | " + " | ".join(labels) + " |", "|---|---:|---:|" + "---:|" * len(labels)]
+             f"Scored by option log-likelihood ({fmt}); acc and acc_norm (length-normalised, as lm-eval defines "
+             "it), each with its 95% Wilson interval. Per-item choices and log-likelihoods are in "
+             "`<benchmark>.jsonl`.", "",
+             "| benchmark | items | chance | " + " | ".join(f"{m} acc | {m} acc_norm" for m in labels) + " |",
+             "|---|---:|---:|" + "---:|---:|" * len(labels)]
     for name in names:
         b = metrics["benchmarks"][name]
-        cells = [f"{m['accuracy']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]" for m in b["models"].values()]
+        cells = [f"{m[k]['value']:.3f} [{m[k]['ci95'][0]:.3f}, {m[k]['ci95'][1]:.3f}]"
+                 for m in b["models"].values() for k in ("acc", "acc_norm")]
         lines.append(f"| {name} | {b['items']} | {b['chance']:.3f} | " + " | ".join(cells) + " |")
     lines += ["", f"Command: `{' '.join(metrics['command'])}`", ""]
     return "\n".join(lines)

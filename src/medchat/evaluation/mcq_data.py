@@ -7,6 +7,15 @@ Local files, in the formats of shared/data/mcq_eval (or a folder of them):
   *.csv    MMLU:     no header; question, A, B, C, D, answer letter
 Hub datasets, by name (needs network access): medqa (GBaker/MedQA-USMLE-4-options, test), pubmedqa
 (qiaojin/PubMedQA pqa_labeled), mmlu_medical (cais/mmlu: six medical subjects, test).
+
+Each item's `prompt` is the zero-shot context of the lm-evaluation-harness task for that benchmark
+(lm_eval/tasks/medqa, pubmedqa, mmlu/default), character for character, so medchat's numbers can be put
+beside the field's (tests/test_lmeval_agreement.py checks it against lm-eval itself):
+  MedQA    "Question: {question}\nA. {A}\nB. {B}\nC. {C}\nD. {D}\nAnswer:"            choices " A" .. " D"
+  PubMedQA "Abstract: {contexts joined by newlines}\nQuestion: {question}\nAnswer:"       " yes" " no" " maybe"
+  MMLU     "The following are multiple choice questions (with answers) about {subject}.\n\n"
+           "{question.strip()}\nA. {A}\nB. {B}\nC. {C}\nD. {D}\nAnswer:"                 " A" .. " D"
+A local MMLU file's subject comes from its name (`clinical_knowledge_test.csv` -> "clinical knowledge").
 """
 
 from __future__ import annotations
@@ -32,6 +41,18 @@ class Item:
     labels: list[str]  # what the model is scored on saying: "A".."D", or yes/no/maybe
     answer: int  # index of the gold option
     lettered: bool = True
+    prompt: str = ""  # lm-eval's context for this item, ending in "Answer:" (the label follows after a space)
+
+
+def lettered_prompt(question: str, options: list[str], labels: list[str], header: str = "Question: ",
+                    description: str = "") -> str:
+    lines = "".join(f"{label}. {text}\n" for label, text in zip(labels, options))
+    return f"{description}{header}{question}\n{lines}Answer:"
+
+
+def mmlu_description(subject: str) -> str:
+    """lm-eval's MMLU task description (lm_eval/tasks/mmlu/_generate_configs.py), prepended to every prompt."""
+    return f"The following are multiple choice questions (with answers) about {' '.join(subject.split('_'))}.\n\n"
 
 
 def _medqa(rows, source: str) -> list[Item]:
@@ -47,8 +68,9 @@ def _medqa(rows, source: str) -> list[Item]:
         letters = sorted(options)
         if row["answer_idx"] not in letters:
             raise DataError(f"{where}: answer_idx {row['answer_idx']!r} is not one of the options {letters}")
-        items.append(Item(str(row.get("id", i)), row["question"], [options[k] for k in letters], letters,
-                          letters.index(row["answer_idx"])))
+        texts = [options[k] for k in letters]
+        items.append(Item(str(row.get("id", i)), row["question"], texts, letters, letters.index(row["answer_idx"]),
+                          prompt=lettered_prompt(row["question"], texts, letters)))
     return items
 
 
@@ -57,9 +79,10 @@ def _pubmedqa_item(pmid: str, question: str, contexts, label, where: str) -> Ite
         raise DataError(f"{where}: PMID {pmid} has no answer (no final_decision and no ground-truth entry)")
     if label not in PUBMEDQA_LABELS:
         raise DataError(f"{where}: PMID {pmid} answer {label!r} is not one of {PUBMEDQA_LABELS}")
-    context = " ".join(contexts) if isinstance(contexts, list) else str(contexts)
-    return Item(pmid, f"Context: {context}\nQuestion: {question}", list(PUBMEDQA_LABELS), list(PUBMEDQA_LABELS),
-                PUBMEDQA_LABELS.index(label), lettered=False)
+    context = "\n".join(contexts) if isinstance(contexts, list) else str(contexts)
+    text = f"Abstract: {context}\nQuestion: {question}"
+    return Item(pmid, text, list(PUBMEDQA_LABELS), list(PUBMEDQA_LABELS), PUBMEDQA_LABELS.index(label),
+                lettered=False, prompt=f"{text}\nAnswer:")
 
 
 def _pubmedqa_file(path: Path) -> list[Item]:
@@ -77,7 +100,7 @@ def _pubmedqa_file(path: Path) -> list[Item]:
     return items
 
 
-def _mmlu_rows(rows, source: str) -> list[Item]:
+def _mmlu_rows(rows, source: str, subject: str) -> list[Item]:
     items = []
     for i, row in enumerate(rows):
         where = f"{source} line {i + 1}"
@@ -87,8 +110,19 @@ def _mmlu_rows(rows, source: str) -> list[Item]:
         answer = row[5].strip()
         if answer not in LETTERS[:4]:
             raise DataError(f"{where}: answer {answer!r} is not one of A, B, C, D")
-        items.append(Item(str(i), row[0], row[1:5], list(LETTERS[:4]), LETTERS.index(answer)))
+        labels, question = list(LETTERS[:4]), row[0].strip()
+        items.append(Item(str(i), question, row[1:5], labels, LETTERS.index(answer),
+                          prompt=lettered_prompt(question, row[1:5], labels, header="",
+                                                 description=mmlu_description(subject))))
     return items
+
+
+def mmlu_subject(path: Path) -> str:
+    """MMLU's file naming (data/test/<subject>_test.csv) -> the subject, as lm-eval's description names it."""
+    stem = path.stem
+    for suffix in ("_test", "_val", "_dev"):
+        stem = stem.removesuffix(suffix)
+    return stem
 
 
 def read_file(path: Path) -> list[Item]:
@@ -105,7 +139,7 @@ def read_file(path: Path) -> list[Item]:
         return _pubmedqa_file(path)
     if path.suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as f:
-            return _mmlu_rows(list(csv.reader(f)), str(path))
+            return _mmlu_rows(list(csv.reader(f)), str(path), mmlu_subject(path))
     raise DataError(f"{path}: unknown benchmark format (expected .jsonl MedQA, .json PubMedQA or .csv MMLU)")
 
 
@@ -123,7 +157,7 @@ def _hub(name: str) -> list[tuple[str, list[Item]]]:
     for subject in MMLU_MEDICAL:
         rows = datasets.load_dataset("cais/mmlu", subject, split="test")
         out.append((f"mmlu_{subject}", _mmlu_rows([[r["question"], *r["choices"], LETTERS[r["answer"]]] for r in rows],
-                                                  f"hub:cais/mmlu/{subject}")))
+                                                  f"hub:cais/mmlu/{subject}", subject)))
     return out
 
 

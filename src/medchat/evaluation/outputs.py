@@ -49,8 +49,34 @@ def metrics_table(models: dict[str, dict], keys=tuple(LABELS)) -> str:
     return "\n".join(lines)
 
 
+def interval_table(metrics: dict) -> str:
+    """Each metric per model as value [95% interval], and each paired difference with its interval; a
+    difference whose interval excludes 0 is marked with *."""
+    iv = metrics.get("intervals") or {}
+    models = metrics["models"]
+    labels = list(models)
+    diffs = iv.get("differences", {})
+    head = "| metric | " + " | ".join(labels + list(diffs)) + " |"
+    lines = [head, "|---|" + "---:|" * (len(labels) + len(diffs))]
+    for key in LABELS:
+        if not any(key in models[m] for m in labels):
+            continue
+        cells = []
+        for m in labels:
+            b = iv.get("models", {}).get(m, {}).get(key)
+            cells.append(f"{_fmt(b['value'])} [{_fmt(b['ci95'][0])}, {_fmt(b['ci95'][1])}]" if b
+                         else _fmt(models[m].get(key)))
+        for d in diffs.values():
+            x = d.get(key)
+            cells.append(f"{x['difference']:+.4g} [{x['ci95'][0]:+.4g}, {x['ci95'][1]:+.4g}]"
+                         + (" *" if x["excludes_zero"] else "") if x else "")
+        lines.append(f"| {LABELS[key]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_generation_outputs(plan, rows: list[dict], results: dict, settings: dict, command: list[str],
-                             seconds: float, config: dict) -> None:
+                             seconds: float, config: dict, source: str = "eval.jsonl", limit: int | None = None,
+                             intervals: dict | None = None, artifact: dict | None = None) -> None:
     out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)
     labels = list(results)
@@ -71,10 +97,13 @@ def write_generation_outputs(plan, rows: list[dict], results: dict, settings: di
     ref_words = [len(r.split()) for r in first["references"]]
     metrics = {
         "rows": len(rows),
-        "split": str(plan.rows_file) if plan.rows_file else "eval.jsonl",
+        "split": source,  # eval.jsonl: the run's held-out rows; else the file the rows came from
+        "limit": limit,  # set: a smoke run on the first rows only (summaries never quote it)
+        "artifact": artifact,  # which weights "adapter" is: the run's adapter or an exported folder
         "run_dir": str(plan.run_dir) if plan.run_dir else None,
         "generation": settings,
         "models": {m: results[m][0] for m in labels},
+        "intervals": intervals or {},
         "unavailable": unavailable,
         "reference_mean_words": sum(ref_words) / len(ref_words),
         "bleu_signature": first.get("bleu_signature"),
@@ -92,19 +121,35 @@ def summary(metrics: dict, rows: list[dict], results: dict) -> str:
     decoding = (f"sampled (temperature {s['temperature']}, top_p {s['top_p']}, seed {s['seed']})"
                 if s["do_sample"] else "greedy")
     where = f"`{metrics['run_dir']}`" if metrics["run_dir"] else "the given rows"
+    if metrics["split"] == "eval.jsonl":
+        rows_text = (f"{metrics['rows']} held-out rows from `eval.jsonl` (checked against the run's split.json: none "
+                     "was trained on)")
+    else:
+        rows_text = (f"{metrics['rows']} rows from `{metrics['split']}`"
+                     + (" (none is a training row of the run: checked by hash against its split.json)"
+                        if metrics["run_dir"] else ""))
+    if metrics.get("limit"):
+        rows_text += f"; **a smoke run: only the first {metrics['limit']} rows**"
     adapter = ("the adapter merged into the base (its quantized weights dequantized first)" if s["merge"]
                else f"the adapter unmerged on the {s['quant']} base")
+    if not metrics.get("artifact"):  # a preset base model: there is no adapter
+        adapter = "the base model alone, no adapter"
+    elif metrics["artifact"]["kind"].startswith("exported"):
+        adapter = f"`adapter` is the {metrics['artifact']['kind']} `{metrics['artifact']['path']}`"
     text = [
         f"# Evaluation of {where}",
         "",
-        f"{metrics['rows']} held-out rows from `{metrics['split']}` (checked against the run's split.json: none was "
-        f"trained on). Each prompt is the conversation up to its last doctor turn, rendered with the run's "
+        f"{rows_text}. Each prompt is the conversation up to its last doctor turn, rendered with the run's "
         f"`{s['prompt_format']}` format; the reference is that doctor turn. Decoding: {decoding}, at most "
         f"{s['max_new_tokens']} new tokens, batches of {s['batch_size']} (left-padded); model: {adapter}. Base "
         f"weights: `{s['base_model']}`. Reference answers average {metrics['reference_mean_words']:.1f} words.",
         "",
-        metrics_table(metrics["models"]),
+        interval_table(metrics) if metrics.get("intervals") else metrics_table(metrics["models"]),
         "",
+        "Brackets: 95% percentile-bootstrap interval over rows (" + (metrics.get("intervals") or {}).get("method", "")
+        + ")" + ("; `adapter - base` is the paired difference, `*` where its interval excludes 0."
+                 if (metrics.get("intervals") or {}).get("differences") else ".")
+        if metrics.get("intervals") else "",
         "Perplexity: exp of the mean negative log-likelihood of the reference answers' doctor tokens "
         "(teacher-forced, as training scored them). All other numbers score the generated answers against the "
         "references.",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from medchat.evaluation import heldout, outputs
+from medchat.evaluation import heldout, intervals, outputs
 from medchat.evaluation.generation import GenerationStats, generate
 from medchat.evaluation.metrics import text_metrics
 from medchat.evaluation.perplexity import doctor_nll, perplexity, row_perplexity
@@ -25,13 +25,18 @@ from medchat.formatting import prompt_ids
 log = logging.getLogger(__name__)
 
 
-def _rows(cfg, plan: Plan) -> list[dict]:
-    rows = heldout.read_conversations(plan.rows_file) if plan.rows_file else heldout.heldout_rows(plan.run_dir)
+def _rows(cfg, plan: Plan) -> tuple[list[dict], str]:
+    """(rows to answer, where they came from): the run's held-out rows, or rows.path's (checked against the
+    run's training split)."""
+    if plan.rows_file:
+        rows, source = heldout.other_rows(cfg.rows, plan.run)
+    else:
+        rows, source = heldout.heldout_rows(plan.run), "eval.jsonl"
     if not rows:
         from medchat.data import DataError
 
         raise DataError(f"{plan.rows_file}: no rows to evaluate")
-    return rows[: cfg.limit] if cfg.limit else rows
+    return (rows[: cfg.limit] if cfg.limit else rows), source
 
 
 def _log_to_file(out_dir: Path) -> logging.Handler:
@@ -63,7 +68,8 @@ def score_model(model, tokenizer, rows: list[dict], cfg, plan: Plan) -> tuple[di
                          batch_size=m.perplexity_batch_size, max_length=plan.max_length)
         corpus["perplexity"] = perplexity(nll)
         for row, (s, c) in zip(per_row, nll):
-            row["perplexity"] = row_perplexity(s, c)
+            # the sums, not only the ratio: the bootstrap needs the token-weighted statistic per row
+            row.update(perplexity=row_perplexity(s, c), nll_sum=s, nll_tokens=c)
     words = [len(t.split()) for t in texts]
     for row, x, w in zip(per_row, gens, words):
         row.update(words=w, new_tokens=len(x.token_ids), ended_with_eos=x.ended_with_eos)
@@ -75,7 +81,8 @@ def score_model(model, tokenizer, rows: list[dict], cfg, plan: Plan) -> tuple[di
         generated_tokens_per_second=stats.tokens_per_second,
     )
     details = {**scores.details, "unavailable": scores.unavailable,
-               "prompts": [tokenizer.decode(p) for p in prompts], "references": list(references)}
+               "prompts": [tokenizer.decode(p) for p in prompts], "references": list(references),
+               "statistics": intervals.statistics(per_row, texts, list(references))}
     return corpus, texts, per_row, details
 
 
@@ -85,7 +92,7 @@ def run(cfg) -> Path:
         from medchat.evaluation.mcq import run_mcq
 
         return run_mcq(cfg, plan)
-    rows = _rows(cfg, plan)
+    rows, source = _rows(cfg, plan)
     handler = _log_to_file(plan.out_dir)
     started = time.time()
     try:
@@ -94,19 +101,25 @@ def run(cfg) -> Path:
         for label, model in load_models(plan, cfg.merge, cfg.compare_base):
             log.info("scoring %s on %d rows", label, len(rows))
             results[label] = score_model(model, tokenizer, rows, cfg, plan)
+        bootstrapped = intervals.model_intervals({m: r[3].pop("statistics") for m, r in results.items()})
         outputs.write_generation_outputs(
             plan, rows, results,
             settings={**OmegaConf.to_container(cfg.generation, resolve=True), "merge": cfg.merge,
                       "quant": plan.quant_cfg.mode, "prompt_format": plan.prompt_format,
                       "max_length": plan.max_length, "base_model": plan.model_path},
+            artifact=plan.artifact,
             command=[sys.executable, *sys.argv],
             seconds=time.time() - started,
             config=OmegaConf.to_container(cfg, resolve=True),
+            source=source, limit=cfg.limit, intervals=bootstrapped,
         )
         if cfg.log_wandb:  # into the training run's W&B run (resumed by id): one dashboard row
             from medchat.evaluation.wandb_table import log_evaluation
 
-            log_evaluation(plan.run_dir, plan.out_dir)
+            # the run's summary holds the full held-out evaluation of its own adapter only: a smoke run or
+            # another dataset's rows are logged to its history without replacing those numbers
+            log_evaluation(plan.run_dir, plan.out_dir,
+                           summary=not cfg.limit and source == "eval.jsonl" and cfg.artifact is None)
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()

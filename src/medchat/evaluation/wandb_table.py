@@ -32,7 +32,7 @@ def table_rows(predictions: list[dict]) -> tuple[list[str], list[list]]:
     return columns, rows
 
 
-def log_evaluation(run_dir: Path | None, out_dir: Path) -> str | None:
+def log_evaluation(run_dir: Path | None, out_dir: Path, summary: bool = True) -> str | None:
     """Log RUN/eval's outputs into the run's W&B run; -> the W&B run id, or None when there is none."""
     from medchat.runs import wandb_run
     from medchat.tracking import flatten, wandb_mode
@@ -53,7 +53,8 @@ def log_evaluation(run_dir: Path | None, out_dir: Path) -> str | None:
         corpus = {f"eval_gen/{k}": v for k, v in flatten(metrics["models"]).items() if isinstance(v, (int, float))}
         columns, rows = table_rows(predictions)
         run.log({**corpus, "eval_gen/predictions": wandb.Table(columns=columns, data=rows)})
-        run.summary.update(corpus)
+        if summary:
+            run.summary.update(corpus)
     finally:
         run.finish()
     log.info("evaluation logged to W&B run %s (%s)", run.id, mode)

@@ -15,7 +15,6 @@ the same held-out rows. ORPO (and DPO without init_from) starts from the base mo
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, replace
 
@@ -64,10 +63,7 @@ def open_init_run(cfg, plan) -> InitRun | None:
         if ours != theirs:
             raise ConfigError(f"{key}={ours!r}, but {where} trained with {theirs!r}: DPO would score the adapter "
                               "on prompts rendered differently from the ones it learned")
-    split_file = run.dir / "split.json"
-    if not split_file.is_file():
-        raise ConfigError(f"{where} has no split.json, so its held-out rows cannot be kept held out")
-    manifest = json.loads(split_file.read_text())
+    manifest = run.split(f" ({where}), so its held-out rows cannot be kept held out")  # medchat.runs reads it
     return InitRun(run, frozenset(r["hash"] for r in manifest["train"]),
                    frozenset(r["hash"] for r in manifest["eval"]))
 
