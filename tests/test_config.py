@@ -16,7 +16,7 @@ from medchat import config_checks
 from medchat import modeling, plan, training
 from medchat.hardware import Hardware
 
-GROUPS = ["model", "dataset", "lora", "quant", "trainer", "tracker", "experiment", "debug"]
+GROUPS = ["model", "dataset", "lora", "quant", "trainer", "tracker", "experiment", "debug", "stage"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 # Linear layers of every Llama/Mistral/Qwen2 decoder the presets name.
 LLAMA_LINEAR = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"}
@@ -30,7 +30,12 @@ SMALL_LLAMA = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, n
 def build_all(cfg, tmp_path):
     run_plan = plan.resolve(cfg, Hardware(), config=transformers.LlamaConfig(**SMALL_LLAMA))
     assert modeling.resolve_target_modules(cfg.lora, LLAMA_LINEAR) == list(run_plan.target_modules)
-    args = training.sft_config(cfg, tmp_path, run_plan)
+    if cfg.stage.name == "sft":
+        args = training.sft_config(cfg, tmp_path, run_plan)
+    else:
+        from medchat.stages.preference import stage_plan, trainer_config
+
+        args = trainer_config(cfg, tmp_path, stage_plan(run_plan, None))
     lora = modeling.lora_config(cfg.lora, run_plan.target_modules)
     bnb = modeling.quantization_config(run_plan.model.quant)
     return args, lora, bnb
@@ -38,10 +43,20 @@ def build_all(cfg, tmp_path):
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_builds_real_configs(group, option, tmp_path):
-    cfg = compose(f"{group}={option}", "dataset.path=rows.jsonl")
+    # preference pairs and the preference stages only come together (validate refuses either alone)
+    pairing = {("dataset", "preference"): ["stage=dpo"], ("stage", "dpo"): ["dataset=preference"],
+               ("stage", "orpo"): ["dataset=preference"]}
+    cfg = compose(f"{group}={option}", "dataset.path=rows.jsonl", *pairing.get((group, option), []))
     config_checks.validate(cfg)
     args, lora, bnb = build_all(cfg, tmp_path)
-    assert isinstance(args, trl.SFTConfig)
+    if cfg.stage.name == "sft":
+        assert isinstance(args, trl.SFTConfig)
+    else:
+        from trl.experimental.orpo import ORPOConfig
+
+        assert isinstance(args, trl.DPOConfig if cfg.stage.name == "dpo" else ORPOConfig)
+        assert args.beta == cfg.stage.beta
+        assert cfg.stage.name == "orpo" or args.loss_type == list(cfg.stage.loss_type)
     assert args.learning_rate == cfg.trainer.learning_rate
     assert args.gradient_checkpointing_kwargs == {"use_reentrant": False}
     assert isinstance(lora, peft.LoraConfig) and lora.r == cfg.lora.r and lora.lora_alpha == cfg.lora.lora_alpha

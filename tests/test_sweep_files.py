@@ -30,18 +30,21 @@ def cli(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
 
 def test_every_sweep_file_is_tested_here_and_says_what_it_is_for():
     files = sorted(str(p.relative_to(SWEEP)) for p in SWEEP.rglob("*.yaml"))
-    assert files == ["bayes.yaml", "hydra/launcher/slurm.yaml", "lr.yaml", "rank_alpha.yaml", "seeds.yaml",
-                     "smollm2_lora.yaml", "targets.yaml", "wandb_sweep.yaml"]
-    for name in ("bayes", "lr", "rank_alpha", "seeds", "smollm2_lora", "targets"):
+    assert files == ["bayes.yaml", "beta.yaml", "hydra/launcher/slurm.yaml", "lr.yaml", "rank_alpha.yaml",
+                     "seeds.yaml", "smollm2_lora.yaml", "targets.yaml", "wandb_sweep.yaml"]
+    for name in ("bayes", "beta", "lr", "rank_alpha", "seeds", "smollm2_lora", "targets"):
         text = (SWEEP / f"{name}.yaml").read_text()
         assert text.startswith("# Question:") and f"--config-name {name}" in text, name
 
 
-@pytest.mark.parametrize("name,jobs", [("seeds", 3), ("rank_alpha", 27), ("targets", 9), ("lr", 12),
-                                       ("smollm2_lora", 8)])
-def test_ablation_composes_and_checks_every_job(name, jobs, tmp_path):
+@pytest.mark.parametrize("name,jobs,extra", [
+    ("seeds", 3, []), ("rank_alpha", 27, []), ("targets", 9, []), ("lr", 12, []), ("smollm2_lora", 8, []),
+    # DPO needs an SFT run and pairs; the dry run composes and validates every job without reading them
+    ("beta", 12, ["stage.init_from=runs/SFT", "dataset.path=pairs.jsonl"]),
+])
+def test_ablation_composes_and_checks_every_job(name, jobs, extra, tmp_path):
     out = cli("-m", "--config-dir", "sweep", "--config-name", name, "hydra.launcher.dry_run=true",
-              f"hydra.sweep.dir={tmp_path}")
+              f"hydra.sweep.dir={tmp_path}", *extra)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"dry run: {jobs} jobs into {tmp_path}" in out.stdout, out.stdout[-3000:]
     # every job's own process would compose the same primary config

@@ -80,9 +80,11 @@ class DatasetConfig:
     data_files: Optional[Any] = None
     sources: List[DatasetSourceConfig] = field(default_factory=list)
     format: str = "auto"  # auto (from the file suffix) | json | jsonl | csv | parquet
-    # How columns map to a conversation: messages | sharegpt | instruction | qa | patient_doctor
+    # How columns map to a conversation: messages | sharegpt | instruction | qa | patient_doctor, or for
+    # stage=dpo|orpo preference (prompt/chosen/rejected; see medchat.data.preference)
     schema: str = "messages"
-    # Column names per role, overriding the schema's defaults: question, answer, system, messages, id.
+    # Column names per role, overriding the schema's defaults: question, answer, system, messages, id
+    # (preference: prompt, chosen, rejected, messages, system, id, split).
     columns: Dict[str, str] = field(default_factory=dict)
     num_proc: Optional[int] = None  # processes for loading and tokenizing a large dataset
     cache_tokenized: bool = True  # reuse tokenized rows across runs and sweep jobs (medchat.data.cache)
@@ -240,6 +242,25 @@ class LauncherConfig:
 
 
 @dataclass
+class StageConfig:
+    """Which objective trains the adapter: sft (TRL SFTTrainer), dpo (DPOTrainer), orpo (ORPOTrainer, which
+    TRL 1.16 ships in trl.experimental.orpo). Keys other than `name` and `init_from` are DPOConfig / ORPOConfig
+    names and pass through unchanged (ORPO reads only `beta`, its lambda)."""
+
+    name: str = "sft"  # sft | dpo | orpo
+    # dpo: a finished SFT run dir; its adapter is trained further and a frozen copy of it is the reference model.
+    # null: a fresh LoRA adapter on the base, the base being the reference. sft/orpo: must be null.
+    init_from: Optional[str] = None
+    beta: float = 0.1
+    loss_type: List[str] = field(default_factory=lambda: ["sigmoid"])
+    loss_weights: Optional[List[float]] = None
+    label_smoothing: float = 0.0
+    use_weighting: bool = False
+    ld_alpha: Optional[float] = None
+    precompute_ref_log_probs: bool = False
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
@@ -249,6 +270,7 @@ class Config:
     tracker: TrackerConfig = MISSING
     eval: EvalConfig = field(default_factory=EvalConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    stage: StageConfig = field(default_factory=StageConfig)
     experiment_name: Optional[str] = None
     runs_root: str = "runs"  # where run dirs go unless hydra.run.dir is set
     extra: Dict[str, Any] = field(default_factory=dict)  # free-form notes saved with the run
@@ -264,7 +286,7 @@ CHOICES = {
     "model.dtype": ("auto", "bfloat16", "float16", "float32"),
     "model.attn_implementation": ("auto", "sdpa", "eager", "flex_attention", "flash_attention_2"),
     "dataset.format": ("auto", "json", "jsonl", "csv", "parquet"),
-    "dataset.schema": ("messages", "sharegpt", "instruction", "qa", "patient_doctor"),
+    "dataset.schema": ("messages", "sharegpt", "instruction", "qa", "patient_doctor", "preference"),
     "dataset.prompt_format": ("chat_template", "plain"),
     "lora.targets": ("qv", "attention", "all_linear", "all_linear_lm_head"),
     "lora.bias": ("none", "all", "lora_only"),
@@ -283,6 +305,7 @@ CHOICES = {
     "trainer.activation_offloading": ("auto", "true", "false"),
     "tracker.backend": ("wandb", "tensorboard", "none"),
     "tracker.mode": ("auto", "online", "offline"),
+    "stage.name": ("sft", "dpo", "orpo"),
 }
 
 

@@ -13,6 +13,7 @@ import typing
 from typing import Any
 
 from medchat.config import CHOICES, ConfigError, GenerationSettings
+from medchat.stages.checks import validate_stage
 
 # YAML booleans arrive as "True"/"False" in these str fields (they also take "auto").
 LOWERCASED = ("trainer.gradient_checkpointing", "trainer.use_liger_kernel", "trainer.fused_lora", "trainer.compile",
@@ -76,6 +77,7 @@ def validate(cfg: Any) -> None:
     _validate_best_and_early(cfg.trainer)
     if cfg.trainer.eval_strategy != "no" and cfg.dataset.eval_size == 0:
         raise ConfigError("trainer.eval_strategy needs eval rows: set dataset.eval_size > 0 or trainer.eval_strategy=no")
+    validate_stage(cfg)  # stage.* (dpo/orpo), kept beside the stages
 
 
 def _validate_best_and_early(t) -> None:

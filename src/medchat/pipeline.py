@@ -5,6 +5,9 @@ is checked before the model's weights are loaded. Every `auto` and hardware-depe
 once, into the run plan (medchat.plan), which is logged, saved as RUN/plan.json and handed to the builders.
 The run dir is the run's contract with evaluation, sweeps, reports and export (which open it through
 medchat.runs): see README "Run dir".
+
+`stage=dpo|orpo` (preference tuning) runs through the same steps; medchat.stages.preference supplies what
+differs (the SFT run it continues, its TRL config, pairs, trainer and reward metrics).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from medchat.config import Config
 from medchat.config_checks import check_keys, validate
 from medchat.data.cache import tokenized
 from medchat.preemption import Interrupted, PreemptionCallback, StopRequest
+from medchat.stages import preference as pref
 from medchat.tracking import Tracker, is_main_process
 
 log = logging.getLogger(__name__)
@@ -54,19 +58,28 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     # 1. Everything checkable without weights.
     check_keys(cfg, Config)  # `+key=`, `++key=` and YAML typos get past Hydra's struct mode
-    validate(cfg)
+    validate(cfg)  # stage.* too (medchat.stages.checks)
+    sft = cfg.stage.name == "sft"
     plan = run_plan.resolve(cfg)  # also rejects what the machine cannot do (precision, Liger, quantization)
+    init = None
+    if not sft:  # DPO's stage.init_from run opened and checked against this base (medchat.runs) before loading
+        init = pref.open_init_run(cfg, plan)
+        plan = pref.stage_plan(plan, init)
     log.info("%s", plan.describe())
-    args = training.sft_config(cfg, run_dir, plan)
+    args = training.sft_config(cfg, run_dir, plan) if sft else pref.trainer_config(cfg, run_dir, plan)
     attempt = Attempt(run_dir, cfg, main)
     attempt.claim(Path(args.output_dir))  # refuses a done run; finds the checkpoint to resume, if any
     _wait_for_all_ranks(plan.world_size)  # every rank has checked the run dir before the main one writes its status
-    split = data.load_split(cfg.dataset)
     tokenizer = modeling.load_tokenizer(cfg.model)
-    # rows over trainer.max_length are cut or dropped and counted there, cached or not
-    train_ds, eval_ds, tokenization, tokenized_cache = tokenized(
-        split, tokenizer, cfg.dataset.prompt_format, cfg.trainer.max_length, run_dir,
-        truncation=cfg.trainer.truncation, use_cache=cfg.dataset.cache_tokenized, num_proc=cfg.dataset.num_proc)
+    if sft:
+        split = data.load_split(cfg.dataset)
+        # rows over trainer.max_length are cut or dropped and counted there, cached or not
+        train_ds, eval_ds, tokenization, tokenized_cache = tokenized(
+            split, tokenizer, cfg.dataset.prompt_format, cfg.trainer.max_length, run_dir,
+            truncation=cfg.trainer.truncation, use_cache=cfg.dataset.cache_tokenized, num_proc=cfg.dataset.num_proc)
+    else:  # pairs: tokenized (and cut or dropped, counted) in medchat.data.preference, not cached
+        split, train_ds, eval_ds, tokenization = pref.load_data(cfg, tokenizer, init)
+        tokenized_cache = None
 
     # 2. The run dir records what is about to happen before the first step (a resume: checked against it).
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
@@ -78,7 +91,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     try:
         # inside the try: a wandb.init failure too leaves status failed, not running
         tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides(), extra={"data": split.counts})
-        metrics = _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, attempt.checkpoint, stop)
+        metrics = _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, attempt.checkpoint, stop, init)
         metrics["tokenization"] = tokenization
         tracker.log_summary(metrics)
         if main:
@@ -106,23 +119,26 @@ def _tokens_in_checkpoint(checkpoint: str | None) -> int:
     return json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
 
 
-def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoint, stop) -> dict:
+def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoint, stop, init=None) -> dict:
     from transformers import set_seed
 
-    set_seed(cfg.trainer.seed)  # LoRA's A matrices are drawn from the global RNG when the adapter is created
-    model = modeling.load_model(plan.model)
-    model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, plan.target_modules))
     from medchat.evaluation.callback import generation_callbacks
 
+    set_seed(cfg.trainer.seed)  # LoRA's A matrices are drawn from the global RNG when the adapter is created
     # [] unless eval.every_steps is set; generates with the plan's generation attention
     callbacks = generation_callbacks(cfg, tokenizer, split.eval, run_dir, plan.model.generation_attention)
-    trainer = training.build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=callbacks)
+    if cfg.stage.name == "sft":
+        model = modeling.load_model(plan.model)
+        model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, plan.target_modules))
+        trainer = training.build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=callbacks)
+    else:
+        model, trainer = pref.build(cfg, plan, init, tokenizer, train_ds, eval_ds, args, callbacks)
 
     preempt = PreemptionCallback(stop)
     trainer.add_callback(preempt)
     before = training.evaluate_before_training(trainer) if eval_ds is not None and not checkpoint else {}
-    if before and is_main_process():
-        write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"]})
+    if before and is_main_process():  # all of it: a preference stage's rewards before training too
+        write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"], **before})
     tokens_at_start = _tokens_in_checkpoint(checkpoint)
     out = training.run_trainer(trainer, cfg, resume_from_checkpoint=checkpoint)
     if preempt.stopped_at is not None:  # stopped on a signal after saving: no final eval, no adapter
@@ -137,10 +153,10 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
         partial.rename(run_dir / "adapter")
 
     trainable, total = model.get_nb_trainable_parameters()
-    eval_before = before.get("eval_before_loss")
-    if eval_before is None and checkpoint:  # resumed: keep the first session's number
+    if not before and checkpoint:  # resumed: keep the first session's numbers
         previous = run_dir / "metrics_before.json"
-        eval_before = json.loads(previous.read_text()).get("eval_loss_before") if previous.exists() else None
+        before = json.loads(previous.read_text()) if previous.exists() else {}
+    eval_before = before.get("eval_loss_before", before.get("eval_before_loss"))
     metrics = {
         "eval_loss_before": eval_before,
         "eval_loss_after": after.get("eval_loss"),
@@ -150,7 +166,7 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
         "train_runtime_s": out.metrics.get("train_runtime"),
         # real (non-pad) tokens this session, over its wall time
         "train_tokens_per_second": (trainer.state.num_input_tokens_seen - tokens_at_start)
-        / out.metrics["train_runtime"],
+        / out.metrics["train_runtime"] if args.include_num_input_tokens_seen not in ("no", False) else None,
         "global_step": trainer.state.global_step,
         "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
         "peak_memory_gib": training.peak_memory_gib(plan.model.cuda),
@@ -169,8 +185,10 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
             "checkpoint_every_n_layers": (args.gradient_checkpointing_kwargs or {}).get("every_n_layers", 1),
             "per_device_train_batch_size": args.per_device_train_batch_size,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,
-            "activation_offloading": bool(args.activation_offloading),
+            "activation_offloading": bool(getattr(args, "activation_offloading", False)),  # ORPOConfig has none
             **getattr(trainer, "medchat_speed", {}),  # fused LoRA projections, compiled layers
         },
     }
+    if cfg.stage.name != "sft":
+        metrics.update(pref.stage_metrics(cfg, init, before, after))
     return metrics

@@ -4,12 +4,12 @@
     python -m medchat.report SWEEP_DIR --out somewhere
 
 Writes:
-    runs.csv        one row per run dir: status, overrides and one column per swept key, final train loss
+    runs.csv        one row per run dir: status, stage, overrides and one column per swept key, final train loss
                     (the last logged one), eval loss after training (eval_loss; eval_loss_before too),
                     generation metrics of the full held-out evaluate.py run, RUN/eval/heldout-*/ (gen.<name>),
                     train runtime and tokens/s of the last training session, peak GPU memory, trainable
-                    (LoRA) parameters
-    ablation.md     one row per setting (the swept keys other than the seeds): mean +- sample std over the
+                    (LoRA) parameters, and for stage=dpo|orpo the held-out reward accuracy and margin
+    ablation.md     one row per stage and setting (the swept keys other than the seeds): mean +- sample std over the
     ablation.tex    finished seeds, n = finished/all runs; the best mean of each metric in bold
     *.png           loss_curves.png (every run; failed runs dotted) and <metric>_vs_<key>.png for each
                     metric and swept key (every finished run as a dot, mean +- std as a line)
@@ -37,6 +37,9 @@ METRICS = {
     "tokens_per_s": ("train tokens/s", +1),
     "trainable_parameters": ("trainable parameters", -1),
     "peak_memory_gib": ("peak memory GiB", -1),
+    # stage=dpo|orpo: on the held-out pairs, after training (medchat.stages)
+    "reward_accuracy": ("held-out reward accuracy", +1),
+    "reward_margin": ("held-out reward margin", +1),
 }
 LOWER_IS_BETTER_GEN = {"perplexity"}
 
@@ -121,6 +124,7 @@ def collect(sweep_dir: Path) -> tuple[list[dict], dict, list[str]]:
             "reason": status.get("reason", "") if status["state"] != "done" else "",
             "overrides": " ".join(overrides),
             **{override_key(o): _value(o.split("=", 1)[1]) for o in overrides if "=" in o},
+            "stage": metrics.get("stage") or _stage_of(run),
             "eval_loss": metrics.get("eval_loss_after"),
             "eval_loss_before": metrics.get("eval_loss_before"),
             "train_loss": train[-1][1] if train else metrics.get("train_loss"),
@@ -133,6 +137,8 @@ def collect(sweep_dir: Path) -> tuple[list[dict], dict, list[str]]:
             "tokens_per_s": metrics.get("train_tokens_per_second"),
             "peak_memory_gib": metrics.get("peak_memory_gib"),
             "trainable_parameters": metrics.get("trainable_parameters"),
+            "reward_accuracy": metrics.get("reward_accuracy_after"),
+            "reward_margin": metrics.get("reward_margin_after"),
             "attempts": len(job.get("attempts", [])) or None,
             "wall_s": sum(a.get("seconds", 0) for a in job.get("attempts", [])) or None,
         }
@@ -143,6 +149,18 @@ def collect(sweep_dir: Path) -> tuple[list[dict], dict, list[str]]:
                     row[f"gen.{key}"] = value
         rows.append(row)
     return rows, curves, keys
+
+
+def _stage_of(run: Path) -> str:
+    """sft | dpo | orpo from the run's config when metrics.json names none (runs from before stages: sft)."""
+    from omegaconf import OmegaConf
+
+    from medchat import runs
+
+    try:
+        return OmegaConf.select(runs.read_config(run, on_schema=False), "stage.name", default="sft")
+    except FileNotFoundError:
+        return "sft"
 
 
 def swept_keys(frame, keys: list[str]) -> list[str]:
@@ -166,10 +184,12 @@ def label(metric: str) -> str:
 
 
 def ablation(frame, keys: list[str]):
-    """Per setting (swept keys without seeds): n and mean/std of each metric over the finished runs."""
+    """Per stage (when any run is not sft) and setting (swept keys without seeds): n and mean/std of each metric over the finished runs."""
     import pandas as pd
 
-    settings = [k for k in swept_keys(frame, keys) if k not in SEED_KEYS]
+    settings = [k for k in swept_keys(frame, keys) if k not in SEED_KEYS and k != "stage"]
+    if "stage" in frame and (frame["stage"] != "sft").any():  # SFT-only sweeps keep their tables as they were
+        settings = ["stage", *settings]
     metrics = metric_columns(frame)
     groups = []
     keyed = frame.assign(_key=frame[settings].astype(str).agg("|".join, axis=1) if settings else "all")

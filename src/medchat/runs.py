@@ -55,6 +55,11 @@ class Run:
         """The base model name the adapter recorded when it was saved."""
         return json.loads((self.adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
 
+    def adapter_targets(self) -> list[str]:
+        """The module names the adapter was trained on (PEFT saves a list, or one regex string)."""
+        targets = json.loads((self.adapter / "adapter_config.json").read_text())["target_modules"]
+        return [targets] if isinstance(targets, str) else sorted(targets)
+
     def system_prompt(self) -> str | None:
         """The system prompt the run trained with: dataset.system_prompt, else the one every training
         conversation shared, as training recorded it in split.json (`train_system_prompt`). Never guessed
@@ -287,11 +292,14 @@ def load_base(plan: run_plan.ModelPlan, dequantize: bool = False):
     return model.eval()
 
 
-def add_adapter(base, adapter: Path, merge: bool = False):
-    """PeftModel of `base` with the adapter (checked beforehand by check_adapter_base); `merge` folds it in."""
+def add_adapter(base, adapter: Path, merge: bool = False, trainable: bool = False):
+    """PeftModel of `base` with the adapter (checked beforehand by check_adapter_base); `merge` folds it in;
+    `trainable`: left in train mode with the adapter's weights trainable (a DPO stage continuing an SFT run)."""
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(base, str(adapter))
+    model = PeftModel.from_pretrained(base, str(adapter), is_trainable=trainable)
+    if trainable:
+        return model
     if merge:
         model = model.merge_and_unload()
     return model.eval()

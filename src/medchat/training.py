@@ -1,4 +1,4 @@
-"""Config + run plan -> TRL SFTConfig and SFTTrainer, the callbacks medchat adds, and running the trainer.
+"""Config + run plan -> TRL SFTConfig (and the TrainingArguments every stage shares) and SFTTrainer, the callbacks medchat adds, and running the trainer.
 
 Every `auto` value arrives resolved in the medchat.plan.RunPlan; nothing here asks the machine.
 """
@@ -27,16 +27,26 @@ def sft_config(cfg, run_dir: Path, plan):
     """cfg.trainer (+ tracker) and the run plan -> trl.SFTConfig. Keys pass through under their SFTConfig names."""
     from trl import SFTConfig
 
+    return SFTConfig(
+        **training_arguments(cfg, run_dir, plan, SFTConfig),
+        packing=cfg.trainer.packing,
+        packing_strategy="bfd",  # padding-free: position_ids restart per example, so attention stays per document
+    )
+
+
+def training_arguments(cfg, run_dir: Path, plan, config_class) -> dict:
+    """The keys every stage's TRL config shares (SFTConfig, DPOConfig, ORPOConfig: all TrainingArguments plus
+    max_length), from cfg.trainer (+ tracker) and the run plan, under their TRL names."""
     t = cfg.trainer
     eval_on = t.eval_strategy != "no"
     checkpointing = plan.checkpointing
     batch = plan.batch  # the config's split, or the auto micro-batch plan's (medchat.speed.apply)
     kwargs = {}
-    if "train_sampling_strategy" in inspect.signature(SFTConfig).parameters:
+    if "train_sampling_strategy" in inspect.signature(config_class).parameters:
         kwargs["train_sampling_strategy"] = t.train_sampling_strategy
     elif t.train_sampling_strategy == "group_by_length":  # transformers before train_sampling_strategy existed
         kwargs["group_by_length"] = True
-    return SFTConfig(
+    return dict(
         output_dir=str(run_dir / "checkpoints"),
         run_name=cfg.tracker.name or run_dir.name,
         num_train_epochs=float(t.num_train_epochs),
@@ -63,8 +73,6 @@ def sft_config(cfg, run_dir: Path, plan):
         gradient_checkpointing=checkpointing.enabled,
         gradient_checkpointing_kwargs=checkpointing.kwargs(),
         use_liger_kernel=plan.liger,
-        packing=t.packing,
-        packing_strategy="bfd",  # padding-free: position_ids restart per example, so attention stays per document
         max_length=t.max_length,
         seed=t.seed,
         data_seed=t.seed,
@@ -115,6 +123,12 @@ def build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callback
         keep_adapter_fp32(trainer.model)
     # fused LoRA projections and regional compilation, as the plan says (medchat.speed.apply)
     trainer.medchat_speed = apply_speed(trainer, plan)
+    add_callbacks(trainer, cfg)
+    return trainer
+
+
+def add_callbacks(trainer, cfg) -> None:
+    """What every stage's trainer gets from cfg.trainer: the testing crash, early stopping."""
     if cfg.trainer.fail_at_step:
         trainer.add_callback(FailAtStep(cfg.trainer.fail_at_step))
     if cfg.trainer.early_stopping_patience:
@@ -122,7 +136,6 @@ def build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callback
 
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.trainer.early_stopping_patience,
                                                    early_stopping_threshold=cfg.trainer.early_stopping_threshold))
-    return trainer
 
 
 def best_and_early(trainer, cfg) -> dict:

@@ -1,0 +1,207 @@
+"""Preference pairs (`dataset.schema=preference`): read, split and tokenize them for DPO and ORPO.
+
+A pair becomes the same record SFT rows do, plus the rejected answer:
+`{"id", "row", "messages": prompt turns + [the chosen answer], "rejected": str}`. Keeping the chosen side as an
+ordinary conversation means split.json, eval.jsonl, evaluate.py and the generation callback treat a preference
+run's held-out rows exactly like an SFT run's (the chosen answer is the reference).
+
+A row is either `{"prompt": str | [messages], "chosen": str | [assistant message], "rejected": ...}` or
+`{"messages": [... ending with a user turn], "chosen": ..., "rejected": ...}`. A `split` column (train | eval,
+what `medchat.make_pairs` writes from an SFT run's own split) fixes the held-out side, so that pairs made from
+an SFT run's eval rows never reach DPO training; without one, `dataset.eval_size` splits as for SFT.
+
+Tokens are made here, with the same template rendering and the same loss span (the doctor's turn through its
+EOS) as SFT, and handed to TRL already tokenized: both trainers then score exactly the tokens SFT trained.
+Answers that do not fit `trainer.max_length` are cut here and counted (TRL would cut them silently).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+
+from medchat.data.prepare import Split, conversation_hash, deduplicate, question_key, split
+from medchat.data.readers import ROLES, DataError, ReadResult, _text, load_rows
+from medchat.formatting import prompt_ids, tokenize_conversation
+
+log = logging.getLogger(__name__)
+
+COLUMNS = {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected", "messages": "messages",
+           "system": "system", "id": "id", "split": "split"}
+SPLITS = ("train", "eval")
+
+
+def _columns(cfg) -> dict[str, str]:
+    unknown = set(cfg.columns) - set(COLUMNS)
+    if unknown:
+        raise DataError(f"dataset.columns: {', '.join(sorted(unknown))} is not a preference column; "
+                        f"known: {', '.join(COLUMNS)}")
+    return {**COLUMNS, **dict(cfg.columns)}
+
+
+def _answer(value, source: str, i: int, column: str) -> str:
+    """A chosen/rejected answer: a string, or a list holding one assistant message (TRL's conversational form)."""
+    if isinstance(value, list):
+        if len(value) != 1 or not isinstance(value[0], dict) or value[0].get("role") != "assistant":
+            raise DataError(f"{source} row {i}: column {column!r} must be a string or one assistant message")
+        value = value[0].get("content")
+    return _text(value)
+
+
+def _prompt(row: dict, cols: dict, source: str, i: int, system_prompt: str | None) -> list[dict]:
+    raw = row.get(cols["prompt"]) if cols["prompt"] in row else row.get(cols["messages"])
+    if isinstance(raw, str):
+        turns = [{"role": "user", "content": raw.strip()}]
+    elif isinstance(raw, list) and all(isinstance(m, dict) for m in raw):
+        turns = [{"role": m.get("role"), "content": _text(m.get("content"))} for m in raw]
+        bad = [m["role"] for m in turns if m["role"] not in ROLES]
+        if bad:
+            raise DataError(f"{source} row {i}: unknown role {bad[0]!r} in the prompt (expected {', '.join(ROLES)})")
+    else:
+        raise DataError(f"{source} row {i}: the prompt must be a string or a list of {{role, content}}")
+    if not turns or turns[-1]["role"] != "user":
+        raise DataError(f"{source} row {i}: the prompt must end with a user turn (the question both answers answer)")
+    system = system_prompt if system_prompt is not None else _text(row.get(cols["system"]))
+    if system:
+        turns = [{"role": "system", "content": system}] + [m for m in turns if m["role"] != "system"]
+    return turns
+
+
+def normalise_pairs(table, cfg, source: str) -> ReadResult:
+    """Rows -> pair records; pairs with an empty question or answer, or two identical answers, are dropped."""
+    cols = _columns(cfg)
+    names = list(table.column_names)
+    if cols["prompt"] not in names and cols["messages"] not in names:
+        raise DataError(f"{source} has neither a {cols['prompt']!r} nor a {cols['messages']!r} column "
+                        f"(dataset.schema=preference); columns found: {', '.join(names)}. "
+                        "Map yours with dataset.columns.prompt=NAME")
+    for role in ("chosen", "rejected"):
+        if cols[role] not in names:
+            raise DataError(f"{source} has no column {cols[role]!r} (dataset.schema=preference reads it as the "
+                            f"{role} answer); columns found: {', '.join(names)}. Map yours with "
+                            f"dataset.columns.{role}=NAME")
+    result = ReadResult(records=[], source=source)
+    has_split = cols["split"] in names
+    for i, row in enumerate(table):
+        prompt = _prompt(row, cols, source, i, cfg.system_prompt)
+        chosen = _answer(row[cols["chosen"]], source, i, cols["chosen"])
+        rejected = _answer(row[cols["rejected"]], source, i, cols["rejected"])
+        reason = ("empty_question" if not prompt[-1]["content"] else "empty_answer" if not chosen or not rejected
+                  else "identical_answers" if chosen == rejected else None)
+        if reason:
+            result.dropped[reason] = result.dropped.get(reason, 0) + 1
+            rows = result.dropped_rows.setdefault(reason, [])
+            if len(rows) < 20:
+                rows.append(i)
+            continue
+        record = {"id": str(row[cols["id"]]) if cols["id"] in names else str(i), "row": i,
+                  "messages": prompt + [{"role": "assistant", "content": chosen}], "rejected": rejected}
+        if has_split:
+            side = row[cols["split"]]
+            if side not in SPLITS:
+                raise DataError(f"{source} row {i}: column {cols['split']!r} is {side!r}, expected train or eval")
+            record["split"] = side
+        result.records.append(record)
+    for reason, count in result.dropped.items():
+        log.warning("%s: dropped %d pairs with %s (rows %s...)", source, count, reason.replace("_", " "),
+                    result.dropped_rows[reason][:5])
+    if not result.records:
+        raise DataError(f"{source}: no usable pairs left ({result.dropped})")
+    return result
+
+
+def _fixed_split(read: ReadResult, cfg) -> Split:
+    """Keep the file's own train/eval sides (dedup, `n` and overlap dropping still apply, counted)."""
+    counts = {"rows_read": len(read.records) + sum(read.dropped.values()), **read.dropped}
+    dropped_rows = dict(read.dropped_rows)
+    records = read.records
+    if cfg.dedup:
+        records, dup_rows = deduplicate(records)
+        counts["dropped_duplicate"] = len(dup_rows)
+        dropped_rows["duplicate"] = dup_rows[:20]
+    train_rows = [r for r in records if r["split"] == "train"]
+    eval_rows = [r for r in records if r["split"] == "eval"]
+    random.Random(cfg.seed).shuffle(train_rows)
+    if cfg.n is not None:
+        counts["not_sampled"] = max(len(train_rows) - cfg.n, 0)
+        train_rows = train_rows[: cfg.n]
+    if cfg.drop_eval_overlap and eval_rows:
+        seen = {question_key(r) for r in train_rows}
+        overlap = [r for r in eval_rows if question_key(r) in seen]
+        eval_rows = [r for r in eval_rows if question_key(r) not in seen]
+        counts["dropped_eval_overlap"] = len(overlap)
+        dropped_rows["eval_overlap"] = [r["row"] for r in overlap][:20]
+    if not train_rows:
+        raise DataError(f"{read.source}: no pairs on the train side of its split column")
+    counts["train"], counts["eval"] = len(train_rows), len(eval_rows)
+    hashes = [[pair_hash(r) for r in train_rows], [pair_hash(r) for r in eval_rows]]
+    fingerprint = hashlib.sha256(json.dumps(hashes).encode()).hexdigest()[:16]
+    log.info("pairs %s (split column kept; dataset.eval_size unused): %s", read.source, counts)
+    return Split(train_rows, eval_rows, read.source, counts, dropped_rows, fingerprint)
+
+
+def pair_hash(record: dict) -> str:
+    return hashlib.sha256((conversation_hash(record) + record["rejected"]).encode()).hexdigest()[:16]
+
+
+def load_pairs(cfg) -> Split:
+    """dataset config (schema=preference) -> train/eval pairs, with counts of what was dropped and why."""
+    table, source = load_rows(cfg)
+    read = normalise_pairs(table, cfg, source)
+    return _fixed_split(read, cfg) if read.records and "split" in read.records[0] else split(read, cfg)
+
+
+def tokenize_pair(tokenizer, record: dict, prompt_format: str, max_length: int,
+                  truncation: str = "keep") -> tuple[dict | None, list[str]]:
+    """-> ({"prompt_ids", "chosen_ids", "rejected_ids"} or None if dropped, what happened to fit max_length:
+    medchat.formatting.TRUNCATION_EVENTS names, as for SFT rows). truncation=keep cuts an answer that does not
+    fit (counted; TRL would cut it silently), drop drops the pair."""
+    prompt = record["messages"][:-1]
+    p = prompt_ids(tokenizer, prompt, prompt_format)
+    out, events = {"prompt_ids": p}, []
+    for side, answer in (("chosen", record["messages"][-1]["content"]), ("rejected", record["rejected"])):
+        tok = tokenize_conversation(tokenizer, prompt + [{"role": "assistant", "content": answer}], prompt_format)
+        ids, mask = tok["input_ids"], tok["assistant_masks"]
+        if ids[: len(p)] != p:  # formatting checks chat templates for this; the plain format is built to hold it
+            raise DataError(f"row {record['row']} (id {record['id']}): the prompt's tokens are not a prefix of "
+                            "prompt + answer, so the answer's tokens cannot be located")
+        out[f"{side}_ids"] = [t for t, m in zip(ids[len(p):], mask[len(p):]) if m]  # the answer through its EOS
+    longest = len(p) + max(len(out["chosen_ids"]), len(out["rejected_ids"]))
+    if longest <= max_length:
+        return out, events
+    if truncation == "drop":
+        return None, ["too_long", "dropped_too_long"]
+    events = ["too_long", "cut_to_max_length"]
+    room = max_length - len(p)
+    if room <= 0:  # the prompt alone fills max_length: no answer token left to compare
+        return None, events + ["dropped_no_trained_token"]
+    eos = tokenizer.eos_token_id
+    for side in ("chosen", "rejected"):
+        answer = out[f"{side}_ids"]
+        if len(answer) > room:
+            out[f"{side}_ids"] = answer[:room]
+            if answer[-1] == eos and "cut_answer_lost_eos" not in events:
+                events.append("cut_answer_lost_eos")
+    return out, events
+
+
+def tokenize_pairs(records: list[dict], tokenizer, prompt_format: str, max_length: int, truncation: str = "keep"):
+    """Records -> (a datasets.Dataset of token ids, counts in data.cache.fit_rows' form: rows, each
+    TRUNCATION_EVENTS name, kept), so split.json's tokenization reads the same for every stage."""
+    import datasets
+
+    from medchat.formatting import TRUNCATION_EVENTS
+
+    rows, counts = [], {"rows": len(records), **{e: 0 for e in TRUNCATION_EVENTS}}
+    for r in records:
+        row, events = tokenize_pair(tokenizer, r, prompt_format, max_length, truncation)
+        for e in events:
+            counts[e] += 1
+        if row is not None:
+            rows.append(row)
+    counts["kept"] = len(rows)
+    if not rows:
+        raise DataError(f"no pair fits trainer.max_length={max_length} ({counts}): raise trainer.max_length")
+    return datasets.Dataset.from_list(rows), counts
