@@ -22,7 +22,7 @@ import json
 import logging
 import random
 
-from medchat.data.prepare import Split, conversation_hash, deduplicate, question_key, split
+from medchat.data.prepare import Split, conversation_hash, deduplicate_counted, drop_eval_overlap_counted, split
 from medchat.data.readers import ROLES, DataError, ReadResult, _text, load_rows
 from medchat.formatting import prompt_ids, tokenize_conversation
 
@@ -118,9 +118,7 @@ def _fixed_split(read: ReadResult, cfg) -> Split:
     dropped_rows = dict(read.dropped_rows)
     records = read.records
     if cfg.dedup:
-        records, dup_rows = deduplicate(records)
-        counts["dropped_duplicate"] = len(dup_rows)
-        dropped_rows["duplicate"] = dup_rows[:20]
+        records = deduplicate_counted(records, counts, dropped_rows)
     train_rows = [r for r in records if r["split"] == "train"]
     eval_rows = [r for r in records if r["split"] == "eval"]
     random.Random(cfg.seed).shuffle(train_rows)
@@ -128,11 +126,7 @@ def _fixed_split(read: ReadResult, cfg) -> Split:
         counts["not_sampled"] = max(len(train_rows) - cfg.n, 0)
         train_rows = train_rows[: cfg.n]
     if cfg.drop_eval_overlap and eval_rows:
-        seen = {question_key(r) for r in train_rows}
-        overlap = [r for r in eval_rows if question_key(r) in seen]
-        eval_rows = [r for r in eval_rows if question_key(r) not in seen]
-        counts["dropped_eval_overlap"] = len(overlap)
-        dropped_rows["eval_overlap"] = [r["row"] for r in overlap][:20]
+        eval_rows = drop_eval_overlap_counted(train_rows, eval_rows, counts, dropped_rows)
     if not train_rows:
         raise DataError(f"{read.source}: no pairs on the train side of its split column")
     counts["train"], counts["eval"] = len(train_rows), len(eval_rows)

@@ -96,14 +96,30 @@ def eval_count(eval_size: float, total: int) -> int:
     return n
 
 
+def deduplicate_counted(records: list[dict], counts: dict, dropped_rows: dict) -> list[dict]:
+    """deduplicate(), with what went recorded in counts / dropped_rows (split.json)."""
+    records, dup_rows = deduplicate(records)
+    counts["dropped_duplicate"] = len(dup_rows)
+    dropped_rows["duplicate"] = dup_rows[:20]
+    return records
+
+
+def drop_eval_overlap_counted(train_rows: list[dict], eval_rows: list[dict], counts: dict,
+                              dropped_rows: dict) -> list[dict]:
+    """The eval rows whose question is not also a training question; the others counted as dropped."""
+    train_questions = {question_key(r) for r in train_rows}
+    overlap = [r for r in eval_rows if question_key(r) in train_questions]
+    counts["dropped_eval_overlap"] = len(overlap)
+    dropped_rows["eval_overlap"] = [r["row"] for r in overlap][:20]
+    return [r for r in eval_rows if question_key(r) not in train_questions]
+
+
 def split(read: ReadResult, cfg) -> Split:
     counts = {"rows_read": len(read.records) + sum(read.dropped.values()), **read.dropped, **read.fixed}
     dropped_rows = dict(read.dropped_rows)
     records = read.records
     if cfg.dedup:
-        records, dup_rows = deduplicate(records)
-        counts["dropped_duplicate"] = len(dup_rows)
-        dropped_rows["duplicate"] = dup_rows[:20]
+        records = deduplicate_counted(records, counts, dropped_rows)
     records = records[:]
     random.Random(cfg.seed).shuffle(records)
     if cfg.n is not None:
@@ -120,11 +136,7 @@ def split(read: ReadResult, cfg) -> Split:
     else:
         eval_rows, train_rows = records[:n_eval], records[n_eval:]
     if cfg.drop_eval_overlap and eval_rows:
-        train_questions = {question_key(r) for r in train_rows}
-        overlap = [r for r in eval_rows if question_key(r) in train_questions]
-        eval_rows = [r for r in eval_rows if question_key(r) not in train_questions]
-        counts["dropped_eval_overlap"] = len(overlap)
-        dropped_rows["eval_overlap"] = [r["row"] for r in overlap][:20]
+        eval_rows = drop_eval_overlap_counted(train_rows, eval_rows, counts, dropped_rows)
         if n_eval and not eval_rows:
             raise DataError("every eval row's question also appears in train: no held-out rows remain")
     counts["train"], counts["eval"] = len(train_rows), len(eval_rows)
