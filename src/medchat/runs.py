@@ -85,9 +85,11 @@ class Run:
             raise DataError(f"{self.dir} has no {SPLIT_FILE}{why or ': not a medchat run dir, or its training never started'}")
         return json.loads(path.read_text())
 
-    def train_hashes(self, why: str = "") -> set[str]:
-        """Conversation hashes of the run's training rows (split.json's train side)."""
-        return {r["hash"] for r in self.split(why).get("train", [])}
+    def split_hashes(self, why: str = "") -> tuple[frozenset[str], frozenset[str]]:
+        """(train, eval): the conversation hashes of both sides of the run's split (split.json)."""
+        manifest = self.split(why)
+        return (frozenset(r["hash"] for r in manifest.get("train", [])),
+                frozenset(r["hash"] for r in manifest.get("eval", [])))
 
     @property
     def eval_file(self) -> Path:

@@ -34,8 +34,8 @@ def other_rows(rows_cfg, run: Run | None) -> tuple[list[dict], str]:
         picked = sorted(random.Random(rows_cfg.seed).sample(range(len(records)), rows_cfg.n))
         records = [records[i] for i in picked]
     if run is not None:
-        train = run.train_hashes(": its training rows are unknown, so rows from another file cannot be checked "
-                                 "against them")
+        train, _ = run.split_hashes(": its training rows are unknown, so rows from another file cannot be checked "
+                                    "against them")
         leaked = [r["row"] for r in records if conversation_hash(r) in train]
         if leaked:
             raise DataError(f"{source}: {len(leaked)} of the rows to score were training rows of {run.dir} (rows "
@@ -46,14 +46,12 @@ def other_rows(rows_cfg, run: Run | None) -> tuple[list[dict], str]:
 def heldout_rows(run: Run) -> list[dict]:
     """The run's eval rows, each verified to be held out (in split.json's eval side, not its train side)."""
     rows = run.eval_rows()
-    manifest = run.split()
+    train_hashes, eval_hashes = run.split_hashes()
     if not rows:
         raise DataError(
             f"{run.eval_file} is empty: the run set no rows aside (dataset.eval_size=0?), so nothing held out can be "
             "evaluated. Train with dataset.eval_size > 0"
         )
-    eval_hashes = {r["hash"] for r in manifest.get("eval", [])}
-    train_hashes = {r["hash"] for r in manifest.get("train", [])}
     for n, record in enumerate(rows, start=1):
         h = conversation_hash(record)
         if h in train_hashes:

@@ -63,9 +63,7 @@ def open_init_run(cfg, plan) -> InitRun | None:
         if ours != theirs:
             raise ConfigError(f"{key}={ours!r}, but {where} trained with {theirs!r}: DPO would score the adapter "
                               "on prompts rendered differently from the ones it learned")
-    manifest = run.split(f" ({where}), so its held-out rows cannot be kept held out")  # medchat.runs reads it
-    return InitRun(run, frozenset(r["hash"] for r in manifest["train"]),
-                   frozenset(r["hash"] for r in manifest["eval"]))
+    return InitRun(run, *run.split_hashes(f" ({where}), so its held-out rows cannot be kept held out"))
 
 
 def stage_plan(plan, init: InitRun | None):
