@@ -128,6 +128,36 @@ def test_a_run_dir_on_a_read_only_or_full_disk_fails_before_the_model_loads(tmp_
         train(compose(*FAST), tmp_path / "run")
 
 
+def _check_repeatedly(run_dir, ready, failures) -> None:
+    from medchat.attempt import Attempt
+
+    attempt = Attempt(run_dir, None, False)
+    ready.wait()  # both ranks start together, as they do after accelerate's launch
+    for _ in range(2000):
+        try:
+            attempt.check_writable()
+        except OSError as e:
+            failures.put(str(e))
+            return
+
+
+def test_every_rank_checking_one_run_dir_at_once_never_fails(tmp_path):
+    # Under DDP all ranks check the run dir together; a probe file shared between them once let one rank delete
+    # the other's, which failed CI's 2-process launch. Two processes, 2,000 checks each, one dir.
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    ready, failures = ctx.Barrier(2), ctx.Queue()
+    ranks = [ctx.Process(target=_check_repeatedly, args=(tmp_path, ready, failures)) for _ in range(2)]
+    for p in ranks:
+        p.start()
+    for p in ranks:
+        p.join(timeout=120)
+    assert failures.empty(), failures.get()
+    assert [p.exitcode for p in ranks] == [0, 0]
+    assert list(tmp_path.iterdir()) == []  # no probe left behind
+
+
 def test_a_write_cut_short_by_a_full_disk_leaves_the_old_file_whole(tmp_path, monkeypatch):
     import errno
     from pathlib import Path

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import uuid
 from pathlib import Path
 
 from medchat import provenance, resume, rundir
@@ -56,11 +58,18 @@ class Attempt:
 
     def check_writable(self) -> None:
         """A read-only or full disk fails here, naming the run dir, not after an hour of training."""
+        # One probe file per process: under DDP every rank checks the same dir at the same moment, and a shared
+        # name let one rank rename or delete the other's probe (a FileNotFoundError that failed the launch).
+        probe = self.run_dir / f".write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_text(self.run_dir / ".write-test", "ok\n")
-            (self.run_dir / ".write-test").unlink()
+            probe.write_text("ok\n")
+            probe.unlink()
         except OSError as e:
+            try:
+                probe.unlink(missing_ok=True)  # a full disk may have let the name in but not the bytes
+            except OSError:
+                pass
             raise OSError(e.errno, f"run dir {self.run_dir} is not writable ({e.strerror}): free space or "
                           "choose another hydra.run.dir") from e
 
