@@ -34,12 +34,16 @@ def bot(trained_run):
 
 
 def test_one_prompt_chat_prints_the_models_answer_alone_on_stdout(trained_run, bot, tmp_path):
+    # One CLI run (a chat process costs ~10 s on CI's 2 cores): decoding=eval, the banner on stderr, the answer
+    # alone on stdout. The banner and settings of every other decoding are checked in-process below.
     question = "I have had a sore throat, and it's worse at night: why?"  # commas and quotes pass Hydra's grammar
     proc = cli("-m", "medchat.chat", f"run_dir={trained_run}", f"prompt={question}", "max_new_tokens=12",
-               "temperature=0", cwd=tmp_path)
+               "decoding=eval", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == bot.reply(bot.conversation([], question), GREEDY)
+    evaluated = GenerationSettings(max_new_tokens=12, temperature=0, top_p=1.0, repetition_penalty=1.0)
+    assert proc.stdout.strip() == bot.reply(bot.conversation([], question), evaluated)
     assert proc.stdout.strip()
+    assert "[decoding: greedy, repetition penalty 1, at most 12 new tokens (as evaluate.py decodes)" in proc.stderr
     assert "Not medical advice" in proc.stderr and "Not medical advice" not in proc.stdout
     assert list(tmp_path.iterdir()) == []  # no Hydra output dir, log file or .hydra/ copy
 
@@ -195,18 +199,20 @@ def test_the_system_prompt_is_the_one_training_recorded_not_a_guess_from_the_eva
     assert run.system_prompt() == "Set in the config."
 
 
-def test_banner_shows_the_decoding_and_decoding_eval_chats_as_evaluate_py_decodes(trained_run, bot, tmp_path):
+def test_banner_shows_the_decoding_and_decoding_eval_chats_as_evaluate_py_decodes(trained_run, bot):
     from medchat.chat import banner, settings_from
 
-    # the default (sampled) banner from the chat's own config; one CLI run below checks it reaches stderr
-    sampled = settings_from(OmegaConf.structured(ChatConfig(run_dir=str(trained_run), max_new_tokens=12)))
+    def chat_cfg(**kw):
+        return OmegaConf.structured(ChatConfig(run_dir=str(trained_run), max_new_tokens=12, **kw))
+
+    sampled = settings_from(chat_cfg())  # the default
     assert banner(sampled, None) == ("[decoding: sampled: temperature 0.7, top_p 0.9, repetition penalty 1.1, at most "
                                      "12 new tokens (evaluate.py decodes greedily, without penalty: decoding=eval); "
                                      "system prompt: none (the chat template's default)]")
-    question = "My ankle is swollen after a fall."
-    proc = cli("-m", "medchat.chat", f"run_dir={trained_run}", f"prompt={question}", "max_new_tokens=12",
-               "decoding=eval", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "[decoding: greedy, repetition penalty 1, at most 12 new tokens (as evaluate.py decodes)" in proc.stderr
-    evaluated = GenerationSettings(max_new_tokens=12, temperature=0, top_p=1.0, repetition_penalty=1.0)
-    assert proc.stdout.strip() == bot.reply(bot.conversation([], question), evaluated)
+    greedy = settings_from(chat_cfg(temperature=0))
+    assert not greedy.do_sample and banner(greedy, None).startswith(
+        "[decoding: greedy, repetition penalty 1.1, at most 12 new tokens (evaluate.py decodes greedily")
+    evaluated = settings_from(chat_cfg(decoding="eval"))  # what the one-prompt CLI run chats with
+    assert (evaluated.do_sample, evaluated.repetition_penalty, evaluated.max_new_tokens) == (False, 1.0, 12)
+    assert banner(evaluated, "Be brief.") == ("[decoding: greedy, repetition penalty 1, at most 12 new tokens (as "
+                                             "evaluate.py decodes); system prompt: 'Be brief.']")

@@ -86,6 +86,28 @@ def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_s
     assert d["difference"] == pytest.approx(metrics["models"]["adapter"]["perplexity"] - metrics["models"]["base"]["perplexity"])
     assert d["ci95"][0] <= d["difference"] <= d["ci95"][1]
 
+    # W&B: the evaluation landed in the training run's row (evaluate.py resumed that run: its own offline session
+    # folder, the same id) with the predictions table, base and fine-tuned side by side
+    from medchat.tracking import wandb_records
+
+    run_id = (run / "wandb_run_id").read_text().strip()
+    train_record = wandb_records(run, "run", which=0)[0]
+    assert train_record["run_id"] == run_id and train_record["job_type"] == "train"
+    assert train_record["display_name"] == "tiny-sample-run"  # <model>-<dataset>-<run dir name>
+    assert {"tiny", "sample", "trainer=debug"} <= set(train_record["tags"])
+    config = train_record["config"]["update"]
+    assert config["data.train"] + config["data.eval"] == 40 and config["lora.r"] == 16
+    sessions = sorted(p.name for p in run.glob(f"wandb/offline-run-*-{run_id}"))
+    assert len(sessions) == 2, sessions  # training, then this evaluation
+    history = wandb_records(run, "history", which=-1)
+    logged = next(r["item"] for r in history if "eval_gen/predictions.path" in r["item"])
+    table = json.loads(next(run.glob(f"wandb/{sessions[-1]}/files/{logged['eval_gen/predictions.path']}")).read_text())
+    assert table["columns"][:5] == ["id", "prompt", "reference", "base answer", "fine-tuned answer"]
+    assert "adapter/rouge1" in table["columns"] and "base/bleu" in table["columns"]
+    assert [row[0] for row in table["data"]] == [r["id"] for r in rows]
+    assert [row[4] for row in table["data"]] == [r["generation"]["adapter"] for r in rows]
+    assert logged["eval_gen/adapter.rouge1"] == metrics["models"]["adapter"]["rouge1"]
+
     # A smoke run with limit= keeps its own folder: the full evaluation above is not overwritten
     _cli("evaluate.py", f"run_dir={run}", "limit=2", "generation.max_new_tokens=4", "metrics.names=[bleu]")
     smoke = json.loads((run / "eval" / "heldout-adapter-limit2" / "metrics.json").read_text())
@@ -140,33 +162,6 @@ def test_generation_metrics_and_samples_were_logged_to_wandb_during_training(run
     assert table["columns"] == ["step", "prompt", "reference", "generation"] and len(table["data"]) == 3
     heldout = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     assert [row[2] for row in table["data"]] == [h["messages"][-1]["content"] for h in heldout[:3]]
-
-
-def test_evaluation_lands_in_the_training_runs_wandb_row_with_a_predictions_table(run, tmp_path):
-    from medchat.tracking import wandb_records
-
-    out = tmp_path / "ev"
-    _cli("evaluate.py", f"run_dir={run}", f"out_dir={out}", "compare_base=true", "limit=3",
-         "generation.max_new_tokens=4", "metrics.names=[bleu,rouge]", "metrics.perplexity=false")
-    run_id = (run / "wandb_run_id").read_text().strip()
-    train_record = wandb_records(run, "run", which=0)[0]
-    assert train_record["run_id"] == run_id and train_record["job_type"] == "train"
-    assert train_record["display_name"] == "tiny-sample-run"  # <model>-<dataset>-<run dir name>
-    assert {"tiny", "sample", "trainer=debug"} <= set(train_record["tags"])
-    config = train_record["config"]["update"]
-    assert config["data.train"] + config["data.eval"] == 40 and config["lora.r"] == 16
-    # evaluate.py resumed that same run (its own offline session folder, the same id)
-    sessions = sorted(p.name for p in run.glob(f"wandb/offline-run-*-{run_id}"))
-    assert len(sessions) >= 2, sessions
-    history = wandb_records(run, "history", which=-1)
-    logged = next(r["item"] for r in history if "eval_gen/predictions.path" in r["item"])
-    table = json.loads(next(run.glob(f"wandb/{sessions[-1]}/files/{logged['eval_gen/predictions.path']}")).read_text())
-    assert table["columns"][:5] == ["id", "prompt", "reference", "base answer", "fine-tuned answer"]
-    assert "adapter/rouge1" in table["columns"] and "base/bleu" in table["columns"]
-    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert [row[0] for row in table["data"]] == [p["id"] for p in predictions] and len(predictions) == 3
-    assert [row[4] for row in table["data"]] == [p["generation"]["adapter"] for p in predictions]
-    assert logged["eval_gen/adapter.rouge1"] == json.loads((out / "metrics.json").read_text())["models"]["adapter"]["rouge1"]
 
 
 def test_a_preset_base_model_on_the_runs_heldout_rows(run):

@@ -22,7 +22,7 @@ from medchat.pipeline import train
 # lora_dropout=0: each rank draws its own dropout masks, so with dropout the two runs differ by design.
 # 160 rows pack into more than 4 steps of 4 rows: the run stays inside the first epoch, whose last, short batch
 # DDP would pad with repeated rows.
-COMMON = ["trainer=debug", "dataset.n=160", "dataset.eval_size=8", "lora.lora_dropout=0", "trainer.max_steps=4",
+COMMON = ["trainer=debug", "trainer.max_length=128", "dataset.n=160", "dataset.eval_size=8", "lora.lora_dropout=0", "trainer.max_steps=4",
           "trainer.eval_strategy=no", "trainer.save_steps=4", "trainer.logging_steps=1"]
 
 

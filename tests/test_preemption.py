@@ -21,8 +21,11 @@ from medchat.resume import ResumeMismatch, read_attempts
 from medchat.rundir import RunDirInUse, read_status
 
 # 40 steps of the tiny model with no checkpoint on the way: the one the preemption saves is the only one.
-COMMON = ["trainer=debug", "dataset.n=120", "dataset.eval_size=16", "quant=none", "lora.lora_dropout=0.0",
-          "trainer.max_steps=40", "trainer.save_steps=1000", "trainer.eval_strategy=no", "trainer.logging_steps=2"]
+# trainer.max_length=128: a quarter of the debug preset's tokens per step; what is tested (signals, checkpoints,
+# resume) does not depend on row length, and the suite must stay under CI's time budget.
+COMMON = ["trainer=debug", "trainer.max_length=128", "dataset.n=120", "dataset.eval_size=16", "quant=none",
+          "lora.lora_dropout=0.0", "trainer.max_steps=40", "trainer.save_steps=1000", "trainer.eval_strategy=no",
+          "trainer.logging_steps=2"]
 
 
 def _start(run_dir, *extra):
@@ -67,10 +70,9 @@ def test_sigterm_saves_a_checkpoint_and_auto_resume_matches_an_uninterrupted_run
     split_before = (broken / "split.json").read_text()
     eval_before = (broken / "eval.jsonl").read_text()
 
-    # The same command again (trainer.resume=auto is the default) continues from the checkpoint.
-    proc = _start(broken)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-3000:]
+    # The same config again (trainer.resume=auto is the default) continues from the checkpoint. In this process:
+    # what runs is pipeline.train either way, and a second train.py process would add ~10 s of imports.
+    train(compose(*COMMON), broken)
     assert read_status(broken)["state"] == "done"
     metrics = json.loads((broken / "metrics.json").read_text())
     assert metrics["resumed_from"].endswith(f"checkpoint-{step}") and metrics["global_step"] == 40
@@ -103,8 +105,8 @@ def test_a_second_signal_exits_at_once(tmp_path):
     assert read_status(tmp_path / "run")["state"] == "running"  # no grace: nothing written after the signal
 
 
-CRASH = ["trainer=debug", "dataset.n=120", "dataset.eval_size=16", "tracker=none", "trainer.max_steps=4",
-         "trainer.save_steps=2", "trainer.eval_strategy=no"]
+CRASH = ["trainer=debug", "trainer.max_length=128", "dataset.n=120", "dataset.eval_size=16", "tracker=none",
+         "trainer.max_steps=4", "trainer.save_steps=2", "trainer.eval_strategy=no"]
 
 
 def _crashed_run(tmp_path):
@@ -213,4 +215,12 @@ def test_submitit_job_warned_with_sigusr2_checkpoints_requeues_itself_and_finish
     assert read_status(run)["state"] == "done"
     attempts = read_attempts(run)
     assert len(attempts["resumes"]) == 1 and "checkpoint-" in attempts["resumes"][0]["checkpoint"]
-    assert json.loads((run / "metrics.json").read_text())["global_step"] == 40
+    metrics = (run / "metrics.json").read_text()
+    assert json.loads(metrics)["global_step"] == 40
+
+    # The same sweep again: submitit starts the job, which finds its run done and skips it.
+    again = subprocess.run(proc.args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert (run / "metrics.json").read_text() == metrics
+    logs = "".join(p.read_text(errors="replace") for p in sweep.glob(".submitit/*/*_log.out"))
+    assert f"{run}: already done, skipped" in logs

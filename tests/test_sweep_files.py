@@ -1,5 +1,6 @@
 """Every file in sweep/ composes and runs: the ablations (every job composed and checked), the Bayesian
-search (a real 2-trial study, then continued), SLURM through submitit (its local executor), W&B's sweep file."""
+search (a real 2-trial study, then continued), SLURM through submitit (its local executor runs, requeues and
+skips a job in tests/test_preemption.py), W&B's sweep file."""
 
 from __future__ import annotations
 
@@ -84,20 +85,6 @@ def test_slurm_launcher_config_composes():
     launcher = yaml.safe_load(out.stdout)["hydra"]["launcher"]
     assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert launcher["gpus_per_node"] == 2 and launcher["max_num_timeout"] == 3
-
-
-def test_submitit_local_executor_runs_a_job_and_skips_it_when_run_again(tmp_path):
-    args = ["-m", "hydra/launcher=submitit_local", *TINY, "lora.r=2", f"hydra.sweep.dir={tmp_path}"]
-    first = cli(*args)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    run = tmp_path / "0"
-    assert read_status(run)["state"] == "done"
-    metrics = (run / "metrics.json").read_text()
-    second = cli(*args)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert (run / "metrics.json").read_text() == metrics
-    logs = "".join(p.read_text() for p in tmp_path.glob(".submitit/*/*_log.out"))
-    assert f"{run}: already done, skipped" in logs
 
 
 def test_wandb_sweep_file_gives_train_py_valid_overrides():
