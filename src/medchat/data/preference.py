@@ -91,10 +91,7 @@ def normalise_pairs(table, cfg, source: str) -> ReadResult:
         reason = ("empty_question" if not prompt[-1]["content"] else "empty_answer" if not chosen or not rejected
                   else "identical_answers" if chosen == rejected else None)
         if reason:
-            result.dropped[reason] = result.dropped.get(reason, 0) + 1
-            rows = result.dropped_rows.setdefault(reason, [])
-            if len(rows) < 20:
-                rows.append(i)
+            result.drop(reason, i)
             continue
         record = {"id": str(row[cols["id"]]) if cols["id"] in names else str(i), "row": i,
                   "messages": prompt + [{"role": "assistant", "content": chosen}], "rejected": rejected}

@@ -39,6 +39,13 @@ class ReadResult:
     fixed: dict[str, int] = field(default_factory=dict)  # rows kept after a repair, by repair
     sources: dict[str, dict] = field(default_factory=dict)  # per-source counts of a mixture (data.mixture)
 
+    def drop(self, reason: str, row: int) -> None:
+        """Count a dropped row under `reason`, keeping the first 20 row numbers (split.json)."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        rows = self.dropped_rows.setdefault(reason, [])
+        if len(rows) < 20:
+            rows.append(row)
+
 
 def resolve_path(path: str) -> Path:
     """`medchat:<rel>` names a file shipped inside the package; anything else is a filesystem path."""
@@ -193,11 +200,7 @@ def normalise(table, cfg, source: str) -> ReadResult:
         if not any(m["role"] == "assistant" for m in messages):
             empty = ["assistant"]
         if empty:
-            reason = f"empty_{'question' if empty[0] == 'user' else 'answer'}"
-            result.dropped[reason] = result.dropped.get(reason, 0) + 1
-            result.dropped_rows.setdefault(reason, [])
-            if len(result.dropped_rows[reason]) < 20:
-                result.dropped_rows[reason].append(i)
+            result.drop(f"empty_{'question' if empty[0] == 'user' else 'answer'}", i)
             continue
         rid = str(row[id_column]) if id_column else str(i)
         record = {"id": rid, "row": i, "messages": messages}
