@@ -7,19 +7,30 @@ import copy
 import pytest
 import torch
 
-from medchat.speed.fused_lora import FUSED_FLAG, LoRAFunction, _mask, fuse_lora, unfuse_lora
+from medchat.speed.fused_lora import FUSED_FLAG, LoRAFunction, _keep, fuse_lora, unfuse_lora
 from medchat.speed.microbatch import checkpoint_counts, choose_micro_batch
 
 GIB = 2**30
 
 
-def lora_mlp(quant: bool, dropout: float, seed: int = 0):
-    """A two-projection PEFT model: plain nn.Linear, or bitsandbytes 4-bit (CPU kernels) base layers."""
+def lora_mlp(quant: bool | str, dropout: float, seed: int = 0, bias: str = "none"):
+    """A two-projection PEFT model: plain nn.Linear, or bitsandbytes 4-bit (quant=True) or int8 (quant="int8")
+    base layers (CPU kernels)."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.SiLU(), torch.nn.Linear(96, 64))
-    if quant:
+    if quant == "int8":
+        bnb = pytest.importorskip("bitsandbytes")
+        qmodel = torch.nn.Sequential(bnb.nn.Linear8bitLt(64, 96, has_fp16_weights=False, threshold=0.0),
+                                     torch.nn.SiLU(), bnb.nn.Linear8bitLt(96, 64, has_fp16_weights=False,
+                                                                          threshold=0.0))
+        for q, m in ((qmodel[0], model[0]), (qmodel[2], model[2])):
+            q.weight = bnb.nn.Int8Params(m.weight.data.clone(), requires_grad=False, has_fp16_weights=False)
+            q.bias = torch.nn.Parameter(m.bias.data.clone(), requires_grad=False)
+        model = qmodel.to("cpu")  # .to() quantizes: int8 codes in weight, their scales in weight.SCB
+        assert model[0].weight.dtype == torch.int8
+    elif quant:
         bnb = pytest.importorskip("bitsandbytes")
         qmodel = torch.nn.Sequential(
             bnb.nn.Linear4bit(64, 96, compute_dtype=torch.float32, quant_type="nf4"), torch.nn.SiLU(),
@@ -30,7 +41,7 @@ def lora_mlp(quant: bool, dropout: float, seed: int = 0):
         model = qmodel
         model[0].weight = model[0].weight._quantize("cpu") if not model[0].weight.bnb_quantized else model[0].weight
         model[2].weight = model[2].weight._quantize("cpu") if not model[2].weight.bnb_quantized else model[2].weight
-    config = LoraConfig(r=8, lora_alpha=16, lora_dropout=dropout, target_modules=["0", "2"])
+    config = LoraConfig(r=8, lora_alpha=16, lora_dropout=dropout, target_modules=["0", "2"], bias=bias)
     peft_model = get_peft_model(model, config)
     for name, p in peft_model.named_parameters():  # B starts at zero in PEFT: make the adapter do something
         if "lora_B" in name:
@@ -72,14 +83,13 @@ def test_fused_lora_dropout_regenerates_the_same_mask():
     b = torch.randn(48, 4, requires_grad=True)
     x = torch.randn(10, 32, requires_grad=True)
     p, seed, scale = 0.3, 1234, 2.0
-    y = LoRAFunction.apply(x, a, b, base, scale, p, seed)
+    y = LoRAFunction.apply(x, a, b, base.bias, base, scale, p, seed)
     y.sum().backward()
     got = (x.grad.clone(), a.grad.clone(), b.grad.clone())
     x.grad = a.grad = b.grad = None
-    mask = _mask(x.detach(), p, seed)
-    assert 0.5 < (mask > 0).float().mean() < 0.9  # a real dropout mask, scaled by 1/(1-p)
-    torch.testing.assert_close(mask.max(), torch.tensor(1 / 0.7))
-    ref = base(x) + scale * ((x * mask) @ a.t()) @ b.t()
+    keep = _keep(x.detach(), p, seed)
+    assert 0.5 < keep.mean() < 0.9 and set(keep.unique().tolist()) == {0.0, 1.0}  # a real dropout mask
+    ref = base(x) + scale * ((x * keep / (1 - p)) @ a.t()) @ b.t()
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
     ref.sum().backward()
     for g, r in zip(got, (x.grad, a.grad, b.grad)):
@@ -110,6 +120,103 @@ def test_fused_lora_falls_back_when_adapters_are_disabled():
         torch.testing.assert_close(model(x), plain)
     assert not torch.allclose(model(x), plain)
     assert all(getattr(m, FUSED_FLAG, False) for m in (model.base_model.model[0], model.base_model.model[2]))
+
+
+def test_fused_lora_leaves_int8_layers_to_peft():
+    """bitsandbytes' Linear8bitLt subclasses nn.Linear but its weight holds int8 codes (scale in SCB): fusing it
+    multiplied by the raw codes (outputs off by ~1,640, issue 19). The fused model must compute PEFT's output."""
+    model = lora_mlp("int8", dropout=0.0)
+    x = torch.randn(3, 5, 64)
+    ref_out, ref_dx, ref_g = grads(model, x)
+    fuse_lora(model)
+    out, dx, g = grads(model, x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dx, ref_dx, rtol=1e-5, atol=1e-5)
+    for name in ref_g:
+        torch.testing.assert_close(g[name], ref_g[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("quant", [False, True])
+@pytest.mark.parametrize("bias", ["all", "lora_only"])
+def test_fused_lora_trains_base_biases_as_peft_does(quant, bias):
+    """lora.bias=all|lora_only makes the base layers' biases trainable (Qwen2's q/k/v biases): their gradients
+    must be PEFT's (on e45111a the fused path returned none)."""
+    model = lora_mlp(quant, dropout=0.0, bias=bias)
+    x = torch.randn(3, 5, 64)
+    ref_out, _, ref_g = grads(model, x)
+    assert sum("bias" in n for n in ref_g) == 2
+    fuse_lora(model)
+    out, _, g = grads(model, x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    assert g.keys() == ref_g.keys()
+    for name in g:
+        torch.testing.assert_close(g[name], ref_g[name], rtol=1e-4, atol=1e-6)
+
+
+def test_fused_lora_dropout_scales_kept_inputs_exactly_in_bf16():
+    """Kept inputs are x / (1-p) rounded once to bf16, what CUDA's dropout kernel (PEFT's nn.Dropout on a GPU)
+    computes: on e45111a the bf16 mask held 1/0.95 as 1.0547 and every kept value was off by up to 0.2%.
+    The layer is made to output dropout(x) itself: A and B identities, scale 1, base weight and bias zero."""
+    from peft import LoraConfig, get_peft_model
+
+    n, p = 64, 0.05
+    model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(n, n)),
+                           LoraConfig(r=n, lora_alpha=n, lora_dropout=p, target_modules=["0"]))
+    layer = model.base_model.model[0]
+    with torch.no_grad():
+        layer.base_layer.weight.zero_()
+        layer.base_layer.bias.zero_()
+        layer.lora_A["default"].weight.copy_(torch.eye(n))
+        layer.lora_B["default"].weight.copy_(torch.eye(n))
+    model = model.to(torch.bfloat16).train()
+    fuse_lora(model)
+    torch.manual_seed(0)
+    x = torch.randn(256, n, dtype=torch.bfloat16)
+    y = model(x).detach()
+    kept = y != 0
+    assert 0.9 < kept.float().mean() < 0.99
+    exact = (x.double() / (1 - p)).to(torch.bfloat16)
+    torch.testing.assert_close(y[kept], exact[kept], rtol=0, atol=0)
+    # PEFT's own dropout scale in fp32 (the same layer unfused): kept values are x * float32(1 / (1-p))
+    unfuse_lora(model)
+    model = model.float()
+    y32 = model(x.float()).detach()
+    kept32 = y32 != 0
+    torch.testing.assert_close(y32[kept32], x.float()[kept32] * (1 / (1 - p)), rtol=0, atol=0)
+    fuse_lora(model)
+    y32f = model(x.float()).detach()
+    kept32f = y32f != 0
+    torch.testing.assert_close(y32f[kept32f], x.float()[kept32f] * (1 / (1 - p)), rtol=0, atol=0)
+
+
+def test_fused_lora_falls_back_in_eval_and_when_a_4bit_weight_lost_its_quant_state(monkeypatch):
+    """Eval mode and generation run PEFT's forward; so does a 4-bit layer whose weight lost its quant_state
+    (FSDP's re-wrapped parameters), where the fused path would multiply by the packed uint8 codes."""
+    def refuse(*a, **k):
+        raise AssertionError("the fused function ran")
+
+    monkeypatch.setattr(LoRAFunction, "apply", refuse)
+    x = torch.randn(2, 64)
+    plain = lora_mlp(False, dropout=0.1)
+    fuse_lora(plain)
+    plain.eval()
+    with torch.no_grad():
+        plain(x)
+    plain.train()
+    with pytest.raises(AssertionError, match="fused function ran"):
+        plain(x)
+    model = lora_mlp(True, dropout=0.1)
+    fuse_lora(model)
+    layer = model.base_model.model[0]
+    seen = []
+    peft_forward = layer._medchat_peft_forward
+    monkeypatch.setattr(layer, "_medchat_peft_forward", lambda *a, **k: seen.append(1) or peft_forward(*a, **k))
+    base = layer.get_base_layer()
+    base.quant_state = base.weight.quant_state  # where bitsandbytes keeps it to restore it (as under FSDP)
+    monkeypatch.setattr(base.weight, "quant_state", None)
+    with pytest.raises(AssertionError, match="fused function ran"):  # layer 2 still fuses
+        model(x)
+    assert seen == [1]
 
 
 def test_fused_lora_bf16_autocast_close_to_peft():
@@ -277,3 +384,10 @@ def test_speed_switches_follow_the_machine_and_the_config(tmp_path):
         no_offload.batch.micro_batch.reason
     with pytest.raises(ConfigError, match="trainer.fused_lora"):
         run_plan.resolve(mistral_cfg(tmp_path, "trainer.fused_lora=maybe"), gpu)
+    # fused LoRA cannot serve FSDP's re-wrapped 4-bit weights nor bitsandbytes int8: PEFT's forward, even if asked
+    import dataclasses
+
+    fsdp = dataclasses.replace(gpu, fsdp=True, gpus=2, world_size=2, local_world_size=2)
+    assert not run_plan.resolve(mistral_cfg(tmp_path, "trainer.fused_lora=true"), fsdp).fused_lora
+    assert not run_plan.resolve(mistral_cfg(tmp_path, "quant=int8"), gpu).fused_lora
+    assert run_plan.resolve(mistral_cfg(tmp_path), gpu).fused_lora

@@ -35,9 +35,19 @@ def _switch(cfg, key: str) -> str:
 
 
 def use_fused_lora(cfg, hw: Hardware) -> bool:
-    """auto: on a CUDA GPU (on CPU PEFT's forward is as fast and the fused path gains nothing)."""
+    """auto: on a CUDA GPU (on CPU PEFT's forward is as fast and the fused path gains nothing).
+
+    Never under FSDP (it re-wraps the 4-bit weights, whose quant_state bitsandbytes restores only on its own
+    forward path) nor for quant=int8 (bitsandbytes' int8 layers are not plain matmuls): PEFT's forward serves
+    those, also with trainer.fused_lora=true, with a warning."""
     value = _switch(cfg, "fused_lora")
-    return value == "true" or (value == "auto" and hw.cuda)
+    wanted = value == "true" or (value == "auto" and hw.cuda)
+    unserved = "FSDP" if hw.fsdp else ("quant=int8" if cfg.quant.mode == "int8" else None)
+    if wanted and unserved:
+        if value == "true":
+            log.warning("trainer.fused_lora=true: not under %s; PEFT's own LoRA forward is used", unserved)
+        return False
+    return wanted
 
 
 def use_compile(cfg, hw: Hardware) -> bool:

@@ -14,11 +14,19 @@ at 4,096 tokens on Mistral-7B), which is why Unsloth's fast path refuses dropout
 - dequantizes 4-bit weights again in backward, as bitsandbytes itself does (nothing of the weight is kept).
 
 The numbers are PEFT's up to bf16 rounding order (tests/test_speed.py checks values and gradients against
-PEFT's own forward, on CPU, with and without dropout, plain and 4-bit).
+PEFT's own forward, on CPU, with and without dropout, plain and 4-bit, with trained base biases; the GPU
+record is bench/equivalence.py's in bench/RESULTS.md). Dropout scales the kept inputs by 1/(1-p) computed
+once in fp32 and rounded once, as CUDA's dropout kernel does, never through a mask rounded to bf16 first
+(1/0.95 is 1.0547 in bf16: +0.2% on every kept input).
 
-`fuse_lora(model)` swaps the forward of every PEFT `lora.Linear` / `lora.Linear4bit` it can serve (one plain
-LoRA adapter, no DoRA/variants, no LoRA bias); at call time anything else (adapters disabled, merged, several
-active adapters, mixed-batch `adapter_names`) falls back to PEFT's own forward.
+`fuse_lora(model)` swaps the forward of every PEFT `lora.Linear` / `lora.Linear4bit` it can serve: one plain
+LoRA adapter (no DoRA/variants, no LoRA bias) over a plain `nn.Linear` or a bitsandbytes 4-bit layer. Not
+served, so left to PEFT: bitsandbytes int8 (`Linear8bitLt` subclasses `nn.Linear`, but its weight holds int8
+codes whose scale is in `SCB`), any other `nn.Linear` subclass. At call time anything else falls back to
+PEFT's own forward: eval mode and generation (nothing to save for backward there), adapters disabled or
+merged, several active adapters, mixed-batch `adapter_names`, and a 4-bit weight that lost its `quant_state`
+(FSDP re-wraps parameters; bitsandbytes restores the state on its own forward path only). The run plan keeps
+fused LoRA off under FSDP and for int8 altogether (medchat.speed.apply.use_fused_lora).
 """
 
 from __future__ import annotations
@@ -39,12 +47,17 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def _mask(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
-    """The dropout keep-mask scaled by 1/(1-p), a pure function of (seed, shape, device)."""
+def _keep(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
+    """The dropout keep-mask (exact 0/1 in x's dtype), a pure function of (seed, shape, device)."""
     gen = torch.Generator(device=x.device)
     gen.manual_seed(seed)
-    keep = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p, generator=gen)
-    return keep.mul_(1.0 / (1.0 - p))
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p, generator=gen)
+
+
+def _dropped(x: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
+    """x * keep / (1-p): the product with the 0/1 mask is exact and the scale a Python float, so a bf16 input
+    is scaled in fp32 and rounded once (CUDA's dropout kernel computes the same)."""
+    return (x * keep).mul_(1.0 / (1.0 - p))
 
 
 def dequantized_weight(base: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
@@ -59,24 +72,27 @@ def dequantized_weight(base: torch.nn.Module, dtype: torch.dtype) -> torch.Tenso
 
 
 class LoRAFunction(torch.autograd.Function):
-    """y = x @ W^T + bias + scale * (dropout(x) @ A^T) @ B^T, W frozen, A [r, in] and B [out, r] trained."""
+    """y = x @ W^T + bias + scale * (dropout(x) @ A^T) @ B^T, W frozen, A [r, in] and B [out, r] trained.
+
+    `bias` is the base layer's bias, passed as an input so that it gets its gradient when `lora.bias=all` or
+    `lora_only` makes it trainable (as in PEFT, where it is an ordinary parameter of the base layer)."""
 
     @staticmethod
-    def forward(ctx, x, lora_a, lora_b, base, scale: float, p: float, seed: int):
+    def forward(ctx, x, lora_a, lora_b, bias, base, scale: float, p: float, seed: int):
         dtype = _compute_dtype(x)
         with torch.autocast(x.device.type, enabled=False):
             x = x.to(dtype)
             x2 = x.reshape(-1, x.shape[-1])
             weight = dequantized_weight(base, dtype)
-            bias = base.bias.to(dtype) if base.bias is not None else None
-            y = torch.nn.functional.linear(x2, weight, bias)
+            y = torch.nn.functional.linear(x2, weight, bias.to(dtype) if bias is not None else None)
             del weight
             a, b = lora_a.to(dtype), lora_b.to(dtype)
-            xd = x2 * _mask(x2, p, seed) if p > 0 else x2
+            xd = _dropped(x2, _keep(x2, p, seed), p) if p > 0 else x2
             h = xd @ a.t()
             y = torch.addmm(y, h, b.t(), alpha=scale)
         ctx.save_for_backward(x, h, lora_a, lora_b)
         ctx.base, ctx.scale, ctx.p, ctx.seed, ctx.dtype = base, scale, p, seed, dtype
+        ctx.bias_dtype = bias.dtype if bias is not None else None
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
     @staticmethod
@@ -87,27 +103,28 @@ class LoRAFunction(torch.autograd.Function):
             dy2 = dy.reshape(-1, dy.shape[-1]).to(dtype)
             x2 = x.reshape(-1, x.shape[-1])
             a, b = lora_a.to(dtype), lora_b.to(dtype)
-            mask = _mask(x2, p, ctx.seed) if p > 0 else None
+            keep = _keep(x2, p, ctx.seed) if p > 0 else None
             dh = (dy2 @ b).mul_(scale)  # [T, r]
             grad_b = (dy2.t() @ h).mul_(scale) if lora_b.requires_grad else None
             grad_a = None
             if lora_a.requires_grad:
-                xd = x2 * mask if mask is not None else x2
+                xd = _dropped(x2, keep, p) if keep is not None else x2
                 grad_a = dh.t() @ xd
                 del xd
+            grad_bias = dy2.sum(0).to(ctx.bias_dtype) if ctx.needs_input_grad[3] else None
             dx = None
             if ctx.needs_input_grad[0]:
                 weight = dequantized_weight(ctx.base, dtype)
-                if mask is None:
+                if keep is None:
                     dx = torch.addmm(dy2 @ weight, dh, a)
                 else:
                     dx = dy2 @ weight
-                    dx.add_((dh @ a).mul_(mask))
+                    dx.add_(_dropped(dh @ a, keep, p))  # dropout's backward: the same mask and scale
                 del weight
                 dx = dx.reshape(x.shape)
         grad_a = grad_a.to(lora_a.dtype) if grad_a is not None else None
         grad_b = grad_b.to(lora_b.dtype) if grad_b is not None else None
-        return dx, grad_a, grad_b, None, None, None, None
+        return dx, grad_a, grad_b, grad_bias, None, None, None, None
 
 
 def _eligible(module) -> bool:
@@ -121,21 +138,28 @@ def _eligible(module) -> bool:
     if getattr(module, "fan_in_fan_out", False):
         return False
     base = module.get_base_layer()
-    kind = type(base).__name__
-    return isinstance(base, torch.nn.Linear) or kind == "Linear4bit"
+    # exact types: bitsandbytes' Linear8bitLt (int8 codes + SCB scale) and other nn.Linear subclasses
+    # compute something else than x @ weight^T
+    return type(base) is torch.nn.Linear or _is_4bit(base)
+
+
+def _is_4bit(base) -> bool:
+    return type(base).__name__ in ("Linear4bit", "LinearNF4", "LinearFP4")
 
 
 def _fused_forward(self, x, *args, **kwargs):
     active = [n for n in self.active_adapters if n in self.lora_A]
-    if (self.disable_adapters or self.merged or args or kwargs or len(active) != 1
-            or active[0] in getattr(self, "lora_variant", {})):
+    base = self.get_base_layer()
+    if (not self.training or self.disable_adapters or self.merged or args or kwargs or len(active) != 1
+            or active[0] in getattr(self, "lora_variant", {})
+            or (_is_4bit(base) and getattr(base.weight, "quant_state", None) is None)):
         return self._medchat_peft_forward(x, *args, **kwargs)
     name = active[0]
     dropout = self.lora_dropout[name]
-    p = float(dropout.p) if isinstance(dropout, torch.nn.Dropout) and self.training else 0.0
+    p = float(dropout.p) if isinstance(dropout, torch.nn.Dropout) else 0.0
     # The seed comes from the CPU generator: no device sync, and reproducible under set_seed / resume.
     seed = int(torch.randint(0, 2**62, (1,)).item()) if p > 0 else 0
-    return LoRAFunction.apply(x, self.lora_A[name].weight, self.lora_B[name].weight, self.get_base_layer(),
+    return LoRAFunction.apply(x, self.lora_A[name].weight, self.lora_B[name].weight, base.bias, base,
                               float(self.scaling[name]), p, seed)
 
 
