@@ -318,29 +318,36 @@ def compare(result: dict, ref: dict, tol: dict, noise: float | None, dropout: fl
 
 # ----- the setups --------------------------------------------------------------------------------------------
 
-def setups_for(shape: str, plan) -> list[Setup]:
-    """The levers; `defaults` is what the plan chooses here. Liger and compile setups last (Liger patches stay)."""
+def setups_for(shape: str, plan, packed_levers: bool) -> list[Setup]:
+    """The levers; `defaults` is what the plan chooses here. Liger and compile setups last (Liger patches stay).
+
+    packed_levers: each single lever is measured on packed rows with sdpa (`packed_sdpa`, itself compared with
+    the padded reference) instead of padded rows: on the 7B shape a padded step computes about three times the
+    tokens, and the levers other than packing do not depend on the row layout. `defaults` and `packed_flex`
+    are always compared with the padded reference itself."""
     b = plan.batch
     ckpt = "none" if not plan.checkpointing.enabled else (
         "full" if plan.checkpointing.every_n_layers == 1 else "every2")
     defaults = dict(fused=plan.fused_lora, packed=True, attention=plan.model.train_attention, liger=plan.liger,
                     fused_adamw=plan.optim == "adamw_torch_fused", micro_rows=b.per_device_train_batch_size,
                     checkpointing=ckpt, offload=b.activation_offloading)
+    lv = dict(ref="packed_sdpa", packed=True) if packed_levers else {}
     out = [
         Setup("ref", ref=None),
-        Setup("fused", fused=True),
         Setup("packed_sdpa", packed=True),
         Setup("packed_flex", packed=True, attention="flex_attention"),
-        Setup("fused_adamw", fused_adamw=True),
-        Setup("micro_batch_half", micro_rows=max(1, plan.batch.per_device_train_batch_size // 2),
+        Setup("fused", fused=True, **lv),
+        Setup("fused_adamw", fused_adamw=True, **lv),
+        Setup("micro_batch_half", micro_rows=max(1, plan.batch.per_device_train_batch_size // 2), **lv,
               note="half the rows per micro-batch, twice the accumulation: the same optimizer-step batch"),
-        Setup("ckpt_full", checkpointing="full"),
-        Setup("ckpt_every2", checkpointing="every2"),
-        Setup("fused_ckpt", fused=True, checkpointing="full"),
-        Setup("fused_offload", fused=True, checkpointing="full", offload=True),
-        Setup("ref_d05", ref=None, dropout=0.05, dropout_seed=1),
-        Setup("ref_d05_seed2", ref="ref_d05", dropout=0.05, dropout_seed=2, note="the noise floor of dropout 0.05"),
-        Setup("fused_d05", ref="ref_d05", fused=True, dropout=0.05, dropout_seed=1),
+        Setup("ckpt_full", checkpointing="full", **lv),
+        Setup("ckpt_every2", checkpointing="every2", **lv),
+        Setup("fused_ckpt", fused=True, checkpointing="full", **lv),
+        Setup("fused_offload", fused=True, checkpointing="full", offload=True, **lv),
+        Setup("ref_d05", ref=None, dropout=0.05, dropout_seed=1, packed=packed_levers),
+        Setup("ref_d05_seed2", ref="ref_d05", dropout=0.05, dropout_seed=2, packed=packed_levers,
+              note="the noise floor of dropout 0.05"),
+        Setup("fused_d05", ref="ref_d05", fused=True, dropout=0.05, dropout_seed=1, packed=packed_levers),
     ]
     if shape == "tiny":
         out += [
@@ -357,7 +364,7 @@ def setups_for(shape: str, plan) -> list[Setup]:
         Setup("defaults", **defaults, note="what medchat.plan.resolve chose on this machine, dropout 0"),
         Setup("defaults_d05", ref="ref_d05", **defaults, dropout=0.05, dropout_seed=1,
               note="the plan's choices at the default dropout 0.05"),
-        Setup("liger", liger=True),
+        Setup("liger", liger=True, **lv),
         Setup("compile_sdpa", compile=True, liger=plan.liger, note="regional compile (dynamic shapes), padded rows"),
         Setup("compile_flex", compile=True, liger=plan.liger, packed=True, attention="flex_attention"),
     ]
@@ -387,6 +394,7 @@ def main() -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/medchat-equivalence"))
     p.add_argument("--lengths", type=Path, default=ROOT / "bench" / "icliniq_lengths.json")
     p.add_argument("--out", type=Path)
+    p.add_argument("--packed-levers", action="store_true", help="single levers on packed sdpa rows (see setups_for)")
     p.add_argument("--no-preference", dest="preference", action="store_false", help="tiny: skip DPO/ORPO")
     p.add_argument("--budget-seconds", type=float, default=1e9, help="skip setups once this much time has passed")
     a = p.parse_args()
@@ -402,7 +410,7 @@ def main() -> int:
     tokenizer = modeling.load_tokenizer(cfg.model)
     tol = TOL_BF16 if CUDA else TOL_FP32
     device = torch.device("cuda", 0) if CUDA else torch.device("cpu")
-    all_setups = setups_for(a.shape, plan)
+    all_setups = setups_for(a.shape, plan, a.packed_levers)
     if a.setups != "all":
         wanted = set(a.setups.split(","))
         by_name = {s.name: s for s in all_setups}

@@ -65,6 +65,7 @@ class ChatModel:
         self.cache_implementation = None if cache_implementation == "dynamic" else cache_implementation
         self._cache = None
         self._cache_kwarg = "past_key_values"
+        self._graph_state = _cuda_graph_state() if getattr(getattr(model, "device", None), "type", "cpu") == "cuda" else {}
         from medchat.formatting import stop_token_ids
 
         self.eos_token_ids = stop_token_ids(tokenizer, model)  # every end token of the family, not only eos
@@ -133,6 +134,7 @@ class ChatModel:
 
         def generate():
             try:
+                _adopt_cuda_graph_state(self._graph_state)
                 with torch.no_grad():
                     self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
                                         eos_token_id=self.eos_token_ids, pad_token_id=self.tokenizer.pad_token_id,
@@ -178,6 +180,33 @@ class ChatModel:
 
     def reply(self, messages: list[dict], settings: GenerationSettings) -> str:
         return "".join(self.stream(messages, settings)).strip()
+
+
+def _cuda_graph_state() -> dict:
+    """The CUDA-graph tree state of this thread, for the generation thread of stream() to share.
+
+    A static cache makes transformers compile decoding with CUDA graphs ("reduce-overhead"), whose trees keep
+    their state in the thread-locals of the thread that imported torch._inductor.cudagraph_trees. torch 2.11
+    (the GPU image's) asserts, with an empty AssertionError, when another plain thread looks it up: chat's
+    streaming thread after evaluate.py's generation in the main thread failed so (issue 19, H100). torch 2.13
+    initialises the state per thread instead (`_initialize_tls`); sharing the creator's state is right for both,
+    since ChatModel generates one answer at a time. Remove once the oldest supported torch has `_initialize_tls`."""
+    try:
+        from torch._inductor import cudagraph_trees
+    except Exception:  # a torch without Inductor: nothing to share
+        return {}
+    names = ("tree_manager_containers", "tree_manager_locks")
+    return {n: getattr(cudagraph_trees.local, n) for n in names if hasattr(cudagraph_trees.local, n)}
+
+
+def _adopt_cuda_graph_state(state: dict) -> None:
+    if not state:
+        return
+    from torch._inductor import cudagraph_trees
+
+    for name, value in state.items():
+        if not hasattr(cudagraph_trees.local, name):
+            setattr(cudagraph_trees.local, name, value)
 
 
 def _has_bitsandbytes_layers(model) -> bool:
