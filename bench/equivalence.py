@@ -318,13 +318,15 @@ def compare(result: dict, ref: dict, tol: dict, noise: float | None, dropout: fl
 
 # ----- the setups --------------------------------------------------------------------------------------------
 
-def setups_for(shape: str, plan, packed_levers: bool) -> list[Setup]:
+def setups_for(shape: str, plan, packed_levers: bool, ref_micro_rows: int | None = None) -> list[Setup]:
     """The levers; `defaults` is what the plan chooses here. Liger and compile setups last (Liger patches stay).
 
     packed_levers: each single lever is measured on packed rows with sdpa (`packed_sdpa`, itself compared with
     the padded reference) instead of padded rows: on the 7B shape a padded step computes about three times the
     tokens, and the levers other than packing do not depend on the row layout. `defaults` and `packed_flex`
-    are always compared with the padded reference itself."""
+    are always compared with the padded reference itself. ref_micro_rows: the padded reference's documents of
+    fewer bins a micro-batch (the same optimizer step: the loss is normalised by the step's tokens), where
+    the config's micro-batch padded would not fit in memory without checkpointing."""
     b = plan.batch
     ckpt = "none" if not plan.checkpointing.enabled else (
         "full" if plan.checkpointing.every_n_layers == 1 else "every2")
@@ -333,7 +335,8 @@ def setups_for(shape: str, plan, packed_levers: bool) -> list[Setup]:
                     checkpointing=ckpt, offload=b.activation_offloading)
     lv = dict(ref="packed_sdpa", packed=True) if packed_levers else {}
     out = [
-        Setup("ref", ref=None),
+        Setup("ref", ref=None, micro_rows=ref_micro_rows,
+              note=f"padded rows, {ref_micro_rows} bins' documents a micro-batch" if ref_micro_rows else ""),
         Setup("packed_sdpa", packed=True),
         Setup("packed_flex", packed=True, attention="flex_attention"),
         Setup("fused", fused=True, **lv),
@@ -394,6 +397,7 @@ def main() -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/medchat-equivalence"))
     p.add_argument("--lengths", type=Path, default=ROOT / "bench" / "icliniq_lengths.json")
     p.add_argument("--out", type=Path)
+    p.add_argument("--ref-micro-rows", type=int, default=None, help="the padded reference's bins a micro-batch")
     p.add_argument("--packed-levers", action="store_true", help="single levers on packed sdpa rows (see setups_for)")
     p.add_argument("--no-preference", dest="preference", action="store_false", help="tiny: skip DPO/ORPO")
     p.add_argument("--budget-seconds", type=float, default=1e9, help="skip setups once this much time has passed")
@@ -410,7 +414,7 @@ def main() -> int:
     tokenizer = modeling.load_tokenizer(cfg.model)
     tol = TOL_BF16 if CUDA else TOL_FP32
     device = torch.device("cuda", 0) if CUDA else torch.device("cpu")
-    all_setups = setups_for(a.shape, plan, a.packed_levers)
+    all_setups = setups_for(a.shape, plan, a.packed_levers, a.ref_micro_rows)
     if a.setups != "all":
         wanted = set(a.setups.split(","))
         by_name = {s.name: s for s in all_setups}
