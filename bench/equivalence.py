@@ -232,8 +232,16 @@ def teardown(model):
     return base
 
 
-def run(setup: Setup, cfg, base, targets, steps_bins, pad_id, device, grads_at: int = 1):
-    """-> {losses: [per step], grads: {name: fp32 CPU tensor} of step `grads_at`, seconds, peak_gib}."""
+def run(setup: Setup, cfg, base, targets, steps_bins, pad_id, device, point: dict | None = None, grads_at: int = 1):
+    """-> {losses: [per step], grads: {name: fp32 CPU tensor} of step `grads_at` on this setup's own trajectory,
+    after0: the trainable parameters after step 0's update, grads_point: step 1's gradients at `point` (the
+    reference's after0; None: this setup's own after0), seconds, peak_gib}.
+
+    Why gradients at one point: after one AdamW step every element has moved by about +-lr whatever its
+    gradient's size (Adam's first step is m/sqrt(v) = sign(g)), so where bf16 rounding flips the sign of a
+    near-zero gradient two setups' weights differ by 2 lr there, and their step-1 gradients differ by that, not
+    by the lever. Loading the reference's weights after step 0 into every setup compares the levers'
+    arithmetic alone (the first GPU call measured only the own-trajectory gradients: bench/RESULTS.md)."""
     from transformers import get_scheduler
 
     t = cfg.trainer
@@ -255,10 +263,11 @@ def run(setup: Setup, cfg, base, targets, steps_bins, pad_id, device, grads_at: 
     if CUDA:
         torch.cuda.manual_seed_all(setup.dropout_seed)
         torch.cuda.reset_peak_memory_stats()
-    losses, grads = [], {}
+    losses, grads, after0 = [], {}, {}
     t0 = time.perf_counter()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if CUDA else contextlib.nullcontext()
-    for step, bins in enumerate(steps_bins[:n_steps]):
+
+    def forward_backward(bins) -> float:
         micro = [bins[i:i + rows] for i in range(0, len(bins), rows)]
         n_items = sum(sum(1 for x in d["labels"][1:] if x != -100) for b in bins for d in b)
         total = 0.0
@@ -269,32 +278,43 @@ def run(setup: Setup, cfg, base, targets, steps_bins, pad_id, device, grads_at: 
                     loss = model(**batch, num_items_in_batch=torch.tensor(n_items, device=device)).loss
                 loss.backward()
             total += loss.detach().float().item()
-        losses.append(total)
+        return total
+
+    def snapshot_grads() -> dict:
+        return {n: p.grad.detach().float().cpu().clone() for n, p in zip(names, params) if p.grad is not None}
+
+    for step, bins in enumerate(steps_bins[:n_steps]):
+        losses.append(forward_backward(bins))
         if step == grads_at:
-            grads = {n: p.grad.detach().float().cpu().clone() for n, p in zip(names, params) if p.grad is not None}
+            grads = snapshot_grads()
         torch.nn.utils.clip_grad_norm_(params, float(t.max_grad_norm))
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
+        if step == 0:
+            after0 = {n: p.detach().cpu().clone() for n, p in zip(names, params)}
     if CUDA:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() / 2**30 if CUDA else None
+    grads_point = {}
+    if setup.dropout == 0:  # with dropout, two setups' masks differ anyway
+        with torch.no_grad():
+            for n, p in zip(names, params):
+                p.copy_((point or after0)[n].to(p.device, p.dtype))
+        forward_backward(steps_bins[grads_at])
+        grads_point = snapshot_grads()
     base = teardown(model)
     del opt, params
-    return base, {"losses": losses, "grads": grads, "seconds": round(seconds, 1),
-                  "peak_gib": round(peak, 2) if peak else None}
+    return base, {"losses": losses, "grads": grads, "after0": after0, "grads_point": grads_point,
+                  "seconds": round(seconds, 1), "peak_gib": round(peak, 2) if peak else None}
 
 
-def compare(result: dict, ref: dict, tol: dict, noise: float | None, dropout: float) -> dict:
-    out = {"loss0": result["losses"][0], "loss0_ref": ref["losses"][0],
-           "loss0_diff": abs(result["losses"][0] - ref["losses"][0]),
-           "traj_max_diff": max(abs(a - b) for a, b in zip(result["losses"], ref["losses"])),
-           "final_loss": result["losses"][-1], "final_loss_ref": ref["losses"][-1]}
+def grad_agreement(mine: dict, ref: dict) -> dict:
+    """The worst cosine and relative L2 error over the adapter gradients both have, and the names only one has."""
     worst_cos, worst_rel = (None, 2.0), (None, -1.0)
-    missing = sorted(set(ref["grads"]) ^ set(result["grads"]))
-    for name, g in ref["grads"].items():
-        h = result["grads"].get(name)
+    for name, g in ref.items():
+        h = mine.get(name)
         if h is None:
             continue
         cos = torch.nn.functional.cosine_similarity(g.flatten().double(), h.flatten().double(), dim=0).item() \
@@ -304,8 +324,24 @@ def compare(result: dict, ref: dict, tol: dict, noise: float | None, dropout: fl
             worst_cos = (name, cos)
         if rel > worst_rel[1]:
             worst_rel = (name, rel)
-    out.update(grad_tensors=len(ref["grads"]), grads_missing=missing, worst_cos=worst_cos[1],
-               worst_cos_tensor=worst_cos[0], worst_rel=worst_rel[1], worst_rel_tensor=worst_rel[0])
+    return {"tensors": len(ref), "missing": sorted(set(ref) ^ set(mine)), "worst_cos": worst_cos[1],
+            "worst_cos_tensor": worst_cos[0], "worst_rel": worst_rel[1], "worst_rel_tensor": worst_rel[0]}
+
+
+def compare(result: dict, ref: dict, tol: dict, noise: float | None, dropout: float) -> dict:
+    out = {"loss0": result["losses"][0], "loss0_ref": ref["losses"][0],
+           "loss0_diff": abs(result["losses"][0] - ref["losses"][0]),
+           "traj_max_diff": max(abs(a - b) for a, b in zip(result["losses"], ref["losses"])),
+           "final_loss": result["losses"][-1], "final_loss_ref": ref["losses"][-1]}
+    own = grad_agreement(result["grads"], ref["grads"])
+    out.update({f"own_trajectory_{k}": v for k, v in own.items()})
+    at_point = grad_agreement(result["grads_point"], ref["grads_point"]) if result["grads_point"] else own
+    out.update(grad_tensors=at_point["tensors"], grads_missing=at_point["missing"], worst_cos=at_point["worst_cos"],
+               worst_cos_tensor=at_point["worst_cos_tensor"], worst_rel=at_point["worst_rel"],
+               worst_rel_tensor=at_point["worst_rel_tensor"], grads_compared="at the reference's weights after step 0"
+               if result["grads_point"] else "on each setup's own trajectory (dropout: masks differ)")
+    worst_cos, worst_rel, missing = (at_point["worst_cos_tensor"], at_point["worst_cos"]), \
+        (at_point["worst_rel_tensor"], at_point["worst_rel"]), at_point["missing"]
     if dropout > 0:
         limit = 2 * (noise or 0.0) + 1e-2
         out["traj_limit"] = limit
@@ -461,7 +497,8 @@ def main() -> int:
                                                                          "gate_proj", "up_proj", "down_proj"]
         print(f"== {s.name} ({s.note or s})", flush=True)
         try:
-            bases[key], res = run(s, cfg, base, these_targets, bins, tokenizer.pad_token_id, device)
+            point = results[s.ref]["after0"] if s.ref in results and s.dropout == 0 else None
+            bases[key], res = run(s, cfg, base, these_targets, bins, tokenizer.pad_token_id, device, point)
         except Exception as e:  # a lever that fails is recorded, and the rest still run
             traceback.print_exc()
             record["setups"][s.name] = {"error": f"{type(e).__name__}: {str(e)[:400]}", "setup": s.__dict__}
@@ -558,26 +595,29 @@ def preference(stage: str, a, tokenizer, tol: dict) -> dict:
 def markdown(record: dict) -> str:
     lines = [f"shape {record['shape']}, {record['steps']} optimizer steps, {record['config_batch']}; "
              f"{record['versions'].get('gpu', 'cpu')}; tolerances {record['tolerances']}", "",
-             "| setup | vs | loss step 0 | diff step 0 | worst grad cosine (tensor) | worst rel L2 | max traj diff "
-             "| s | peak GiB | pass |", "|---|---|---:|---:|---|---:|---:|---:|---:|---|"]
+             "Gradients of step 1 at the reference's weights after step 0 (dropout 0); the own-trajectory column "
+             "is each setup's step-1 gradient on its own trajectory (see run()).", "",
+             "| setup | vs | loss step 0 | diff step 0 | worst grad cosine (tensor) | worst rel L2 | own-trajectory "
+             "cosine | max traj diff | s | peak GiB | pass |", "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for name, e in record["setups"].items():
         if "error" in e or "skipped" in e:
-            lines.append(f"| {name} | | {e.get('error') or e.get('skipped')} | | | | | | | fail |")
+            lines.append(f"| {name} | | {e.get('error') or e.get('skipped')} | | | | | | | | fail |")
             continue
         if "loss0_diff" not in e:
-            lines.append(f"| {name} | (reference) | {e['losses'][0]:.4f} | | | | | {e['seconds']} | {e['peak_gib']} | |")
+            lines.append(f"| {name} | (reference) | {e['losses'][0]:.4f} | | | | | | {e['seconds']} | {e['peak_gib']} | |")
             continue
         tensor = (e["worst_cos_tensor"] or "").replace("base_model.model.", "")
         lines.append(f"| {name} | {e['setup']['ref']} | {e['loss0']:.4f} | {e['loss0_diff']:.1e} | {e['worst_cos']:.6f} "
-                     f"({tensor}) | {e['worst_rel']:.1e} | {e['traj_max_diff']:.1e} | {e['seconds']} | "
+                     f"({tensor}) | {e['worst_rel']:.1e} | {e['own_trajectory_worst_cos']:.4f} | {e['traj_max_diff']:.1e} | "
+                     f"{e['seconds']} | "
                      f"{e['peak_gib']} | {'yes' if e['pass'] else 'NO'} |")
     for stage, e in (record.get("preference") or {}).items():
         if not isinstance(e, dict) or "pass" not in e:
-            lines.append(f"| {stage} | | {e} | | | | | | | fail |")
+            lines.append(f"| {stage} | | {e} | | | | | | | | fail |")
             continue
         lines.append(f"| {stage} (defaults: {e['defaults']['attention']}, liger {e['defaults']['liger']}, "
                      f"{e['defaults']['optim']}) | {stage} ref | {e['defaults']['losses'][0]:.4f} | {e['loss0_diff']:.1e} "
-                     f"| not captured | | {e['traj_max_diff']:.1e} | {e['defaults']['seconds']} | | "
+                     f"| not captured | | | {e['traj_max_diff']:.1e} | {e['defaults']['seconds']} | | "
                      f"{'yes' if e['pass'] else 'NO'} |")
     return "\n".join(lines)
 
