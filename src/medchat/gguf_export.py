@@ -139,6 +139,7 @@ class Plan:
     tokenizer_model: str  # gpt2 (byte-level BPE) | llama (sentencepiece-style BPE with byte fallback)
     pre: str | None  # llama.cpp's pre-tokenizer name (gpt2 model only)
     chat: ChatFormat | None
+    add_bos: bool  # llama.cpp adds the bos token to a prompt (tokenizer.ggml.add_bos_token)
     template_differs: str | None = None  # why the Modelfile's template differs from the run's, if it does
     rope_factors: list[float] | None = None
     rope_linear: float | None = None
@@ -241,29 +242,39 @@ def _adds_bos(tokenizer) -> bool:
     return tokenizer.bos_token_id is not None and ids[:1] == [tokenizer.bos_token_id]
 
 
-def check_chat(tokenizer, prompt_format: str) -> tuple[ChatFormat, str | None]:
-    """The Modelfile's chat format for the run, and why it differs from the run's own rendering (or None)."""
-    eos = tokenizer.eos_token or ""
+def check_chat(tokenizer, prompt_format: str) -> tuple[ChatFormat, str | None, bool]:
+    """(the Modelfile's chat format for the run, why it differs from the run's own rendering or None, whether
+    the prompt starts with the bos token: llama.cpp then adds it, as Ollama's templates never write it)."""
+    eos, bos = tokenizer.eos_token or "", tokenizer.bos_token
     if prompt_format == "plain":
         from medchat.formatting import _plain_prompt
 
         fmt = plain_format(eos)
         expected = "".join(text for text, _ in _plain_prompt([{"role": "system", "content": "S"}] + PROBE))
         expected = expected.replace(" A1", " A1" + eos)
-        return fmt, _difference(render(fmt, "S", PROBE, generation=False), expected)
+        return fmt, _difference(render(fmt, "S", PROBE, generation=False), expected), _adds_bos(tokenizer)
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError("format=gguf: the run's tokenizer has no chat template to describe in the Modelfile")
-    with_system = [{"role": "system", "content": "S"}] + PROBE
-    rendered = tokenizer.apply_chat_template(with_system, tokenize=False, add_generation_prompt=True)
+    system = "S"
+    try:
+        rendered = tokenizer.apply_chat_template([{"role": "system", "content": system}] + PROBE, tokenize=False,
+                                                 add_generation_prompt=True)
+    except Exception:  # a template that refuses system messages (Mistral-Instruct v0.1): compare without one
+        system = None
+        rendered = tokenizer.apply_chat_template(PROBE, tokenize=False, add_generation_prompt=True)
     family = _family(rendered)
     if family is None:
         raise ConfigError("format=gguf: the run's chat template is none of ChatML, Llama-3 or [INST], so medchat "
                           "cannot write the Modelfile's TEMPLATE for it; pass gguf.modelfile=false to write the GGUF "
                           "alone (it carries the template in its metadata)")
     fmt = chat_formats(eos)[family]
-    if tokenizer.bos_token and _adds_bos(tokenizer) and rendered.startswith(tokenizer.bos_token):
-        rendered = rendered[len(tokenizer.bos_token):]  # llama.cpp adds the bos itself (tokenizer.ggml.add_bos_token)
-    return fmt, _difference(render(fmt, "S", PROBE), rendered)
+    starts_with_bos = bool(bos) and rendered.startswith(bos)
+    if starts_with_bos:
+        rendered = rendered[len(bos):]
+    differs = _difference(render(fmt, system, PROBE), rendered)
+    if system is None and differs is None:
+        differs = "the run's chat template refuses system messages; the Modelfile puts SYSTEM in the first user turn"
+    return fmt, differs, starts_with_bos or _adds_bos(tokenizer)
 
 
 def _difference(ours: str, theirs: str) -> str | None:
@@ -280,8 +291,8 @@ def check(config, tokenizer, gguf_type: str, prompt_format: str = "chat_template
     arch, permute = check_architecture(config)
     factors, linear = _rope(config)
     tok_model, pre = check_tokenizer(tokenizer)
-    chat, differs = check_chat(tokenizer, prompt_format) if modelfile else (None, None)
-    plan = Plan(gguf_type, arch, permute, tok_model, pre, chat, differs, factors, linear)
+    chat, differs, add_bos = check_chat(tokenizer, prompt_format) if modelfile else (None, None, _adds_bos(tokenizer))
+    plan = Plan(gguf_type, arch, permute, tok_model, pre, chat, add_bos, differs, factors, linear)
     if differs:
         plan.warnings.append(f"the Modelfile's TEMPLATE is the standard {chat.name} format, which differs from the "
                              f"run's chat template: {differs}. Check it before serving (the GGUF's own metadata "
@@ -371,7 +382,7 @@ def _add_tokenizer(writer, tokenizer, plan: Plan, n_vocab: int) -> None:
         token_id = getattr(tokenizer, f"{kind}_token_id", None)
         if token_id is not None:
             getattr(writer, f"add_{kind}_token_id")(token_id)
-    writer.add_add_bos_token(_adds_bos(tokenizer))
+    writer.add_add_bos_token(plan.add_bos)
     writer.add_add_eos_token(False)
     if tokenizer.chat_template:
         writer.add_chat_template(tokenizer.chat_template)
