@@ -278,3 +278,35 @@ def test_an_unsupported_architecture_is_refused_by_name_before_any_weight_is_rea
                                           "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"):
         export(trained_run, format="gguf", out=tmp_path / "g")
     assert not (tmp_path / "g").exists()
+
+
+def test_a_sentencepiece_style_tokenizer_is_written_for_llama_cpps_spm_and_read_back(tmp_path):
+    """Mistral-7B's tokenizer (../shared): BPE with byte fallback is written as llama.cpp's `llama` model (tokens,
+    scores, byte/control/unknown types, space prefix). transformers' reader encodes text to the same ids."""
+    import gguf
+    import transformers
+    from transformers import AutoTokenizer
+
+    from medchat import gguf_export
+    from medchat.formatting import load_chat_template
+
+    folder = TEMPLATES.parent / "mistral-7b-v0.1"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not present (../shared)")
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = load_chat_template("inst")
+    config = transformers.MistralConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    config.architectures = ["MistralForCausalLM"]
+    plan = gguf_export.check(config, tok, "f16")
+    assert (plan.tokenizer_model, plan.pre, plan.chat.name, plan.add_bos, plan.warnings) == (
+        "llama", None, "Mistral [INST]", True, [])
+    gguf_export.write(transformers.MistralForCausalLM(config), tok, tmp_path / "model.gguf", plan)
+    fields = gguf.GGUFReader(tmp_path / "model.gguf").fields
+    types = fields["tokenizer.ggml.token_type"].contents()
+    assert types[:4] == [2, 3, 3, 6] and types.count(6) == 256  # <unk>, <s>, </s>, then the 256 byte tokens
+    assert fields["tokenizer.ggml.add_space_prefix"].contents() is True
+    back = AutoTokenizer.from_pretrained(tmp_path, gguf_file="model.gguf")
+    for text in ("I have had a cough for 3 weeks, and it's worse at night.", " leading space",
+                 "Fever 38.5°C  twice\nnewline 😷 — ok"):
+        assert back(text)["input_ids"] == tok(text)["input_ids"], text

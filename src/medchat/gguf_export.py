@@ -338,12 +338,12 @@ def _tokens(tokenizer, n_vocab: int, tok_model: str):
             continue
         tokens.append(text)
         scores.append(-float(rank.get(text, 0)) if tok_model == "llama" else 0.0)
-        if i in added:
+        if i == tokenizer.unk_token_id or text == spec["model"].get("unk_token"):
+            types.append(gguf.TokenType.UNKNOWN)
+        elif i in added:
             types.append(gguf.TokenType.CONTROL if added[i].get("special") else gguf.TokenType.USER_DEFINED)
         elif tok_model == "llama" and re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", text):
             types.append(gguf.TokenType.BYTE)
-        elif text == spec["model"].get("unk_token"):
-            types.append(gguf.TokenType.UNKNOWN)
         else:
             types.append(gguf.TokenType.NORMAL)
     return tokens, scores, types
