@@ -162,31 +162,33 @@ def _tiny_tokenizer(template: str | None, bos: str | None, eos: str):
 
     tok = load_tokenizer(ModelConfig(chat_template="chatml"), path=str(tiny_model_dir(TinyModelConfig())))
     if template is not None:
-        tok.chat_template = load_chat_template(template) if template == "inst" else (TEMPLATES / template).read_text()
+        tok.chat_template = (load_chat_template(template) if template in ("inst", "chatml")
+                             else (TEMPLATES / template).read_text())
     tok.eos_token = eos
     if bos:
         tok.bos_token = bos
     return tok
 
 
-@pytest.mark.parametrize("template, bos, eos, family", [
-    ("inst", "<s>", "</s>", "Mistral [INST]"),
-    ("qwen2-instruct.jinja", None, "<|im_end|>", "ChatML"),
-    ("meta-llama-3-8b-instruct.jinja", "<|begin_of_text|>", "<|eot_id|>", "Llama-3"),
-    ("llama-2-chat.jinja", "<s>", "</s>", "Llama-2 [INST] <<SYS>>"),
+@pytest.mark.parametrize("template, bos, eos, family, add_bos", [
+    ("inst", "<s>", "</s>", "Mistral [INST]", True),
+    ("chatml", "<|im_start|>", "<|im_end|>", "ChatML", False),  # SmolLM2: its bos is ChatML's own first token
+    ("qwen2-instruct.jinja", None, "<|im_end|>", "ChatML", False),
+    ("meta-llama-3-8b-instruct.jinja", "<|begin_of_text|>", "<|eot_id|>", "Llama-3", True),
+    ("llama-2-chat.jinja", "<s>", "</s>", "Llama-2 [INST] <<SYS>>", True),
 ])
-def test_each_familys_modelfile_renders_a_chat_as_its_own_template_does(template, bos, eos, family):
+def test_each_familys_modelfile_renders_a_chat_as_its_own_template_does(template, bos, eos, family, add_bos):
     """The Modelfile's format, rendered, equals the family's own jinja template on a multi-turn chat with a
-    system prompt (less the leading bos, which llama.cpp adds: add_bos_token)."""
+    system prompt (less a leading bos that is not part of the format: llama.cpp adds it, add_bos_token)."""
     from medchat import gguf_export
 
     if template.endswith(".jinja") and not TEMPLATES.is_dir():
         pytest.skip(f"{TEMPLATES} not present (../shared)")
     tok = _tiny_tokenizer(template, bos, eos)
-    fmt, differs, add_bos = gguf_export.check_chat(tok, "chat_template")
-    assert (fmt.name, differs, add_bos) == (family, None, bos is not None)
+    fmt, differs, adds = gguf_export.check_chat(tok, "chat_template")
+    assert (fmt.name, differs, adds) == (family, None, add_bos)
     theirs = tok.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
-    assert gguf_export.render(fmt, CHAT[0]["content"], CHAT[1:]) == theirs.removeprefix(bos or "")
+    assert gguf_export.render(fmt, CHAT[0]["content"], CHAT[1:]) == (theirs[len(bos):] if add_bos else theirs)
     assert eos in gguf_export.go_template(fmt) and "{{ .Content }}" in gguf_export.go_template(fmt)
 
 

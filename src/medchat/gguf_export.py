@@ -268,7 +268,10 @@ def check_chat(tokenizer, prompt_format: str) -> tuple[ChatFormat, str | None, b
                           "cannot write the Modelfile's TEMPLATE for it; pass gguf.modelfile=false to write the GGUF "
                           "alone (it carries the template in its metadata)")
     fmt = chat_formats(eos)[family]
-    starts_with_bos = bool(bos) and rendered.startswith(bos)
+    # A leading bos that is not the format's own first token (SmolLM2's bos is ChatML's <|im_start|>) is left
+    # to llama.cpp, which adds it to every prompt (add_bos_token), as Ollama's templates never write it.
+    opening = fmt.system if system and not fmt.system_in_first_user else fmt.user_first
+    starts_with_bos = bool(bos) and rendered.startswith(bos) and not opening.startswith(bos)
     if starts_with_bos:
         rendered = rendered[len(bos):]
     differs = _difference(render(fmt, system, PROBE), rendered)
