@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from conftest import ROOT
 from medchat.export import ExportConfig, export, run
 
+pytest.importorskip("gguf", reason="format=gguf writes with the gguf package (pip install gguf; the `real` extra)")
 TEMPLATES = ROOT.parent / "shared" / "tokenizers" / "templates"
 CHAT = [{"role": "system", "content": "You are a careful doctor."},
         {"role": "user", "content": "I have had a cough for 3 weeks, and it's worse at night."},

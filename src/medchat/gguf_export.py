@@ -291,6 +291,10 @@ def _difference(ours: str, theirs: str) -> str | None:
 def check(config, tokenizer, gguf_type: str, prompt_format: str = "chat_template", modelfile: bool = True) -> Plan:
     """Everything format=gguf can refuse, from the base's config and the run's tokenizer: no weights read."""
     check_type(gguf_type)
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ConfigError("format=gguf needs the `gguf` package: pip install gguf (or pip install -e '.[real]')")
     arch, permute = check_architecture(config)
     factors, linear = _rope(config)
     tok_model, pre = check_tokenizer(tokenizer)
