@@ -4,18 +4,22 @@
     python -m medchat.export run_dir=RUN merge=true               # RUN/export/merged: 16-bit merged model + card
     python -m medchat.export run_dir=RUN merge=true dtype=float32 out=/tmp/merged
     HF_TOKEN=hf_... python -m medchat.export run_dir=RUN push=true repo_id=you/medchat-llama3-8b
+    python -m medchat.export run_dir=RUN format=gguf [gguf.type=f16|q8_0]   # RUN/export/gguf: llama.cpp, Ollama
 
 Merging reloads the base in 16-bit (bf16 where the machine supports it, else fp16), never quantized, and
 folds the adapter in with PEFT's `merge_and_unload`: the folder then loads with
 `AutoModelForCausalLM.from_pretrained(folder)` alone. Without `push=true` nothing leaves the machine: the
 folder is written and what would be uploaded is printed.
+
+`format=gguf` merges the same way (in float32 unless dtype= says otherwise) and writes one GGUF file for
+llama.cpp with the tokenizer and chat template in its metadata, plus an Ollama Modelfile (medchat.gguf_export).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -29,12 +33,23 @@ from medchat.config import ConfigError
 NOT_EXPORTED = {"training_args.bin", "README.md"}
 
 
+FORMATS = ("hf", "gguf")
+
+
+@dataclass
+class GGUFSettings:
+    type: str = "f16"  # f16 | q8_0 (norms and biases stay f32 in both, as llama.cpp's converter writes them)
+    modelfile: bool = True  # false: the GGUF alone (for a chat template that is none of ChatML, Llama-3, [INST])
+
+
 @dataclass
 class ExportConfig:
     run_dir: Optional[str] = None
-    merge: bool = False  # false: the adapter alone; true: base + adapter merged into one model
-    out: Optional[str] = None  # null: RUN/export/adapter or RUN/export/merged
-    dtype: str = "auto"  # of the merged weights: auto (bf16 where supported, else fp16) | bfloat16 | float16 | float32
+    format: str = "hf"  # hf: a transformers folder (adapter, or merged with merge=true) | gguf: merged, for llama.cpp/Ollama
+    merge: bool = False  # false: the adapter alone; true: base + adapter merged into one model (format=gguf: always)
+    out: Optional[str] = None  # null: RUN/export/adapter, RUN/export/merged or RUN/export/gguf
+    dtype: str = "auto"  # of the merged weights: auto (bf16 where supported, else fp16; format=gguf: float32) | bfloat16 | float16 | float32
+    gguf: GGUFSettings = field(default_factory=GGUFSettings)
     base: Optional[str] = None  # null: the run's base model
     check_base: bool = True  # false: skip the adapter's recorded base name (its shapes are still checked)
     overwrite: bool = False
@@ -83,20 +98,42 @@ def _record_artifact(partial: Path, run, kind: str, dtype_name: str, out: Path) 
     }, indent=2) + "\n")
 
 
+def check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise ConfigError(f"format={format!r} is not one of {', '.join(FORMATS)}")
+
+
 def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: str = "auto", base: str | None = None,
-           check_base: bool = True, overwrite: bool = False, repo_id: str | None = None) -> Path:
-    """Write the export folder (weights, tokenizer, README.md model card, training_config.yaml); return it."""
+           check_base: bool = True, overwrite: bool = False, repo_id: str | None = None, format: str = "hf",
+           gguf_type: str = "f16", modelfile: bool = True) -> Path:
+    """Write the export folder (weights, tokenizer, README.md model card, training_config.yaml; format=gguf:
+    model.gguf, Modelfile, training_config.yaml); return it."""
     from medchat import runs
     from medchat.hardware import detect
     from medchat.modelcard import build_card, config_yaml
     from medchat.plan import export_dtype
 
+    check_format(format)
+    gguf = format == "gguf"
+    if gguf:
+        from medchat import gguf_export
+
+        gguf_export.check_type(gguf_type)
     run = runs.open_run(run_dir)
     run_dir = run.dir
-    kind = "merged" if merge else "adapter"
+    kind = "gguf" if gguf else "merged" if merge else "adapter"
     out = Path(out) if out else run_dir / "export" / kind
-    dtype_name = export_dtype(dtype, detect()) if merge else "16-bit"
-    runs.check_base(run, base, check_name=check_base, tokenizer=runs.run_tokenizer(run))  # before anything is written
+    if gguf:  # merged in float32 unless asked: the file's f16/q8_0 rounding is then the only one
+        dtype_name = "float32" if dtype == "auto" else export_dtype(dtype, detect())
+    else:
+        dtype_name = export_dtype(dtype, detect()) if merge else "16-bit"
+    tokenizer = runs.run_tokenizer(run)
+    path = runs.check_base(run, base, check_name=check_base, tokenizer=tokenizer)  # before anything is written
+    if gguf:  # everything format=gguf can refuse, from config.json and the tokenizer: no weights read yet
+        from medchat.modeling import model_config
+
+        plan = gguf_export.check(model_config(run.cfg.model, path, None if base else ""), tokenizer, gguf_type,
+                                 run.cfg.dataset.prompt_format, modelfile)
     if out.is_file():
         raise FileExistsError(f"out={out} is a file; pass a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -105,7 +142,10 @@ def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: s
     partial = out.parent / f".{out.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    if merge:
+    if gguf:
+        model, tokenizer = runs.load_for_export(run, dtype_name, base, checked=True)
+        _write_gguf(partial, run, model, tokenizer, plan, dtype_name)
+    elif merge:
         model, tokenizer = runs.load_for_export(run, dtype_name, base, checked=True)
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
@@ -113,13 +153,37 @@ def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: s
         for f in sorted((run_dir / "adapter").iterdir()):
             if f.is_file() and f.name not in NOT_EXPORTED:
                 shutil.copy2(f, partial / f.name)
-    build_card(run, kind, repo_id, dtype_name, folder=out).save(partial / "README.md")
-    _record_artifact(partial, run, kind, dtype_name, out)
+    if not gguf:
+        build_card(run, kind, repo_id, dtype_name, folder=out).save(partial / "README.md")
+        _record_artifact(partial, run, kind, dtype_name, out)
     (partial / "training_config.yaml").write_text(config_yaml(run))
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)
     return out
+
+
+def _write_gguf(partial: Path, run, model, tokenizer, plan, dtype_name: str) -> None:
+    """model.gguf, the Modelfile, and medchat_export.json saying what they are."""
+    import json
+    import logging
+
+    from medchat import gguf_export
+
+    for warning in plan.warnings:
+        logging.getLogger("medchat.export").warning(warning)
+    name = f"medchat {Path(str(run.cfg.model.name_or_path)).name} ({run.dir.name})"
+    gguf_export.write(model, tokenizer, partial / gguf_export.GGUF_FILE, plan, name=name)
+    if plan.chat is not None:
+        eos = model.generation_config.eos_token_id
+        stops = tokenizer.convert_ids_to_tokens(eos if isinstance(eos, list) else [eos])
+        (partial / gguf_export.MODELFILE).write_text(
+            gguf_export.modelfile(plan, stops, gguf_export.system_prompt(run.system_prompt())))
+    (partial / "medchat_export.json").write_text(json.dumps({
+        "kind": "gguf", "type": plan.gguf_type, "merged_in": dtype_name, "run_dir": str(run.dir),
+        "architecture": plan.arch, "tokenizer": [plan.tokenizer_model, plan.pre],
+        "chat_format": plan.chat.name if plan.chat else None, "warnings": plan.warnings,
+    }, indent=2) + "\n")
 
 
 def listing(folder: Path) -> list[tuple[str, int]]:
@@ -153,11 +217,17 @@ def push_folder(folder: Path, repo_id: str, private: bool = True, commit_message
 def run(cfg) -> Path:
     from medchat.runs import open_run
 
+    check_format(cfg.format)
+    if cfg.format == "gguf":
+        from medchat.gguf_export import check_type
+
+        check_type(cfg.gguf.type)
     open_run(cfg.run_dir)
     check_push(cfg.push, cfg.repo_id)
     quiet_libraries(cfg.verbose)
     out = export(cfg.run_dir, merge=cfg.merge, out=cfg.out, dtype=cfg.dtype, base=cfg.base, check_base=cfg.check_base,
-                 overwrite=cfg.overwrite, repo_id=cfg.repo_id)
+                 overwrite=cfg.overwrite, repo_id=cfg.repo_id, format=cfg.format, gguf_type=cfg.gguf.type,
+                 modelfile=cfg.gguf.modelfile)
     print(f"wrote {out}:\n{describe(out)}")
     target = f"{cfg.repo_id} ({'private' if cfg.private else 'public'})" if cfg.repo_id else "repo_id=<not set>"
     if cfg.push:
