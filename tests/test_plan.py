@@ -162,7 +162,8 @@ def test_a_large_dataset_without_eval_settings_is_scored_on_1000_rows_about_10_t
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"question": f"What helps with symptom {i}?", "answer": f"Rest, {i}."}) + "\n"
                             for i in range(20000)))
-    plan.main([f"dataset.path={rows}", "dataset.split_by=null", "trainer.packing=false"])
+    # trainer.eval_steps=null: unset as for any model but the tiny default run, which pins its measured cadence
+    plan.main([f"dataset.path={rows}", "dataset.split_by=null", "trainer.packing=false", "trainer.eval_steps=null"])
     lines = capsys.readouterr().out.split("\n", 2)
     assert lines[1].startswith("evaluation: 1,000 held-out rows scored before training, every 475 optimizer steps "
                                "(10 times in 4,750 planned optimizer steps"), lines[1]
@@ -180,7 +181,8 @@ def test_the_planned_cadence_reaches_the_trainer_and_explicit_settings_win(tmp_p
              ("trainer.max_steps=120",): 50,  # ~10 per run, but never more often than every 50 steps
              ("trainer.load_best_model_at_end=true", "trainer.save_steps=200"): 200}  # the best must be a checkpoint
     for overrides, every in cases.items():
-        cfg = compose("trainer.packing=false", *overrides)
+        unset = [] if any(o.startswith("trainer.eval_steps") for o in overrides) else ["trainer.eval_steps=null"]
+        cfg = compose("trainer.packing=false", *unset, *overrides)
         p = plan.with_data(plan.resolve(cfg, Hardware()), cfg, train_rows=19000, train_tokens=None, eval_rows=1000,
                            eval_tokens=None)
         assert training.sft_config(cfg, tmp_path, p).eval_steps == every, overrides

@@ -355,9 +355,9 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
     Raises ConfigError for a choice the machine cannot honour."""
     hw = hw or hardware.detect()
     launch_checks.check_processes_vs_gpus(hw)  # before the distributed setup, where two ranks on one GPU hang
-    launch_checks.check_model_reachable(cfg.model.name_or_path, cfg.model.revision)  # no network needed
     path = modeling.model_path(cfg.model)
-    if config is None:
+    if config is None:  # read from the model: refuse first one that is not here and cannot be fetched
+        launch_checks.check_model_reachable(cfg.model.name_or_path, cfg.model.revision)  # no network needed
         try:
             config = modeling.model_config(cfg.model, path)
         except OSError as e:  # the Hub does not answer: say how to use a local copy instead
