@@ -122,8 +122,9 @@ class MedchatLauncher(Launcher):
             print(f"dry run: {len(jobs)} jobs into {sweep_dir}, {where}; nothing started")
             return [self._job_return(job, cfg, None) for job, cfg in zip(jobs, configs)]
         todo = sum(j.action != "skip" for j in jobs)
-        log.info("medchat launcher: %d jobs into %s (%d to run, %d already done), %s",
-                 len(jobs), sweep_dir, todo, len(jobs) - todo, where)
+        done = sum(j.action == "skip" and (j.status or {}).get("state") == "done" for j in jobs)
+        log.info("medchat launcher: %d jobs into %s (%d to run, %d already done, %d refused), %s",
+                 len(jobs), sweep_dir, todo, done, len(jobs) - todo - done, where)
         runner.run([j for j in jobs if j.status is None])
         save_status(sweep_dir, jobs)
         print_status(sweep_dir, jobs)  # one line per job; a failed one's error and log path under it
