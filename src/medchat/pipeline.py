@@ -156,7 +156,7 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
     out = training.run_trainer(trainer, cfg, resume_from_checkpoint=checkpoint)
     if preempt.stopped_at is not None:  # stopped on a signal after saving: no final eval, no adapter
         raise Interrupted(stop.signum, preempt.stopped_at, str(Path(args.output_dir) / f"checkpoint-{preempt.stopped_at}"))
-    after = trainer.evaluate() if eval_ds is not None else {}
+    after = training.final_evaluation(trainer) if eval_ds is not None else {}
 
     # Written beside RUN/adapter and renamed: a kill mid-save never leaves a half adapter that looks whole.
     partial = run_dir / ".adapter.partial"

@@ -185,6 +185,18 @@ def evaluate_before_training(trainer) -> dict:
     return metrics
 
 
+def final_evaluation(trainer) -> dict:
+    """The trained model's held-out metrics: the trainer's own evaluation at the last step when the cadence made
+    one there (eval_steps dividing the step count), else a new one. The same numbers, without scoring every
+    held-out row twice in a row; a run that reloads its best checkpoint at the end is always evaluated again."""
+    state = trainer.state
+    if not trainer.args.load_best_model_at_end:
+        last = next((h for h in reversed(state.log_history) if "eval_loss" in h), None)
+        if last is not None and last.get("step") == state.global_step:
+            return {k: v for k, v in last.items() if k.startswith("eval_")}
+    return trainer.evaluate()
+
+
 def run_trainer(trainer, cfg, resume_from_checkpoint=None):
     """trainer.train(), turning an out-of-memory error into one that says how to make the step fit."""
     try:
