@@ -13,9 +13,12 @@ Everything happens in medchat.evaluation; this file only composes the config. (I
 import hydra
 from omegaconf import DictConfig
 
+from medchat import console
+
 from medchat.config import register_configs
 from medchat.evaluation.config import register_evaluate_configs
 
+console.install()  # known-harmless third-party lines hidden (medchat.console), before they are imported
 register_configs()  # the model and quant groups are typed by the training schema's dataclasses
 register_evaluate_configs()
 

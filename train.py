@@ -14,10 +14,13 @@ Everything happens in medchat.pipeline.train; this file only composes the config
 import hydra
 from omegaconf import DictConfig
 
+from medchat import console
+
 from medchat.config import register_configs
 from medchat.rundir import register_resolvers
 from medchat.tracking import is_main_process
 
+console.install()  # known-harmless third-party lines hidden (medchat.console), before they are imported
 register_configs()
 register_resolvers()
 

@@ -126,3 +126,21 @@ def test_unknown_optimizer_is_rejected_by_the_real_constructor(tmp_path):
     with pytest.raises(ValueError, match="bogus"):
         cfg = compose("trainer.optim=bogus")
         training.sft_config(cfg, tmp_path, plan.resolve(cfg, Hardware()))
+
+
+def test_checkpointing_goes_under_the_names_the_installed_transformers_takes(tmp_path):
+    """transformers 5.2x renamed gradient_checkpointing* to activation_checkpointing* (the old names warn
+    FutureWarning); 5.17, on the GPU machine, has only the old ones (issue 22 item 3)."""
+    import warnings
+
+    class Transformers517Args:  # the old signature
+        def __init__(self, gradient_checkpointing=False, gradient_checkpointing_kwargs=None):
+            pass
+
+    assert training.checkpointing_arguments(Transformers517Args, True, {"use_reentrant": False}) == {
+        "gradient_checkpointing": True, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+    cfg = compose("trainer.gradient_checkpointing=true")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # the installed transformers: no deprecation warning
+        args = training.sft_config(cfg, tmp_path, plan.resolve(cfg, Hardware()))
+    assert args.gradient_checkpointing is True and args.gradient_checkpointing_kwargs["use_reentrant"] is False

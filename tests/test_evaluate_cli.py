@@ -45,11 +45,23 @@ def compose_eval(*overrides: str):
 def run(tmp_path_factory):
     """A run made the way a user makes one: `python train.py ... hydra.run.dir=R`."""
     path = tmp_path_factory.mktemp("evalrun") / "run"
-    _cli("train.py", *TRAIN, f"hydra.run.dir={path}")
+    out = _cli("train.py", *TRAIN, f"hydra.run.dir={path}")
+    (path.parent / "console.txt").write_text(out.stdout + out.stderr)  # what the user saw
     return path
 
 
-def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_side(run):
+def test_the_training_console_is_quiet(run):
+    """Issue 22: no FutureWarning from medchat's arguments (transformers' renamed gradient_checkpointing*), no
+    known-harmless third-party lines (medchat.console), no progress bars of small `datasets` maps; the evaluation
+    plan is among the first lines."""
+    console = (run.parent / "console.txt").read_text()
+    assert "FutureWarning" not in console and "checkpointing` is deprecated" not in console, console
+    assert "kernels-community" not in console and "publisher trust" not in console
+    assert "Packing train dataset" not in console and "fitting to max_length" not in console
+    assert "evaluation: 6 held-out rows scored before training, every 4 optimizer steps (1 time in 4 planned" in console
+
+
+def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_side(run, monkeypatch):
     _cli("evaluate.py", f"run_dir={run}", "compare_base=true", "generation.max_new_tokens=16", "generation.batch_size=4")
     out = run / "eval" / "heldout-base+adapter"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -88,7 +100,7 @@ def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_s
 
     # W&B: the evaluation landed in the training run's row (evaluate.py resumed that run: its own offline session
     # folder, the same id) with the predictions table, base and fine-tuned side by side
-    from medchat.tracking import wandb_records
+    from medchat.tracking import wandb_records, wandb_records_by_kind
 
     run_id = (run / "wandb_run_id").read_text().strip()
     train_record = wandb_records(run, "run", which=0)[0]
@@ -99,21 +111,44 @@ def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_s
     assert config["data.train"] + config["data.eval"] == 40 and config["lora.r"] == 16
     sessions = sorted(p.name for p in run.glob(f"wandb/offline-run-*-{run_id}"))
     assert len(sessions) == 2, sessions  # training, then this evaluation
-    history = wandb_records(run, "history", which=-1)
-    logged = next(r["item"] for r in history if "eval_gen/predictions.path" in r["item"])
-    table = json.loads(next(run.glob(f"wandb/{sessions[-1]}/files/{logged['eval_gen/predictions.path']}")).read_text())
+    # keys (docs/evaluation.md "W&B keys"): eval/<evaluation folder>/<model>/<metric>, and the run's summary
+    session = wandb_records_by_kind(run, which=-1)
+    history = session["history"]
+    ns = "eval/heldout-base+adapter"
+    logged = next(r["item"] for r in history if f"{ns}/predictions.path" in r["item"])
+    table = json.loads(next(run.glob(f"wandb/{sessions[-1]}/files/{logged[f'{ns}/predictions.path']}")).read_text())
     assert table["columns"][:5] == ["id", "prompt", "reference", "base answer", "fine-tuned answer"]
     assert "adapter/rouge1" in table["columns"] and "base/bleu" in table["columns"]
     assert [row[0] for row in table["data"]] == [r["id"] for r in rows]
     assert [row[4] for row in table["data"]] == [r["generation"]["adapter"] for r in rows]
-    assert logged["eval_gen/adapter.rouge1"] == metrics["models"]["adapter"]["rouge1"]
+    for model in ("adapter", "base"):
+        for key in ("rouge1", "bleu", "perplexity", "eos_rate"):
+            assert logged[f"{ns}/{model}/{key}"] == metrics["models"][model][key]
+    summary = {k: v for r in session["summary"] for k, v in r.get("update", {}).items()}
+    assert summary[f"{ns}/adapter/rouge1"] == metrics["models"]["adapter"]["rouge1"]
+    assert not [k for k in logged if k.startswith("eval_gen")]
 
-    # A smoke run with limit= keeps its own folder: the full evaluation above is not overwritten
+    # A smoke run with limit= keeps its own folder (the full evaluation above is not overwritten) and its own W&B
+    # keys, in the history only: the run's summary keeps its full held-out evaluation. Here rouge_score is missing:
+    # ROUGE is skipped and said so (summary.md, evaluate.log), BLEU still scored.
+    from medchat.evaluation import metrics as text_metrics
     from medchat.evaluation.runner import run as evaluate
 
-    evaluate(compose_eval(f"run_dir={run}", "limit=2", "generation.max_new_tokens=4", "metrics.names=[bleu]"))
-    smoke = json.loads((run / "eval" / "heldout-adapter-limit2" / "metrics.json").read_text())
+    monkeypatch.setitem(sys.modules, "rouge_score", None)
+    monkeypatch.setattr(text_metrics, "_LOADED", {k: v for k, v in text_metrics._LOADED.items() if k == "bleu"})
+    evaluate(compose_eval(f"run_dir={run}", "limit=2", "generation.max_new_tokens=4", "metrics.names=[bleu,rouge]"))
+    smoke_dir = run / "eval" / "heldout-adapter-limit2"
+    smoke = json.loads((smoke_dir / "metrics.json").read_text())
     assert smoke["rows"] == 2 and smoke["limit"] == 2
+    assert isinstance(smoke["models"]["adapter"]["bleu"], float) and smoke["models"]["adapter"]["rouge1"] is None
+    assert "rouge_score" in smoke["unavailable"]["rouge"]
+    assert "**rouge unavailable**: skipped: a package it needs is missing" in (smoke_dir / "summary.md").read_text()
+    assert "metric rouge skipped" in (smoke_dir / "evaluate.log").read_text()
+    smoke_ns = "eval/heldout-adapter-limit2/adapter"
+    session = wandb_records_by_kind(run, which=-1)
+    assert any(r["item"].get(f"{smoke_ns}/bleu") == smoke["models"]["adapter"]["bleu"] for r in session["history"])
+    smoke_summary = [k for r in session["summary"] for k in r.get("update", {})]
+    assert smoke_summary and not [k for k in smoke_summary if "limit2" in k]
     assert json.loads((out / "metrics.json").read_text()) == metrics
     from medchat.evaluation import locate
 

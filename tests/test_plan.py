@@ -69,8 +69,11 @@ def test_training_saves_the_plan_it_ran_with(trained_run):
     assert saved["target_modules"] == metrics["target_modules"]
     assert saved["hardware"]["cuda"] == torch.cuda.is_available() and saved["world_size"] == metrics["world_size"]
     assert runs.open_run(trained_run).trained_plan() == saved
-    # the same function answers for the same config on the same machine
-    assert plan.resolve(runs.read_config(trained_run), detect()).to_dict() == saved
+    # the same function answers for the same config on the same machine (the evaluation plan adds the data's counts)
+    again = plan.resolve(runs.read_config(trained_run), detect()).to_dict()
+    evaluation = saved.pop("evaluation")
+    assert again.pop("evaluation")["planned_steps"] == evaluation["planned_steps"] == metrics["global_step"] == 4
+    assert again == saved and evaluation["rows"] == metrics["data"]["eval"] == 4
 
 
 def test_generation_on_a_gpu_shaped_plan_uses_the_generation_attention(trained_run, monkeypatch, tmp_path):
@@ -141,8 +144,9 @@ def test_python_m_medchat_plan_prints_the_plan(tmp_path):
     out = subprocess.run([sys.executable, "-m", "medchat.plan", "trainer=debug", "lora.targets=qv"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    first, _, rest = out.stdout.partition("\n")
+    first, evaluation, rest = out.stdout.split("\n", 2)
     assert first.startswith("run plan: ") and "attention" in first
+    assert evaluation.startswith("evaluation: 96 held-out rows") and "every 4 optimizer steps (2 times in 8" in evaluation
     shown = json.loads(rest)
     assert shown["target_modules"] == ["q_proj", "v_proj"] and shown["hardware"]["cuda"] == torch.cuda.is_available()
     if not torch.cuda.is_available():  # the refusal through the same main(), in this process (imports cost ~10 s)
@@ -150,3 +154,35 @@ def test_python_m_medchat_plan_prints_the_plan(tmp_path):
 
         with pytest.raises(SystemExit, match="medchat.plan: error: .*trainer.precision=bf16 needs a CUDA GPU"):
             main(["trainer.precision=bf16"])
+
+
+def test_a_large_dataset_without_eval_settings_is_scored_on_1000_rows_about_10_times(tmp_path, capsys):
+    """Issue 22: dataset.eval_size and trainer.eval_steps unset on 20,000 rows: 1,000 held-out rows (not 10%),
+    scored every 475 of the 4,750 steps (not every logging_steps=10), as `python -m medchat.plan` says."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"question": f"What helps with symptom {i}?", "answer": f"Rest, {i}."}) + "\n"
+                            for i in range(20000)))
+    # trainer.eval_steps=null: unset as for any model but the tiny default run, which pins its measured cadence
+    plan.main([f"dataset.path={rows}", "dataset.split_by=null", "trainer.packing=false", "trainer.eval_steps=null"])
+    lines = capsys.readouterr().out.split("\n", 2)
+    assert lines[1].startswith("evaluation: 1,000 held-out rows scored before training, every 475 optimizer steps "
+                               "(10 times in 4,750 planned optimizer steps"), lines[1]
+    shown = json.loads(lines[2])["evaluation"]
+    assert (shown["rows"], shown["every"], shown["evaluations"], shown["planned_steps"]) == (1000, 475, 10, 4750)
+
+
+def test_the_planned_cadence_reaches_the_trainer_and_explicit_settings_win(tmp_path):
+    from medchat import training
+    from medchat.data.prepare import eval_count
+
+    assert (eval_count(None, 20000), eval_count(None, 956), eval_count(0.1, 20000), eval_count(3000, 20000)) == \
+        (1000, 96, 2000, 3000)  # 10% capped at 1,000 unless dataset.eval_size is set
+    cases = {(): 475, ("trainer.eval_steps=10",): 10,  # set: it wins
+             ("trainer.max_steps=120",): 50,  # ~10 per run, but never more often than every 50 steps
+             ("trainer.load_best_model_at_end=true", "trainer.save_steps=200"): 200}  # the best must be a checkpoint
+    for overrides, every in cases.items():
+        unset = [] if any(o.startswith("trainer.eval_steps") for o in overrides) else ["trainer.eval_steps=null"]
+        cfg = compose("trainer.packing=false", *unset, *overrides)
+        p = plan.with_data(plan.resolve(cfg, Hardware()), cfg, train_rows=19000, train_tokens=None, eval_rows=1000,
+                           eval_tokens=None)
+        assert training.sft_config(cfg, tmp_path, p).eval_steps == every, overrides

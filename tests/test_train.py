@@ -89,10 +89,15 @@ def test_a_finished_run_dir_is_never_overwritten(tmp_path):
         ("lora.r=0", "lora.r must be > 0"),
         ("trainer.precision=bf16", "trainer.precision=bf16 needs a CUDA GPU"),
         ("dataset.path=/nonexistent/rows.jsonl", "not found"),
+        # neither a local directory nor in the HF cache, the Hub off: the way out is named (issue 22)
+        ("model.name_or_path=medchat-test/in-no-cache", r"not in the local Hugging Face cache .*HF_HOME=.*"
+                                                        r"HF_HUB_OFFLINE is set.*model\.name_or_path=DIR"),
     ],
 )
 def test_bad_input_fails_before_the_model_loads(tmp_path, override, match, monkeypatch):
     import transformers
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
     def no_loading(*a, **k):
         raise AssertionError("the model was loaded before the bad input was caught")

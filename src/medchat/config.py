@@ -90,7 +90,8 @@ class DatasetConfig:
     cache_tokenized: bool = True  # reuse tokenized rows across runs and sweep jobs (medchat.data.cache)
     n: Optional[int] = None  # subsample this many rows (after cleaning), with `seed`
     seed: int = 42
-    eval_size: float = 0.1  # < 1: fraction of rows; >= 1: number of rows
+    # < 1: fraction of rows; >= 1: number of rows; null: 10% of the rows, at most 1,000 (data.prepare.eval_count)
+    eval_size: Optional[float] = None
     # A column whose value groups rows (e.g. document_id): a group's rows all land on one side of the split.
     split_by: Optional[str] = None
     system_prompt: Optional[str] = None  # overrides any system text from the data
@@ -139,7 +140,8 @@ class TrainerConfig:
     optim: str = "auto"  # auto: fused AdamW on GPU, AdamW on CPU; or any transformers name (paged_adamw_32bit, ...)
     logging_steps: int = 10
     eval_strategy: str = "steps"  # steps | epoch | no
-    eval_steps: Optional[int] = None  # null: same as logging_steps
+    # null: about 10 evaluations per run, never more often than every 50 optimizer steps (medchat.plan.evaluation_plan)
+    eval_steps: Optional[int] = None
     save_steps: int = 100
     save_total_limit: Optional[int] = 3
     precision: str = "auto"  # auto | bf16 | fp16 | fp32

@@ -58,7 +58,7 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"trainer.learning_rate must be > 0, got {cfg.trainer.learning_rate}")
     if cfg.trainer.max_steps <= 0 and cfg.trainer.num_train_epochs <= 0:
         raise ConfigError("set trainer.max_steps > 0 or trainer.num_train_epochs > 0")
-    if cfg.dataset.eval_size < 0:
+    if cfg.dataset.eval_size is not None and cfg.dataset.eval_size < 0:
         raise ConfigError(f"dataset.eval_size must be >= 0, got {cfg.dataset.eval_size}")
     if cfg.dataset.n is not None and cfg.dataset.n <= 0:
         raise ConfigError(f"dataset.n must be > 0 or null, got {cfg.dataset.n}")
@@ -89,10 +89,10 @@ def _validate_best_and_early(t) -> None:
     key = "trainer.early_stopping_patience" if t.early_stopping_patience else "trainer.load_best_model_at_end"
     if t.eval_strategy != "steps":
         raise ConfigError(f"{key} needs trainer.eval_strategy=steps (it compares evaluations), got {t.eval_strategy}")
-    eval_steps = t.eval_steps or t.logging_steps
-    if t.save_steps % eval_steps:
+    # unset, the plan picks a divisor of save_steps (medchat.plan.evaluation_plan)
+    if t.eval_steps and t.save_steps % t.eval_steps:
         raise ConfigError(f"{key} needs trainer.save_steps ({t.save_steps}) to be a multiple of trainer.eval_steps "
-                          f"({eval_steps}): only evaluated checkpoints can be the best one")
+                          f"({t.eval_steps}): only evaluated checkpoints can be the best one")
     if not t.metric_for_best_model.startswith("eval_"):
         raise ConfigError(f"trainer.metric_for_best_model={t.metric_for_best_model!r} must be an eval_* metric")
 

@@ -58,6 +58,9 @@ def quote_free_text(keys: tuple[str, ...], argv: list[str] | None = None) -> lis
 
 def quiet_libraries(verbose: bool) -> None:
     """Progress bars and deprecation chatter on stderr only when asked for."""
+    from medchat import console
+
+    console.install()  # the known-harmless third-party lines (bitsandbytes' kernels-community notice, ...)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     if verbose:
@@ -68,7 +71,6 @@ def quiet_libraries(verbose: bool) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # "kernels-community" notice on every import
     hf_logging.disable_progress_bar()
 
 

@@ -66,9 +66,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         init = pref.open_init_run(cfg, plan)
         plan = pref.stage_plan(plan, init)
     log.info("%s", plan.describe())
-    args = training.sft_config(cfg, run_dir, plan) if sft else pref.trainer_config(cfg, run_dir, plan)
     attempt = Attempt(run_dir, cfg, main)
-    attempt.claim(Path(args.output_dir))  # refuses a done run; finds the checkpoint to resume, if any
+    attempt.claim(training.checkpoints_dir(run_dir))  # refuses a done run; finds the checkpoint to resume, if any
     _wait_for_all_ranks(plan.world_size)  # every rank has checked the run dir before the main one writes its status
     tokenizer = modeling.load_tokenizer(cfg.model)
     if sft:
@@ -80,6 +79,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     else:  # pairs: tokenized (and cut or dropped, counted) in medchat.data.preference, not cached
         split, train_ds, eval_ds, tokenization = pref.load_data(cfg, tokenizer, init)
         tokenized_cache = None
+    # how many rows are scored how often: from the data's rows and tokens (trainer.eval_steps unset: ~10 times)
+    plan = run_plan.with_data(plan, cfg, train_rows=len(train_ds), train_tokens=token_count(train_ds),
+                              eval_rows=len(eval_ds) if eval_ds is not None else 0, eval_tokens=token_count(eval_ds))
+    log.info("%s", plan.evaluation.describe())
+    args = training.sft_config(cfg, run_dir, plan) if sft else pref.trainer_config(cfg, run_dir, plan)
 
     # 2. The run dir records what is about to happen before the first step (a resume: checked against it).
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
@@ -113,6 +117,15 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     return metrics
 
 
+def token_count(ds) -> int | None:
+    """Tokens in a tokenized dataset's input_ids (None: none, or pairs, which have no input_ids column)."""
+    if ds is None or "input_ids" not in ds.column_names:
+        return None
+    import pyarrow.compute as pc
+
+    return int(pc.sum(pc.list_value_length(ds.with_format("arrow")["input_ids"])).as_py() or 0)
+
+
 def _tokens_in_checkpoint(checkpoint: str | None) -> int:
     if checkpoint is None:
         return 0
@@ -143,7 +156,7 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
     out = training.run_trainer(trainer, cfg, resume_from_checkpoint=checkpoint)
     if preempt.stopped_at is not None:  # stopped on a signal after saving: no final eval, no adapter
         raise Interrupted(stop.signum, preempt.stopped_at, str(Path(args.output_dir) / f"checkpoint-{preempt.stopped_at}"))
-    after = trainer.evaluate() if eval_ds is not None else {}
+    after = training.final_evaluation(trainer) if eval_ds is not None else {}
 
     # Written beside RUN/adapter and renamed: a kill mid-save never leaves a half adapter that looks whole.
     partial = run_dir / ".adapter.partial"

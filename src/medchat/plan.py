@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from medchat import hardware, launch_checks, memory, modeling
@@ -76,6 +77,44 @@ class BatchPlan:
                f"{', activations offloaded' if self.activation_offloading else ''} ({how})"
 
 
+# trainer.eval_steps unset: about this many evaluations per run, never more often than every MIN_EVAL_EVERY
+# optimizer steps (each evaluation scores every held-out row; the before and after evaluations come on top).
+EVALUATIONS_PER_RUN = 10
+MIN_EVAL_EVERY = 50
+# A training step's forward and backward pass costs about 3 forward passes (the backward about 2): the unit
+# of the estimated share of compute spent evaluating.
+TRAIN_TO_EVAL_COST = 3.0
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """How often the held-out rows are scored during training, and how many."""
+
+    strategy: str  # steps | epoch | no (trainer.eval_strategy)
+    every: int | None  # optimizer steps between evaluations (strategy steps)
+    reason: str
+    planned_steps: int | None = None  # None: not known before the data is read
+    steps_exact: bool = False  # False: estimated from the tokens (packed rows are made by the trainer)
+    rows: int | None = None  # held-out rows scored by each evaluation
+    evaluations: int | None = None  # during training; one before and one after training come on top
+    eval_share: float | None = None  # estimated share of the run's compute spent evaluating
+
+    def describe(self) -> str:
+        """One line for the log and `python -m medchat.plan`: how many rows are scored how often."""
+        rows = "the held-out rows" if self.rows is None else f"{self.rows:,} held-out rows"
+        steps = "" if self.planned_steps is None else \
+            f" in {'' if self.steps_exact else '~'}{self.planned_steps:,} planned optimizer steps"
+        times = "" if self.evaluations is None else f"{self.evaluations} time{'' if self.evaluations == 1 else 's'}{steps}; "
+        if self.strategy == "no":
+            during = "not during training"
+        elif self.strategy == "epoch":
+            during = f"after each epoch ({times}{self.reason})"
+        else:
+            during = f"every {self.every} optimizer steps ({times}{self.reason})"
+        share = "" if self.eval_share is None else f"; ~{self.eval_share:.0%} of the compute is evaluation (estimate)"
+        return f"evaluation: {rows} scored before training, {during}, and after training{share}"
+
+
 @dataclass(frozen=True)
 class RunPlan:
     model: ModelPlan
@@ -91,6 +130,9 @@ class RunPlan:
     batch: BatchPlan
     fused_lora: bool  # one autograd function per LoRA projection (medchat.speed.fused_lora)
     compile: bool  # regional torch.compile of the decoder layers (medchat.speed.compile)
+    # trainer.eval_steps resolved: from the config alone by resolve(), with the data's rows and tokens by
+    # with_data() (what the run uses)
+    evaluation: EvalPlan | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -192,6 +234,8 @@ def export_dtype(name: str, hw: Hardware) -> str:
 def model_plan(model_cfg, quant_cfg, hw: Hardware, path: str | None = None, config=None) -> ModelPlan:
     """How to load the base model on `hw`. `config` (the model's transformers config) is read from `path`
     only when `auto` attention has to know whether the architecture supports flex_attention."""
+    if path is None:
+        launch_checks.check_model_reachable(model_cfg.name_or_path, model_cfg.revision)
     path = path or modeling.model_path(model_cfg)
     dtype = choose_dtype(model_cfg.dtype, hw)
     launch_checks.check_quantization(quant_cfg, hw)
@@ -243,6 +287,68 @@ def checkpoint_plan(cfg, hw: Hardware, arch: memory.Arch, attention: str, liger:
                                      layers=arch.layers, estimate=estimate, budget_bytes=budget)
 
 
+def steps_per_epoch(batch: BatchPlan, world_size: int, train_rows: int) -> int:
+    """Optimizer steps in one pass over `train_rows` rows (packed rows, when packing), as the Trainer counts them."""
+    batches = math.ceil(train_rows / (batch.per_device_train_batch_size * world_size))
+    return max(math.ceil(batches / batch.gradient_accumulation_steps), 1)
+
+
+def evaluation_plan(cfg, batch: BatchPlan, world_size: int, *, train_rows: int | None = None,
+                    train_tokens: int | None = None, eval_rows: int | None = None,
+                    eval_tokens: int | None = None) -> EvalPlan:
+    """trainer.eval_strategy / eval_steps -> how often the held-out rows are scored.
+
+    eval_steps unset: every max(MIN_EVAL_EVERY, planned steps / EVALUATIONS_PER_RUN) steps, so that a long run on
+    a large dataset evaluates about ten times and a short one does not evaluate every few steps. With
+    load_best_model_at_end or early stopping the interval divides trainer.save_steps (only evaluated checkpoints
+    can be the best). Packed rows are made by the trainer: their number is estimated as the training tokens
+    over trainer.max_length (best-fit-decreasing packing fills rows nearly full)."""
+    t = cfg.trainer
+    per_epoch, packed = None, False
+    if train_rows is not None:
+        packed = bool(t.packing) and cfg.stage.name == "sft" and train_tokens is not None
+        rows = max(math.ceil(train_tokens / t.max_length), 1) if packed else train_rows
+        per_epoch = steps_per_epoch(batch, world_size, rows)
+    steps, exact = None, False
+    if t.max_steps > 0:
+        steps, exact = int(t.max_steps), True
+    elif per_epoch is not None:
+        steps, exact = math.ceil(per_epoch * float(t.num_train_epochs)), not packed
+    every = None
+    if t.eval_strategy == "steps":
+        if t.eval_steps:
+            every, reason = int(t.eval_steps), "trainer.eval_steps"
+        else:
+            target = max(MIN_EVAL_EVERY, math.ceil((steps or 0) / EVALUATIONS_PER_RUN))
+            every = target
+            reason = f"trainer.eval_steps unset: ~{EVALUATIONS_PER_RUN} per run, at most every {MIN_EVAL_EVERY} steps"
+            if t.load_best_model_at_end or t.early_stopping_patience:
+                every = min((d for d in range(target, t.save_steps + 1) if t.save_steps % d == 0),
+                            default=t.save_steps)
+                reason += f", dividing trainer.save_steps={t.save_steps} (the best checkpoint must be evaluated)"
+        evaluations = steps // every if steps is not None else None
+    elif t.eval_strategy == "epoch":
+        reason = "trainer.eval_strategy=epoch"
+        evaluations = math.floor(steps / per_epoch) if steps is not None and per_epoch else None
+    else:
+        reason, evaluations = "trainer.eval_strategy=no", 0
+    share = None
+    if None not in (eval_tokens, train_tokens, steps, per_epoch) and eval_rows:
+        trained = train_tokens * steps / per_epoch  # the tokens of the planned steps (max_steps may stop early)
+        spent = ((evaluations or 0) + 2) * eval_tokens  # before and after training too
+        share = spent / (spent + TRAIN_TO_EVAL_COST * trained)
+    return EvalPlan(strategy=t.eval_strategy, every=every, reason=reason, planned_steps=steps, steps_exact=exact,
+                    rows=eval_rows, evaluations=evaluations, eval_share=share)
+
+
+def with_data(plan: RunPlan, cfg, *, train_rows: int, train_tokens: int | None, eval_rows: int,
+              eval_tokens: int | None) -> RunPlan:
+    """The run plan with its evaluation planned from the tokenized data (what pipeline.train runs)."""
+    return replace(plan, evaluation=evaluation_plan(cfg, plan.batch, plan.world_size, train_rows=train_rows,
+                                                    train_tokens=train_tokens, eval_rows=eval_rows,
+                                                    eval_tokens=eval_tokens))
+
+
 def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
     """The run plan of `cfg` on `hw` (default: this machine). Reads the model's config (unless given as
     `config`) and instantiates it on the meta device (for its linear module names); no weights are read.
@@ -250,7 +356,14 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
     hw = hw or hardware.detect()
     launch_checks.check_processes_vs_gpus(hw)  # before the distributed setup, where two ranks on one GPU hang
     path = modeling.model_path(cfg.model)
-    config = config if config is not None else modeling.model_config(cfg.model, path)
+    if config is None:  # read from the model: refuse first one that is not here and cannot be fetched
+        launch_checks.check_model_reachable(cfg.model.name_or_path, cfg.model.revision)  # no network needed
+        try:
+            config = modeling.model_config(cfg.model, path)
+        except OSError as e:  # the Hub does not answer: say how to use a local copy instead
+            if not launch_checks.is_unreachable(e):
+                raise
+            raise ConfigError(launch_checks.unreachable_model_message(path, str(e).splitlines()[0])) from None
     model = model_plan(cfg.model, cfg.quant, hw, path, config=config)
     targets = tuple(modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, config)))
     liger = choose_liger(cfg.trainer.use_liger_kernel, hw)
@@ -270,7 +383,8 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
     return RunPlan(model=model, precision=choose_precision(t.precision, hw), use_cpu=not hw.cuda,
                    optim=choose_optimizer(t.optim, hw), liger=liger, target_modules=targets,
                    checkpointing=checkpointing, world_size=hw.world_size, fsdp=hw.fsdp, hardware=hw,
-                   batch=batch, fused_lora=fused, compile=speed.use_compile(cfg, hw))
+                   batch=batch, fused_lora=fused, compile=speed.use_compile(cfg, hw),
+                   evaluation=evaluation_plan(cfg, batch, hw.world_size))  # with_data() adds the data's counts
 
 
 def read_saved(run_dir: str | Path) -> dict | None:
@@ -287,6 +401,9 @@ def main(argv: list[str] | None = None) -> None:
     from medchat.config_checks import validate
     from medchat.rundir import register_resolvers
 
+    from medchat import console
+
+    console.install()
     argv = sys.argv[1:] if argv is None else argv
     roots = (Path.cwd(), Path(__file__).resolve().parents[2])  # here, or the checkout of an editable install
     conf = next((r / "conf" for r in roots if (r / "conf/config.yaml").is_file()), None)
@@ -301,8 +418,41 @@ def main(argv: list[str] | None = None) -> None:
         plan = resolve(cfg)
     except ConfigError as e:
         sys.exit(f"medchat.plan: error: {e}")
+    plan = estimate_with_data(plan, cfg)
     print(plan.describe())
+    print(plan.evaluation.describe())
     print(json.dumps(plan.to_dict(), indent=2))
+
+
+SAMPLE_ROWS = 256  # rows tokenized to estimate the tokens of the whole split
+
+
+def estimate_with_data(plan: RunPlan, cfg) -> RunPlan:
+    """The plan with its evaluation from the real split's row counts and the tokens of a sample of its rows
+    (what `python -m medchat.plan` shows without tokenizing a large dataset; the run counts every token).
+    The plan as it was when the data cannot be read here (a Hub dataset offline) or is pairs (stage=dpo|orpo)."""
+    if cfg.stage.name != "sft":
+        return plan
+    from medchat import data
+    from medchat.formatting import tokenize_conversation
+
+    try:
+        split = data.load_split(cfg.dataset)
+        tokenizer = modeling.load_tokenizer(cfg.model)
+    except Exception as e:  # noqa: BLE001 - the rest of the plan is still worth printing
+        log.warning("evaluation planned without the data (%s: %s)", type(e).__name__, e)
+        return plan
+
+    def tokens(records: list[dict]) -> int:
+        sample = records[:SAMPLE_ROWS]  # the split is shuffled: a seeded random sample
+        if not sample:
+            return 0
+        lengths = [min(len(tokenize_conversation(tokenizer, r["messages"], cfg.dataset.prompt_format)["input_ids"]),
+                       cfg.trainer.max_length) for r in sample]
+        return round(sum(lengths) / len(sample) * len(records))
+
+    return with_data(plan, cfg, train_rows=len(split.train), train_tokens=tokens(split.train),
+                     eval_rows=len(split.eval), eval_tokens=tokens(split.eval))
 
 
 if __name__ == "__main__":

@@ -189,9 +189,14 @@ class Tracker:
 
 
 def wandb_records(run_dir: str | Path, kind: str, which: int | None = None) -> list[dict]:
-    """Records of one type ("history", "run", ...) that the offline W&B sessions of a run dir wrote, read
-    back from their .wandb files (no server needed). `which`: one session's folder, in start order (-1: the
+    """Records of one type ("history", "run", "summary", ...) that the offline W&B sessions of a run dir wrote,
+    read back from their .wandb files (no server needed). `which`: one session's folder, in start order (-1: the
     latest); None: every session in order (a resumed run, then evaluate.py, each add a folder)."""
+    return wandb_records_by_kind(run_dir, which).get(kind, [])
+
+
+def wandb_records_by_kind(run_dir: str | Path, which: int | None = None) -> dict[str, list[dict]]:
+    """All of wandb_records' record types at once ({type: records}): one read of the files per session."""
     import json
     import shutil
     import subprocess
@@ -201,11 +206,15 @@ def wandb_records(run_dir: str | Path, kind: str, which: int | None = None) -> l
     if not runs:
         raise FileNotFoundError(f"no W&B run under {run_dir}/wandb")
     exe = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
-    records = []
+    records: dict[str, list[dict]] = {}
     for folder in runs if which is None else [runs[which]]:
         out = subprocess.run([exe, "leet", "inspect", "--json", str(folder)], capture_output=True, text=True,
                              check=True, timeout=120).stdout
-        records += [json.loads(line)[kind] for line in out.splitlines() if f'"type":"{kind}"' in line]
+        for line in out.splitlines():
+            record = json.loads(line)
+            kind = record.get("type")
+            if kind in record:
+                records.setdefault(kind, []).append(record[kind])
     return records
 
 

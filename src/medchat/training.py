@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from medchat.console import datasets_progress
 from medchat.launch_checks import oom_advice
 from medchat.speed.apply import apply as apply_speed
 
@@ -21,6 +22,10 @@ log = logging.getLogger(__name__)
 
 def report_to(backend: str) -> list[str]:
     return {"wandb": ["wandb"], "tensorboard": ["tensorboard"], "none": []}[backend]
+
+
+def checkpoints_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
 
 
 def sft_config(cfg, run_dir: Path, plan):
@@ -47,7 +52,7 @@ def training_arguments(cfg, run_dir: Path, plan, config_class) -> dict:
     elif t.train_sampling_strategy == "group_by_length":  # transformers before train_sampling_strategy existed
         kwargs["group_by_length"] = True
     return dict(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(checkpoints_dir(run_dir)),
         run_name=cfg.tracker.name or run_dir.name,
         num_train_epochs=float(t.num_train_epochs),
         max_steps=int(t.max_steps),
@@ -63,15 +68,14 @@ def training_arguments(cfg, run_dir: Path, plan, config_class) -> dict:
         optim=plan.optim,
         logging_steps=t.logging_steps,
         eval_strategy=t.eval_strategy,
-        eval_steps=(t.eval_steps or t.logging_steps) if eval_on else None,
+        eval_steps=plan.evaluation.every if eval_on else None,  # the plan's cadence (medchat.plan.evaluation_plan)
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         bf16=plan.precision == "bf16",
         fp16=plan.precision == "fp16",
         use_cpu=plan.use_cpu,
-        gradient_checkpointing=checkpointing.enabled,
-        gradient_checkpointing_kwargs=checkpointing.kwargs(),
+        **checkpointing_arguments(config_class, checkpointing.enabled, checkpointing.kwargs()),
         use_liger_kernel=plan.liger,
         max_length=t.max_length,
         seed=t.seed,
@@ -88,6 +92,14 @@ def training_arguments(cfg, run_dir: Path, plan, config_class) -> dict:
         else None,
         **kwargs,
     )
+
+
+def checkpointing_arguments(config_class, enabled: bool, kwargs: dict | None) -> dict:
+    """The checkpointing plan under the names this transformers takes: `activation_checkpointing*` where it has
+    them (it renamed `gradient_checkpointing*`, which then warn FutureWarning), else the old names (5.17)."""
+    new = "activation_checkpointing" in inspect.signature(config_class).parameters
+    prefix = "activation" if new else "gradient"
+    return {f"{prefix}_checkpointing": enabled, f"{prefix}_checkpointing_kwargs": kwargs}
 
 
 class FailAtStep(TrainerCallback):
@@ -111,14 +123,15 @@ class FailAtStep(TrainerCallback):
 def build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
     from trl import SFTTrainer
 
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        processing_class=tokenizer,
-        callbacks=list(callbacks),
-    )
+    with datasets_progress(rows=len(train_ds) + (len(eval_ds) if eval_ds is not None else 0)):  # TRL's maps
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            processing_class=tokenizer,
+            callbacks=list(callbacks),
+        )
     if not plan.fsdp:  # FSDP flattens one dtype per wrapped unit: adapters stay in the model's dtype
         keep_adapter_fp32(trainer.model)
     # fused LoRA projections and regional compilation, as the plan says (medchat.speed.apply)
@@ -170,6 +183,18 @@ def evaluate_before_training(trainer) -> dict:
         model._is_accelerate_prepared = False
         accelerator._models = [m for m in accelerator._models if m is not model]
     return metrics
+
+
+def final_evaluation(trainer) -> dict:
+    """The trained model's held-out metrics: the trainer's own evaluation at the last step when the cadence made
+    one there (eval_steps dividing the step count), else a new one. The same numbers, without scoring every
+    held-out row twice in a row; a run that reloads its best checkpoint at the end is always evaluated again."""
+    state = trainer.state
+    if not trainer.args.load_best_model_at_end:
+        last = next((h for h in reversed(state.log_history) if "eval_loss" in h), None)
+        if last is not None and last.get("step") == state.global_step:
+            return {k: v for k, v in last.items() if k.startswith("eval_")}
+    return trainer.evaluate()
 
 
 def run_trainer(trainer, cfg, resume_from_checkpoint=None):

@@ -8,7 +8,8 @@ The default for `-m` (conf/config.yaml selects it):
 
 Per job: its run dir is fixed under the sweep dir before launch (a re-run finds it again by the job's
 overrides), finished jobs are skipped, unfinished ones resume from their last checkpoint, and the sweep
-ends with one status line per job; it exits non-zero if any job failed (Hydra raises the first failure).
+ends with one status line per job (a failed job's error and log path under it); with Hydra's basic sweeper it
+then exits non-zero, without a traceback, if any job failed.
 Hydra sweepers (basic, medchat_optuna, Hydra's own Optuna) get one JobReturn per job whose value is what
 train.py returns: the eval loss after training, read back from RUN/metrics.json.
 """
@@ -121,16 +122,23 @@ class MedchatLauncher(Launcher):
             print(f"dry run: {len(jobs)} jobs into {sweep_dir}, {where}; nothing started")
             return [self._job_return(job, cfg, None) for job, cfg in zip(jobs, configs)]
         todo = sum(j.action != "skip" for j in jobs)
-        log.info("medchat launcher: %d jobs into %s (%d to run, %d already done), %s",
-                 len(jobs), sweep_dir, todo, len(jobs) - todo, where)
+        done = sum(j.action == "skip" and (j.status or {}).get("state") == "done" for j in jobs)
+        log.info("medchat launcher: %d jobs into %s (%d to run, %d already done, %d refused), %s",
+                 len(jobs), sweep_dir, todo, done, len(jobs) - todo - done, where)
         runner.run([j for j in jobs if j.status is None])
         save_status(sweep_dir, jobs)
-        print_status(sweep_dir, jobs)
+        print_status(sweep_dir, jobs)  # one line per job; a failed one's error and log path under it
+        failed = [j for j in jobs if j.status and j.status.get("state") != "done"]
+        if failed and _stops_on_failure(self.config):
+            # Hydra's basic sweeper would raise the first failure through Hydra's traceback printer: the summary
+            # above already says what failed and where its log is, so end here, non-zero, without a traceback
+            raise SystemExit(f"medchat launcher: {len(failed)} of {len(jobs)} jobs failed (see above)")
         return [self._job_return(job, cfg, job.status) for job, cfg in zip(jobs, configs)]
 
     def _plan(self, job_overrides, initial_job_idx: int, sweep_dir: Path):
         from medchat.config import Config, ConfigError
         from medchat.config_checks import check_keys, validate
+        from medchat.launch_checks import check_model_reachable
         from medchat.rundir import read_status
         from medchat.sweeps.launch import Job
         from medchat.sweeps.state import identity, new_wandb_id, place, plan, read_job, write_job
@@ -156,8 +164,11 @@ class MedchatLauncher(Launcher):
                 if decision.action == "skip":
                     job.status = read_status(run_dir)
                 try:
-                    check_keys(_task_cfg(cfg), Config)  # a sweep axis naming a missing key (`+key=a,b`)
-                    validate(_task_cfg(cfg))
+                    task = _task_cfg(cfg)
+                    # a model neither local nor cached while the Hub is off or does not answer (one HEAD per model)
+                    check_model_reachable(task.model.name_or_path, task.model.revision, probe_hub=not self.dry_run)
+                    check_keys(task, Config)  # a sweep axis naming a missing key (`+key=a,b`)
+                    validate(task)
                 except ConfigError as e:  # fail this job now, before anything starts
                     job.action = "skip"
                     job.status = {"state": "failed", "reason": f"ConfigError: {e}"}
@@ -197,6 +208,13 @@ class MedchatLauncher(Launcher):
                 f"job #{job.num} ({' '.join(job.identity)}) failed: {status.get('reason', '?')}; "
                 f"log: {job.run_dir / 'console.log'}")
         return ret
+
+
+def _stops_on_failure(config: DictConfig) -> bool:
+    """Hydra's basic sweeper (the default for -m) ends the sweep at the first failed job; sweepers that search
+    (Optuna) read a failed trial's JobReturn and go on, so they get it."""
+    target = str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
+    return target.endswith("BasicSweeper")
 
 
 def _task_cfg(cfg: DictConfig) -> DictConfig:

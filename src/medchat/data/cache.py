@@ -25,6 +25,7 @@ import os
 import shutil
 from pathlib import Path
 
+from medchat.console import datasets_progress
 from medchat.data.prepare import conversation_hash
 
 log = logging.getLogger(__name__)
@@ -117,11 +118,18 @@ def tokenized(split, tokenizer, prompt_format: str, max_length: int, run_dir: Pa
               use_cache: bool = True, num_proc: int | None = None):
     """-> (train dataset, eval dataset or None, {"train": counts, "eval": counts} of what was cut or dropped,
     {"key", "path", "hit", "enabled"}), from the cache when it holds them."""
-    import datasets
-
-    from medchat.formatting import check_can_tokenize, report_truncation
+    from medchat.formatting import check_can_tokenize
 
     check_can_tokenize(tokenizer, prompt_format)
+    with datasets_progress(rows=len(split.train) + len(split.eval)):  # no progress bars for a small split
+        return _tokenized(split, tokenizer, prompt_format, max_length, run_dir, truncation, use_cache, num_proc)
+
+
+def _tokenized(split, tokenizer, prompt_format, max_length, run_dir, truncation, use_cache, num_proc):
+    import datasets
+
+    from medchat.formatting import report_truncation
+
     key = cache_key(split.train, split.eval, tokenizer, prompt_format, max_length, truncation)
     where = cache_dir(run_dir) / key
     info = {"key": key, "path": str(where), "hit": False, "enabled": use_cache}

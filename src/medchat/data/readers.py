@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
+from medchat.console import datasets_progress
+
 log = logging.getLogger(__name__)
 
 # Column names each schema reads, per role, unless dataset.columns overrides them.
@@ -82,7 +84,8 @@ def _load_file(path: Path, fmt: str):
     for f in files:
         _check_utf8(f)
     try:
-        return datasets.load_dataset(kinds.pop(), data_files=[str(f) for f in files], split="train")
+        with datasets_progress(nbytes=sum(f.stat().st_size for f in files)):  # no progress bars for a small file
+            return datasets.load_dataset(kinds.pop(), data_files=[str(f) for f in files], split="train")
     except Exception as e:  # datasets' parse errors do not say which file
         raise DataError(f"could not parse {path}: {e}") from e
 

@@ -153,8 +153,10 @@ def summary(metrics: dict, rows: list[dict], results: dict) -> str:
         "Perplexity: exp of the mean negative log-likelihood of the reference answers' doctor tokens "
         "(teacher-forced, as training scored them). All other numbers score the generated answers against the "
         "references.",
-        f"BLEU signature: `{metrics['bleu_signature']}`. BERTScore encoder: {metrics['bertscore_encoder']} "
-        "(not rescaled).",
+        " ".join(filter(None, [
+            f"BLEU signature: `{metrics['bleu_signature']}`." if metrics.get("bleu_signature") else "",
+            f"BERTScore encoder: {metrics['bertscore_encoder']} (not rescaled)." if metrics.get("bertscore_encoder")
+            else ""])),
     ]
     for name, reason in metrics["unavailable"].items():
         text.append(f"**{name} unavailable**: {reason}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from medchat import hardware, modeling, runs
+from medchat import hardware, launch_checks, modeling, runs
 from medchat.config import ConfigError, QuantConfig
 from medchat.evaluation.config import validate
 from medchat.plan import ModelPlan, model_plan
@@ -77,6 +77,7 @@ def make_plan(cfg) -> Plan:
         run = runs.open_run(run_dir, need_adapter=False) if run_dir else None
         run_cfg = run.cfg if run else None
         model_cfg, quant_cfg, adapter, tokenizer_source = cfg.model, cfg.quant or none, None, None
+        launch_checks.check_model_reachable(model_cfg.name_or_path, model_cfg.revision)  # before any weight load
         path = modeling.model_path(model_cfg)
     else:
         run = runs.open_run(run_dir)

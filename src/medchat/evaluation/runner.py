@@ -116,10 +116,11 @@ def run(cfg) -> Path:
         if cfg.log_wandb:  # into the training run's W&B run (resumed by id): one dashboard row
             from medchat.evaluation.wandb_table import log_evaluation
 
-            # the run's summary holds the full held-out evaluation of its own adapter only: a smoke run or
-            # another dataset's rows are logged to its history without replacing those numbers
+            # the run's summary holds the full held-out evaluation of its own adapter only: a smoke run, another
+            # dataset's rows, an exported artifact or a preset base model go to its history only
             log_evaluation(plan.run_dir, plan.out_dir,
-                           summary=not cfg.limit and source == "eval.jsonl" and cfg.artifact is None)
+                           summary=not cfg.limit and source == "eval.jsonl" and cfg.artifact is None
+                           and cfg.model is None)
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()

@@ -52,6 +52,8 @@ def print_status(sweep_dir: Path, jobs) -> None:
         verb = {"resume": "resumed", "fresh": "", "skip": ""}[line["action"]]
         text = f"  #{line['num']:<3d} {line['state']:7s} {took:>8s} {verb:8s} {' '.join(o for o in line['overrides'] if o in shown)}"
         if "reason" in line:
-            text += f"\n        {line['reason'][:400]}\n        log: {Path(line['run_dir']) / 'console.log'}"
+            log = Path(line["run_dir"]) / "console.log"
+            text += f"\n        {line['reason'][:600]}\n        log: " + (
+                str(log) if log.exists() else "none (refused before it started)")
         print(text)
     print(f"report: python -m medchat.report {sweep_dir}", flush=True)

