@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,12 +42,39 @@ def compose_eval(*overrides: str):
         return compose("evaluate", overrides=list(overrides))
 
 
+def _cli_on_a_terminal(script: str, *args: str) -> str:
+    """Run `python script args` on a pseudo-terminal (120 x 40, as a user's shell), -> everything it printed."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, script, *args], cwd=ROOT, env={**os.environ, "WANDB_MODE": "offline"},
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 1 << 16)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    output = b"".join(chunks).decode(errors="replace")
+    assert proc.wait(timeout=900) == 0, output[-4000:]
+    return output
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A run made the way a user makes one: `python train.py ... hydra.run.dir=R`."""
+    """A run made the way a user makes one: `python train.py ... hydra.run.dir=R`, in a terminal."""
     path = tmp_path_factory.mktemp("evalrun") / "run"
-    out = _cli("train.py", *TRAIN, f"hydra.run.dir={path}")
-    (path.parent / "console.txt").write_text(out.stdout + out.stderr)  # what the user saw
+    console = _cli_on_a_terminal("train.py", *TRAIN, f"hydra.run.dir={path}")
+    (path.parent / "console.txt").write_text(console)  # what the user saw
     return path
 
 
@@ -59,6 +87,10 @@ def test_the_training_console_is_quiet(run):
     assert "kernels-community" not in console and "publisher trust" not in console
     assert "Packing train dataset" not in console and "fitting to max_length" not in console
     assert "evaluation: 6 held-out rows scored before training, every 4 optimizer steps (1 time in 4 planned" in console
+    # on a terminal: a progress bar with step, loss, tokens/s, elapsed<left (issue 22 item 2), no raw metric dicts
+    assert re.search(r"training: +\d+%\|[^|]*\| [1-4]/4 \[\d\d:\d\d<\d\d:\d\d, [^]]*tokens/s\]", console), console[-3000:]
+    assert "held-out loss before training: " in console and "held-out loss at step 4/4: " in console
+    assert "{'loss'" not in console and "{'eval_loss'" not in console
 
 
 def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_side(run, monkeypatch):

@@ -20,12 +20,19 @@ from medchat.tracking import wandb_history
 FAST = ["trainer=debug", "dataset.n=120", "dataset.eval_size=16"]
 
 
-def test_loss_falls_and_run_dir_is_complete(tmp_path):
+def test_loss_falls_and_run_dir_is_complete(tmp_path, capsys):
     run = tmp_path / "run"
     # 256-token rows: half the debug preset's compute; the loss still falls by about 1.1 (7.64 -> 6.53)
     cfg = compose(*FAST, "trainer.max_steps=24", "trainer.logging_steps=4", "trainer.eval_steps=12",
                   "trainer.max_length=256")
     metrics = train(cfg, run)
+    # not a terminal: one compact line per log step, with the time left, instead of raw dicts (issue 22 item 2)
+    console = capsys.readouterr()
+    lines = [ln for ln in console.err.splitlines() if ln.startswith("step ")]
+    assert [ln.split(":")[0] for ln in lines] == [f"step {s}/24 ({100 * s / 24:.0f}%)" for s in range(4, 25, 4)]
+    assert all("tokens/s" in ln and "left" in ln for ln in lines[:-1]), lines
+    assert "training: 22 of 24 steps left, ~" in console.err and "held-out loss at step 12/24: " in console.err
+    assert "{'loss'" not in console.out + console.err
     assert metrics["eval_loss_after"] < metrics["eval_loss_before"] - 0.5, metrics
     for name in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/tokenizer.json",
                  "metrics.json", "provenance.json", "split.json", "eval.jsonl"):

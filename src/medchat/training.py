@@ -141,7 +141,15 @@ def build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callback
 
 
 def add_callbacks(trainer, cfg) -> None:
-    """What every stage's trainer gets from cfg.trainer: the testing crash, early stopping."""
+    """What every stage's trainer gets from cfg.trainer: the console's progress (a bar with an ETA on a terminal,
+    one compact line per log step elsewhere, instead of the trainer's raw dicts), the testing crash, early
+    stopping."""
+    from transformers.trainer_callback import PrinterCallback
+
+    from medchat.progress import TrainingProgress
+
+    trainer.remove_callback(PrinterCallback)  # disable_tqdm=True: it would print every log as a raw dict
+    trainer.add_callback(TrainingProgress())
     if cfg.trainer.fail_at_step:
         trainer.add_callback(FailAtStep(cfg.trainer.fail_at_step))
     if cfg.trainer.early_stopping_patience:
