@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,12 +36,18 @@ def _start(run_dir, *extra):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _training_logged(text: str) -> bool:
+    """The console says a training step was logged: medchat.progress's compact line (not a terminal), or the
+    trainer's raw dict where something prints one."""
+    return "'loss'" in text or re.search(r"^step \d+/\d+ \(\d+%\): loss", text, re.M) is not None
+
+
 def _wait_for_training(proc) -> list[str]:
     """Read the child's output until the trainer has logged a loss (training is under way)."""
     lines, deadline = [], time.time() + 600
     for line in proc.stdout:
         lines.append(line)
-        if "'loss'" in line or '"loss"' in line:
+        if _training_logged(line):
             return lines
         if time.time() > deadline:
             break
@@ -201,8 +208,8 @@ def test_submitit_job_warned_with_sigusr2_checkpoints_requeues_itself_and_finish
                             stderr=subprocess.STDOUT, text=True)
     deadline, task = time.time() + 600, None
     while task is None and time.time() < deadline and proc.poll() is None:
-        for log in sweep.glob(".submitit/*/*_0_log.out"):
-            if "'loss'" in log.read_text(errors="replace"):
+        for log in sweep.glob(".submitit/*/*_0_log.*"):  # progress lines go to stderr: *_log.err
+            if _training_logged(log.read_text(errors="replace")):
                 controller = int(log.parent.name)  # the local executor's job id is its controller's pid
                 task = (_children(controller) or [None])[0]
         time.sleep(0.2)

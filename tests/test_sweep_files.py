@@ -100,3 +100,4 @@ def test_wandb_sweep_file_gives_train_py_valid_overrides():
             cfg = compose(*(f"{k}={v}" for k, v in chosen.items()))
             validate(cfg)
             assert str(cfg.lora.targets) == str(chosen["lora.targets"])
+

@@ -251,3 +251,29 @@ def test_a_killed_job_without_wandb_gets_its_exit_as_the_reason(tmp_path):
     write_status(run, "failed", reason="RuntimeError: boom")
     status = finalize(run, 1, started, run / "console.log", wandb_run_id=None)
     assert status["reason"] == "RuntimeError: boom" and status["exit"] == "exit code 1"
+
+
+def test_the_launcher_reads_a_jobs_progress_from_the_lines_training_prints(tmp_path):
+    """Each running job's progress, as the launcher logs it, comes from the compact lines medchat.progress writes
+    to a job's console.log (not a terminal): the latest step, share, loss and time left."""
+    import io
+    from types import SimpleNamespace
+
+    from medchat.progress import TrainingProgress
+    from medchat.sweeps.launch import last_progress
+
+    log_file = tmp_path / "console.log"
+    assert last_progress(log_file) is None  # no log yet
+    out = io.StringIO()
+    progress = TrainingProgress(stream=out, tty=False)
+    state = SimpleNamespace(is_world_process_zero=True, max_steps=40, global_step=0, num_input_tokens_seen=0)
+    progress.on_train_begin(None, state, None)
+    log_file.write_text("===== medchat launcher: start\n" + out.getvalue())
+    assert last_progress(log_file) is None  # started, nothing logged yet
+    for step, loss in ((10, 2.5), (20, 2.25)):
+        state.global_step, state.num_input_tokens_seen = step, 1000 * step
+        progress.on_step_end(None, state, None)
+        progress.on_log(None, state, None, logs={"loss": loss, "learning_rate": 1e-4})
+    log_file.write_text(log_file.read_text() + out.getvalue() + "{'eval_loss': 2.1}\n")
+    now = last_progress(log_file)
+    assert now.startswith("step 20/40 (50%), loss 2.25") and now.endswith(" left"), now

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -97,11 +98,36 @@ def job_env(base: dict, slot: Slot, n_slots: int, job: Job, sweep_name: str) -> 
     return env
 
 
+PROGRESS_LINE = re.compile(r"^step (\d+)/(\d+) \((\d+)%\): (.*)$", re.M)
+
+
+def last_progress(log_file: Path, tail_bytes: int = 16384) -> str | None:
+    """A job's latest progress from its console.log: medchat.progress's compact line (a job's console is not a
+    terminal), shortened to step, share and time left; None before its first logged step."""
+    try:
+        with open(log_file, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - tail_bytes))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    matches = PROGRESS_LINE.findall(text)
+    if not matches:
+        return None
+    step, total, share, rest = matches[-1]
+    left = re.search(r"~\S+ left", rest)
+    loss = re.match(r"loss (\S+?),", rest + ",")
+    return f"step {step}/{total} ({share}%)" + (f", loss {loss.group(1)}" if loss else "") + \
+        (f", {left.group(0)}" if left else "")
+
+
 class Runner:
-    """Starts jobs as slots free up, waits for them, and finalizes each one's status."""
+    """Starts jobs as slots free up, waits for them, and finalizes each one's status; every `progress_s`
+    seconds it logs each running job's progress (from its console.log) when that changed."""
 
     def __init__(self, slots: list[Slot], sweep_name: str, script: str, base_args: list[str],
-                 accelerate_args: list[str], poll_s: float = 0.5):
+                 accelerate_args: list[str], poll_s: float = 0.5, progress_s: float = 30.0):
+        self.progress_s = progress_s
         self.slots = slots
         self.sweep_name = sweep_name
         self.script = script
@@ -155,6 +181,8 @@ class Runner:
         free = list(self.slots)
         running: dict[int, tuple[Job, subprocess.Popen, float, Slot]] = {}
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM too must reach `finally`
+        shown: dict[int, str] = {}
+        next_progress = time.time() + self.progress_s
         try:
             while pending or running:
                 while pending and free:
@@ -168,6 +196,13 @@ class Runner:
                         self._finish(job, proc.returncode, started)
                         free.append(slot)
                         free.sort(key=lambda s: s.index)
+                if time.time() >= next_progress:
+                    next_progress = time.time() + self.progress_s
+                    for job, _, started, _ in running.values():
+                        now = last_progress(job.run_dir / LOG_FILE)
+                        if now and shown.get(job.num) != now:
+                            shown[job.num] = now
+                            log.info("#%d running %.0fs: %s", job.num, time.time() - started, now)
         finally:
             # Interrupted (Ctrl-C, SIGTERM to the sweep): leave no job running on its own. A job given SIGTERM
             # finishes its step and saves a checkpoint (medchat.preemption) within the grace period.
