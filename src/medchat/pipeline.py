@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from medchat import data, modeling, rundir, training
+from medchat import data, modeling, resume, rundir, training
 from medchat import plan as run_plan
 from medchat.attempt import Attempt, write_json
 from medchat.config import Config
@@ -87,7 +87,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     # 2. The run dir records what is about to happen before the first step (a resume: checked against it).
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
-    attempt.record(OmegaConf.to_yaml(cfg, resolve=True), plain_cfg, split, tokenization)
+    shape = resume.run_shape(plain_cfg, plan.world_size, args.per_device_train_batch_size,
+                             args.gradient_accumulation_steps)  # what the LR schedule is built for
+    attempt.record(OmegaConf.to_yaml(cfg, resolve=True), plain_cfg, split, tokenization, shape)
     if main:
         plan.save(run_dir)  # this attempt's plan (the tracker logs it; a resume on other hardware re-plans)
     stop = StopRequest().install()
@@ -149,6 +151,8 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
 
     preempt = PreemptionCallback(stop)
     trainer.add_callback(preempt)
+    # the LR schedule's length into attempts.json, rebuilt when a deliberate resume changed it (medchat.resume)
+    trainer.add_callback(training.ScheduleCallback(run_dir, resumed=checkpoint is not None))
     before = training.evaluate_before_training(trainer) if eval_ds is not None and not checkpoint else {}
     if before and is_main_process():  # all of it: a preference stage's rewards before training too
         write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"], **before})

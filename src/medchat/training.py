@@ -120,6 +120,69 @@ class FailAtStep(TrainerCallback):
             self._crash(state)
 
 
+class ScheduleCallback(TrainerCallback):
+    """At train begin (the checkpoint's optimizer and scheduler loaded): make the learning-rate schedule's length
+    this attempt's total steps, and record it in attempts.json.
+
+    A resume that changed trainer.max_steps / num_train_epochs / the world size or global batch (allowed only with
+    trainer.resume=true, medchat.resume) continues on a schedule built for the new length: transformers' LambdaLR
+    schedules are functools.partial(..., num_warmup_steps, num_training_steps); those are set to the new total
+    (and its warmup, when trainer.warmup_steps is a ratio), and the optimizer's learning rate to the new
+    schedule's value at the resumed step, so the first step after the resume already follows it."""
+
+    def __init__(self, run_dir: Path, resumed: bool):
+        self.run_dir, self.resumed = Path(run_dir), resumed
+
+    def on_train_begin(self, args, state, control, lr_scheduler=None, optimizer=None, **kwargs):
+        from medchat import resume
+
+        total = int(state.max_steps)
+        warmup = args.get_warmup_steps(total)
+        scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate's wrapper holds the real one
+        previous = resume.previous_schedule(self.run_dir) if self.resumed else None
+        new_length = bool(previous) and previous.get("total_steps") != total
+        rebuilt = set_schedule_length(scheduler, optimizer, total, warmup, reset_lr=new_length)
+        lr = scheduler.get_last_lr()[0] if scheduler is not None else None
+        schedule = {"lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+                    "total_steps": total, "warmup_steps": warmup, "at_step": state.global_step,
+                    "learning_rate_at_step": lr, "rebuilt": rebuilt,
+                    "previous_total_steps": previous.get("total_steps") if previous else None}
+        if state.is_world_process_zero:
+            resume.record_schedule(self.run_dir, schedule)
+        if new_length:
+            log.warning("resumed at step %d with a schedule of %d steps (was %d): the learning rate follows the new "
+                        "schedule from here (%.3g)", state.global_step, total, previous["total_steps"], lr or 0.0)
+
+
+def set_schedule_length(scheduler, optimizer, total: int, warmup: int, reset_lr: bool = False) -> bool:
+    """Make a LambdaLR schedule built from functools.partial(num_training_steps=...) one of `total` steps (and
+    `warmup` warmup steps). When that changed it, or `reset_lr` (the previous attempt's schedule had another
+    length: the optimizer state loaded from its checkpoint holds that schedule's rate), the optimizer's learning
+    rates become the schedule's at its current step. -> whether the schedule changed (False also for a schedule
+    of another kind, left as it is)."""
+    import functools
+
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if not lambdas:
+        return False
+    changed = False
+    for i, fn in enumerate(lambdas):
+        if not isinstance(fn, functools.partial) or "num_training_steps" not in fn.keywords:
+            continue
+        keywords = {**fn.keywords, "num_training_steps": total}
+        if "num_warmup_steps" in keywords:
+            keywords["num_warmup_steps"] = warmup
+        if keywords != fn.keywords:
+            lambdas[i] = functools.partial(fn.func, *fn.args, **keywords)
+            changed = True
+    if changed or reset_lr:
+        lrs = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, lambdas)]
+        for group, lr in zip(optimizer.param_groups if optimizer is not None else [], lrs):
+            group["lr"] = lr
+        scheduler._last_lr = lrs
+    return changed
+
+
 def build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
     from trl import SFTTrainer
 
