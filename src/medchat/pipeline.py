@@ -25,6 +25,7 @@ from medchat.attempt import Attempt, write_json
 from medchat.config import Config
 from medchat.config_checks import check_keys, validate
 from medchat.data.cache import tokenized
+from medchat.evaluation.perplexity import PERPLEXITY_DEFINITION
 from medchat.preemption import Interrupted, PreemptionCallback, StopRequest
 from medchat.stages import preference as pref
 from medchat.tracking import Tracker, is_main_process
@@ -206,6 +207,10 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
             **getattr(trainer, "medchat_speed", {}),  # fused LoRA projections, compiled layers
         },
     }
+    if cfg.stage.name == "sft" and eval_ds is not None:
+        # the same definition, and the same name, as evaluate.py's reference perplexity (token-weighted)
+        metrics["perplexity_definition"] = PERPLEXITY_DEFINITION
+        metrics["eval_scored_tokens"] = after.get("eval_scored_tokens")
     if cfg.stage.name != "sft":
         metrics.update(pref.stage_metrics(cfg, init, before, after))
     return metrics

@@ -5,6 +5,7 @@ Every `auto` value arrives resolved in the medchat.plan.RunPlan; nothing here as
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
@@ -160,8 +161,6 @@ def set_schedule_length(scheduler, optimizer, total: int, warmup: int, reset_lr:
     length: the optimizer state loaded from its checkpoint holds that schedule's rate), the optimizer's learning
     rates become the schedule's at its current step. -> whether the schedule changed (False also for a schedule
     of another kind, left as it is)."""
-    import functools
-
     lambdas = getattr(scheduler, "lr_lambdas", None)
     if not lambdas:
         return False
@@ -183,8 +182,59 @@ def set_schedule_length(scheduler, optimizer, total: int, warmup: int, reset_lr:
     return changed
 
 
-def build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
+class TokenWeightedEvalLoss:
+    """A mixin for an SFT trainer: eval_loss is the token-weighted mean NLL over every scored (doctor) token of the
+    held-out rows, the one perplexity definition medchat uses everywhere (medchat.evaluation.perplexity).
+
+    transformers' evaluation loop averages per-batch mean losses weighted by the number of (packed) sequences per
+    batch, so a batch with fewer doctor tokens weighs as much as a full one, and the number depends on
+    per_device_eval_batch_size and packing. Here each eval batch's mean loss is multiplied back by its number of
+    scored tokens (the shifted labels that are not -100: the loss's own denominator), summed across batches and
+    ranks, and divided once: eval_loss = total NLL / total scored tokens, also logged as `<prefix>_scored_tokens`.
+    Under DDP the distributed sampler may repeat a few rows to even out the last batch: they are counted here
+    (transformers' gather_for_metrics drops them from its own mean); a single process, as tested, repeats none."""
+
+    _eval_nll = None
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        device = self.args.device
+        self._eval_nll = [torch.zeros((), dtype=torch.float64, device=device),
+                          torch.zeros((), dtype=torch.float64, device=device)]
+        try:
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,
+                                             ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+            total, count = (float(self.accelerator.reduce(t, reduction="sum")) for t in self._eval_nll)
+        finally:
+            self._eval_nll = None
+        if count > 0 and f"{metric_key_prefix}_loss" in output.metrics:
+            output.metrics[f"{metric_key_prefix}_loss"] = total / count
+            output.metrics[f"{metric_key_prefix}_scored_tokens"] = int(count)
+        return output
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if self._eval_nll is not None and not model.training:
+            loss = out[0] if return_outputs else out
+            # the loss's own denominator (TRL's fused LM head and the model's loss alike): the labels shifted by one
+            # (or the collator's shift_labels), -100 ignored
+            labels = inputs.get("shift_labels")
+            labels = labels if labels is not None else inputs["labels"][:, 1:]
+            count = (labels != -100).sum()
+            self._eval_nll[0] += loss.detach().double() * count
+            self._eval_nll[1] += count.double()
+        return out
+
+
+@functools.cache
+def _sft_trainer_class():
     from trl import SFTTrainer
+
+    return type("MedchatSFTTrainer", (TokenWeightedEvalLoss, SFTTrainer), {})
+
+
+def build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
+    SFTTrainer = _sft_trainer_class()
 
     with datasets_progress(rows=len(train_ds) + (len(eval_ds) if eval_ds is not None else 0)):  # TRL's maps
         trainer = SFTTrainer(
