@@ -116,7 +116,8 @@ def test_evaluate_writes_predictions_metrics_and_summary_with_the_base_side_by_s
     trained = json.loads((run / "metrics.json").read_text())
     assert metrics["models"]["adapter"]["perplexity"] == pytest.approx(trained["perplexity_after"], rel=1e-3)
     assert metrics["models"]["base"]["perplexity"] == pytest.approx(trained["perplexity_before"], rel=1e-3)
-    rows_scored = [json.loads(line)["scores"]["adapter"] for line in (out / "predictions.jsonl").read_text().splitlines()]
+    rows_scored = [json.loads(line)["scores"]["adapter"]
+                   for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert trained["eval_scored_tokens"] == sum(r["nll_tokens"] for r in rows_scored)
     assert trained["perplexity_definition"] == metrics["perplexity_definition"]
     assert "every doctor turn" in metrics["perplexity_definition"]

@@ -158,7 +158,9 @@ def test_a_changed_max_steps_needs_resume_true_and_rebuilds_the_schedule(tmp_pat
     lr = first["config"]["trainer"]["learning_rate"]
 
     def cosine(step, total, warmup=1):  # transformers' cosine with warmup; warmup_steps=0.03 -> 1 step
-        return lr * step / warmup if step < warmup else lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+        if step < warmup:
+            return lr * step / warmup
+        return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
 
     assert sched["learning_rate_at_step"] == pytest.approx(cosine(2, 6), rel=1e-6)
     history = json.loads((run / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]

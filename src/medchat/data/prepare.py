@@ -1,9 +1,9 @@
 """Clean, deduplicate, subsample and split conversations; every drop is counted.
 
-The order matters and is fixed: exact duplicates (a preference pair: prompt, chosen and rejected) go first (so one example never lands on both sides),
-then a seeded shuffle, the `n` subsample, the eval split, and last the eval rows whose question also
-appears in train (near-leaks a reviewer would reject). With `dataset.split_by=<column>` the eval split
-takes whole groups (e.g. every pair of one MedQuAD document): answers drawn from one source text share
+The order matters and is fixed: exact duplicates (of a preference pair: prompt, chosen and rejected) go first
+(so one example never lands on both sides), then a seeded shuffle, the `n` subsample, the eval split, and last
+the eval rows whose question also appears in train (near-leaks a reviewer would reject). With
+`dataset.split_by=<column>` the eval split takes whole groups (e.g. every pair of one MedQuAD document): answers drawn from one source text share
 sentences, so a row-level split would score recall of training text as generalisation.
 """
 
