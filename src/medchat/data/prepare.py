@@ -3,8 +3,9 @@
 The order matters and is fixed: exact duplicates (of a preference pair: prompt, chosen and rejected) go first
 (so one example never lands on both sides), then a seeded shuffle, the `n` subsample, the eval split, and last
 the eval rows whose question also appears in train (near-leaks a reviewer would reject). With
-`dataset.split_by=<column>` the eval split takes whole groups (e.g. every pair of one MedQuAD document): answers drawn from one source text share
-sentences, so a row-level split would score recall of training text as generalisation.
+`dataset.split_by=<column>` the eval split takes whole groups (e.g. every pair of one MedQuAD document):
+answers drawn from one source text share sentences, so a row-level split would score recall of training text
+as generalisation.
 """
 
 from __future__ import annotations
