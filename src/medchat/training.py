@@ -128,7 +128,9 @@ class ScheduleCallback(TrainerCallback):
     A resume that changed trainer.max_steps / num_train_epochs / the world size or global batch (allowed only with
     trainer.resume=true, medchat.resume) continues on a schedule built for the new length: transformers' LambdaLR
     schedules are functools.partial(..., num_warmup_steps, num_training_steps); those are set to the new total
-    (and its warmup, when trainer.warmup_steps is a ratio), and the optimizer's learning rate to the new
+    (and its warmup, when trainer.warmup_steps is a ratio) where they hold another (transformers 5.25 already
+    builds the scheduler for the new total on resume: the checkpoint's scheduler state holds no length), and the
+    optimizer's learning rate, loaded from the checkpoint at the old schedule's value, is set to the new
     schedule's value at the resumed step, so the first step after the resume already follows it."""
 
     def __init__(self, run_dir: Path, resumed: bool):
@@ -142,11 +144,14 @@ class ScheduleCallback(TrainerCallback):
         scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate's wrapper holds the real one
         previous = resume.previous_schedule(self.run_dir) if self.resumed else None
         new_length = bool(previous) and previous.get("total_steps") != total
-        rebuilt = set_schedule_length(scheduler, optimizer, total, warmup, reset_lr=new_length)
+        # False where transformers already built the schedule for this length (5.25 does on resume); the rate
+        # loaded with the optimizer state is the old schedule's either way, and is reset when the length changed
+        set_here = set_schedule_length(scheduler, optimizer, total, warmup, reset_lr=new_length)
         lr = scheduler.get_last_lr()[0] if scheduler is not None else None
         schedule = {"lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
                     "total_steps": total, "warmup_steps": warmup, "at_step": state.global_step,
-                    "learning_rate_at_step": lr, "rebuilt": rebuilt,
+                    "learning_rate_at_step": lr, "length_set_by_medchat": set_here,
+                    "learning_rate_reset": new_length,
                     "previous_total_steps": previous.get("total_steps") if previous else None}
         if state.is_world_process_zero:
             resume.record_schedule(self.run_dir, schedule)
