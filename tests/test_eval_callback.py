@@ -16,6 +16,8 @@ FAST = ["trainer=debug", "dataset.n=40", "dataset.eval_size=6", "eval.every_step
 
 
 def test_generation_metrics_and_samples_go_to_tensorboard(tmp_path, tiny_dir, tiny_tokenizer):
+    """Also: sampling (seeded with the step) leaves training's RNG as it found it (issue 21 item 5)."""
+    import torch
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from medchat import modeling
@@ -25,12 +27,18 @@ def test_generation_metrics_and_samples_go_to_tensorboard(tmp_path, tiny_dir, ti
     from medchat.data import load_split
     from medchat.evaluation.callback import generation_callbacks
 
-    cfg = compose(*FAST, "tracker=tensorboard")
+    cfg = compose(*FAST, "tracker=tensorboard", "eval.do_sample=true")
     records = load_split(cfg.dataset).eval
     [cb] = generation_callbacks(cfg, tiny_tokenizer, records, tmp_path)
     model = modeling.load_model(model_plan(ModelConfig(dtype="float32"), QuantConfig(mode="none"), Hardware(),
                                         str(tiny_dir)))
+    torch.manual_seed(1234)
+    torch.rand(5)  # the training RNG somewhere mid-stream
     cb.log_generations(model, step=4)
+    after = torch.rand(8)
+    torch.manual_seed(1234)
+    torch.rand(5)
+    assert torch.equal(after, torch.rand(8))  # the draws training would have made without the callback
     cb.on_train_end(None, None, None)
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0, "scalars": 0})
     events.Reload()

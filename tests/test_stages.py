@@ -208,6 +208,15 @@ def test_dpo_resume_after_a_crash_ends_where_an_uninterrupted_run_does(trained_r
     # resume=auto (the default) continues the failed attempt; a changed stage key would be refused
     with pytest.raises(ConfigError, match="stage.beta"):
         train(compose(*common, "stage.beta=0.3"), broken)
+    # and so is a pairs file changed only in one rejected answer: the data fingerprint holds every rejected answer
+    rows = [json.loads(line) for line in pairs.read_text().splitlines()]
+    i = next(k for k, r in enumerate(rows) if r["split"] == "train")
+    rows[i] = {**rows[i], "rejected": rows[i]["rejected"] + " (edited)"}
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    edited_overrides = [o if not o.startswith("dataset.path=") else f"dataset.path={edited}" for o in common]
+    with pytest.raises(ConfigError, match="data fingerprint"):
+        train(compose(*edited_overrides), broken)
     metrics = train(compose(*common, "trainer.resume=auto"), broken)
     assert metrics["resumed_from"].endswith("checkpoint-2") and metrics["global_step"] == 4
     attempts = json.loads((broken / "attempts.json").read_text())
@@ -219,6 +228,31 @@ def test_dpo_resume_after_a_crash_ends_where_an_uninterrupted_run_does(trained_r
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_pairs_differing_only_in_the_rejected_answer_are_distinct_rows_of_the_fingerprint(tmp_path):
+    """Without a split column (dataset.eval_size splits): two rejected answers for one prompt are two pairs, not a
+    duplicate, and changing one rejected answer changes the data fingerprint (what a resume compares)."""
+    from medchat.data.preference import load_pairs
+
+    def write(name, rejected_b):
+        rows = [{"prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": f"Wrong {i}."} for i in range(6)]
+        rows.append({"prompt": "Question 0?", "chosen": "Answer 0.", "rejected": rejected_b})  # a second rejected
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return load_pairs(compose("dataset=preference", f"dataset.path={path}", "dataset.eval_size=1",
+                                  "dataset.drop_eval_overlap=false").dataset)
+
+    a, b = write("a.jsonl", "Another wrong 0."), write("b.jsonl", "Yet another wrong 0.")
+    assert a.counts["dropped_duplicate"] == 0 and len(a.train) + len(a.eval) == 7
+    assert sorted(r["rejected"] for r in a.train + a.eval if r["messages"][-1]["content"] == "Answer 0.") == \
+        ["Another wrong 0.", "Wrong 0."]
+    assert a.fingerprint != b.fingerprint
+    # the same file read twice: the same fingerprint (a resume of an unchanged file is allowed)
+    assert write("a.jsonl", "Another wrong 0.").fingerprint == a.fingerprint
+    # an exact duplicate pair (all three fields) is still dropped
+    same = write("c.jsonl", "Wrong 0.")
+    assert same.counts["dropped_duplicate"] == 1 and len(same.train) + len(same.eval) == 6
 
 
 def test_sweep_report_groups_runs_by_stage_with_their_reward_metrics(tmp_path):

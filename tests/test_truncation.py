@@ -75,6 +75,23 @@ def test_a_cache_hit_counts_what_the_tokenizing_run_counted(tiny_tokenizer, tmp_
     assert set(Path(info["path"]).parent.iterdir()) == entries
 
 
+def test_the_cache_key_changes_with_the_library_versions_that_shape_token_ids(tiny_tokenizer, monkeypatch):
+    """A transformers (or jinja2) upgrade may render the template differently: it must not reuse cached ids."""
+    from importlib import metadata
+
+    from medchat.data import cache
+
+    args = ([SHORT], [SHORT], tiny_tokenizer, "chat_template", 48, "keep")
+    before = cache_key(*args)
+    real = metadata.version
+    for name in ("transformers", "jinja2", "tokenizers"):
+        monkeypatch.setattr(metadata, "version", lambda n, name=name: "0.0.1" if n == name else real(n))
+        assert cache_key(*args) != before, name
+    monkeypatch.setattr(metadata, "version", real)
+    assert cache_key(*args) == before
+    assert cache.library_versions()["transformers"] == real("transformers")
+
+
 def test_truncation_counts_reach_split_json_and_metrics(tmp_path, caplog):
     from medchat.pipeline import train
 

@@ -73,13 +73,14 @@ class Attempt:
             raise OSError(e.errno, f"run dir {self.run_dir} is not writable ({e.strerror}): free space or "
                           "choose another hydra.run.dir") from e
 
-    def record(self, cfg_yaml: str, plain_cfg: dict, split, tokenization: dict) -> None:
+    def record(self, cfg_yaml: str, plain_cfg: dict, split, tokenization: dict, shape: dict | None = None) -> None:
         """Write the run dir's record of this attempt (main process only). The W&B run id is medchat.tracking's
-        (RUN/wandb_run_id), so a resume continues the W&B run without anything kept here."""
+        (RUN/wandb_run_id), so a resume continues the W&B run without anything kept here. `shape`: the attempt's
+        length and batch (medchat.resume.run_shape), which a resume may change only with trainer.resume=true."""
         run_dir = self.run_dir
         if self.checkpoint:
             try:
-                resume.check_same_run(run_dir, plain_cfg, split.fingerprint, self.checkpoint, self.main)
+                resume.check_same_run(run_dir, plain_cfg, split.fingerprint, self.checkpoint, self.main, shape)
             except resume.ResumeMismatch:
                 if self.main:
                     resume.restore_hydra_files(run_dir)
@@ -95,7 +96,7 @@ class Attempt:
         write_json(run_dir / "split.json", {**split.manifest(), "tokenization": tokenization})
         write_text(run_dir / "eval.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in split.eval))
         write_json(run_dir / "provenance.json", provenance.collect(split.fingerprint, split.source))
-        resume.start_first(run_dir, plain_cfg, split.fingerprint, resume.hydra_files(run_dir))
+        resume.start_first(run_dir, plain_cfg, split.fingerprint, resume.hydra_files(run_dir), shape)
 
     def ended(self, error: BaseException, tracker) -> None:
         """Status and tracker for an attempt that raised: interrupted (resumable) or failed."""

@@ -19,12 +19,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from medchat import data, modeling, rundir, training
+from medchat import data, modeling, resume, rundir, training
 from medchat import plan as run_plan
 from medchat.attempt import Attempt, write_json
 from medchat.config import Config
 from medchat.config_checks import check_keys, validate
 from medchat.data.cache import tokenized
+from medchat.evaluation.perplexity import PERPLEXITY_DEFINITION
 from medchat.preemption import Interrupted, PreemptionCallback, StopRequest
 from medchat.stages import preference as pref
 from medchat.tracking import Tracker, is_main_process
@@ -87,7 +88,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     # 2. The run dir records what is about to happen before the first step (a resume: checked against it).
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
-    attempt.record(OmegaConf.to_yaml(cfg, resolve=True), plain_cfg, split, tokenization)
+    shape = resume.run_shape(plain_cfg, plan.world_size, args.per_device_train_batch_size,
+                             args.gradient_accumulation_steps)  # what the LR schedule is built for
+    attempt.record(OmegaConf.to_yaml(cfg, resolve=True), plain_cfg, split, tokenization, shape)
     if main:
         plan.save(run_dir)  # this attempt's plan (the tracker logs it; a resume on other hardware re-plans)
     stop = StopRequest().install()
@@ -149,6 +152,8 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
 
     preempt = PreemptionCallback(stop)
     trainer.add_callback(preempt)
+    # the LR schedule's length into attempts.json, rebuilt when a deliberate resume changed it (medchat.resume)
+    trainer.add_callback(training.ScheduleCallback(run_dir, resumed=checkpoint is not None))
     before = training.evaluate_before_training(trainer) if eval_ds is not None and not checkpoint else {}
     if before and is_main_process():  # all of it: a preference stage's rewards before training too
         write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"], **before})
@@ -202,6 +207,10 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
             **getattr(trainer, "medchat_speed", {}),  # fused LoRA projections, compiled layers
         },
     }
+    if cfg.stage.name == "sft" and eval_ds is not None:
+        # the same definition, and the same name, as evaluate.py's reference perplexity (token-weighted)
+        metrics["perplexity_definition"] = PERPLEXITY_DEFINITION
+        metrics["eval_scored_tokens"] = after.get("eval_scored_tokens")
     if cfg.stage.name != "sft":
         metrics.update(pref.stage_metrics(cfg, init, before, after))
     return metrics

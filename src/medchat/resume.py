@@ -10,7 +10,14 @@
 A continued run must be the same run: the first attempt's composed config and data fingerprint are kept in
 RUN/attempts.json, and a resume that differs in anything that shapes training (model, data, split, LoRA,
 quantization, optimizer, schedule, ...) is refused with the keys listed. Only the keys in MAY_CHANGE may
-differ; each resume and what it changed is appended to the same file. The W&B run id is not kept here but in
+differ; each resume and what it changed is appended to the same file.
+
+The run's length and optimizer-step batch (`shape`: trainer.max_steps, trainer.num_train_epochs, the world
+size and the global batch = per-device x accumulation x world size, compared with the latest attempt's) are
+what the learning-rate schedule was built for: a change is refused on trainer.resume=auto and continued only
+with trainer.resume=true, a deliberate choice. The schedule is then rebuilt for the new length
+(medchat.training.ScheduleCallback: its total and warmup steps, and the learning rate from the resumed step on)
+and recorded in the attempt's entry of attempts.json (`schedule`). The W&B run id is not kept here but in
 RUN/wandb_run_id (medchat.tracking.saved_run_id, also read by evaluate.py), so every attempt logs into one W&B run.
 """
 
@@ -31,11 +38,18 @@ ATTEMPTS_FILE = "attempts.json"
 # Keys a resume may change: how long, how often to log/evaluate/save, where to report. Everything else
 # shapes what is trained (or which rows are held out) and must match the first attempt.
 MAY_CHANGE = (
-    "trainer.max_steps", "trainer.num_train_epochs", "trainer.logging_steps", "trainer.eval_steps",
+    "trainer.logging_steps", "trainer.eval_steps",
     "trainer.eval_strategy", "trainer.save_steps", "trainer.save_total_limit", "trainer.per_device_eval_batch_size",
     "trainer.resume", "trainer.fail_at_step", "trainer.dataloader_num_workers", "tracker.", "eval.", "launcher.",
     "runs_root", "experiment_name", "extra.",
 )
+
+# What the learning-rate schedule's length and the optimizer step's batch depend on: compared with the latest
+# attempt (`shape` in attempts.json); a change needs trainer.resume=true. The config keys among them are left out
+# of the comparison with the first attempt's config.
+SHAPE_KEYS = ("trainer.max_steps", "trainer.num_train_epochs", "world_size", "global_batch")
+SHAPE_CONFIG_KEYS = ("trainer.max_steps", "trainer.num_train_epochs", "trainer.per_device_train_batch_size",
+                     "trainer.gradient_accumulation_steps")
 
 
 class ResumeMismatch(ConfigError):
@@ -144,16 +158,41 @@ def _write(run_dir: Path, record: dict) -> None:
     tmp.replace(path)
 
 
-def start_first(run_dir: Path, config: dict, fingerprint: str, hydra_files: dict) -> dict:
+def run_shape(config: dict, world_size: int, per_device: int, accumulation: int) -> dict:
+    """The attempt's length and batch (what the LR schedule is built for): SHAPE_KEYS plus the batch's split.
+    per_device / accumulation: what the trainer runs with (the plan's, which an auto micro-batch may split
+    differently from the config at the same global batch)."""
+    t = config["trainer"]
+    return {"trainer.max_steps": t["max_steps"], "trainer.num_train_epochs": t["num_train_epochs"],
+            "world_size": world_size, "per_device_train_batch_size": per_device,
+            "gradient_accumulation_steps": accumulation, "global_batch": per_device * accumulation * world_size}
+
+
+def latest_shape(record: dict) -> dict:
+    """The shape the latest attempt ran with (an attempts.json from before shapes were recorded: the first
+    attempt's max_steps and epochs, from its config; its world size and global batch are unknown)."""
+    for entry in reversed(record["resumes"]):
+        if entry.get("shape"):
+            return entry["shape"]
+    if record["first"].get("shape"):
+        return record["first"]["shape"]
+    t = record["first"]["config"].get("trainer", {})
+    return {k: t[k.split(".", 1)[1]] for k in SHAPE_KEYS[:2] if k.split(".", 1)[1] in t}
+
+
+def start_first(run_dir: Path, config: dict, fingerprint: str, hydra_files: dict, shape: dict | None = None) -> dict:
     """Record the first attempt (also when a run is started again from step 0: nothing of the old one is kept)."""
-    record = {"first": {"time": _now(), "config": config, "data_fingerprint": fingerprint, "hydra": hydra_files},
+    record = {"first": {"time": _now(), "config": config, "data_fingerprint": fingerprint, "hydra": hydra_files,
+                        "shape": shape},
               "resumes": []}
     _write(run_dir, record)
     return record
 
 
-def check_same_run(run_dir: Path, config: dict, fingerprint: str, checkpoint: str, write: bool = True) -> dict:
+def check_same_run(run_dir: Path, config: dict, fingerprint: str, checkpoint: str, write: bool = True,
+                   shape: dict | None = None) -> dict:
     """Refuse a resume that would mix configs or data; record an allowed one (`write`: the main process).
+    A change of the run's shape (length, world size, global batch) passes only with trainer.resume=true.
     Every rank checks, so that none trains on alone after the main one refused. Returns the attempts record."""
     record = read_attempts(run_dir)
     if record is None:
@@ -161,7 +200,7 @@ def check_same_run(run_dir: Path, config: dict, fingerprint: str, checkpoint: st
                              "medchat version, so a resume cannot be checked against its first attempt; "
                              "train into a new run dir")
     diff = differences(record["first"]["config"], config)
-    refused = {k: v for k, v in diff.items() if not _may_change(k)}
+    refused = {k: v for k, v in diff.items() if not _may_change(k) and k not in SHAPE_CONFIG_KEYS}
     if record["first"]["data_fingerprint"] != fingerprint:
         refused["data fingerprint (the rows in train/eval)"] = (record["first"]["data_fingerprint"], fingerprint)
     if refused:
@@ -169,12 +208,46 @@ def check_same_run(run_dir: Path, config: dict, fingerprint: str, checkpoint: st
         raise ResumeMismatch(
             f"refusing to resume {run_dir}: this attempt differs from the run's first in what shapes training: "
             f"{lines}. Put it back as it was, or train into a new run dir (allowed to change: "
-            f"{', '.join(MAY_CHANGE)})")
+            f"{', '.join(MAY_CHANGE)}; with trainer.resume=true also {', '.join(SHAPE_KEYS)})")
+    before = latest_shape(record)
+    t = config.get("trainer", {})
+    now = shape if shape is not None else {k: t.get(k.split(".", 1)[1]) for k in SHAPE_KEYS[:2]}
+    reshaped = {k: (before[k], now[k]) for k in SHAPE_KEYS if k in before and k in now and before[k] != now[k]}
+    # the batch split in the config (per-device, accumulation) is part of the deliberate change too
+    reshaped.update({k: diff[k] for k in SHAPE_CONFIG_KEYS[2:] if k in diff})
+    deliberate = str(config.get("trainer", {}).get("resume", "auto")).lower() == "true"
+    if reshaped and not deliberate:
+        lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in reshaped.items())
+        raise ResumeMismatch(
+            f"refusing to resume {run_dir} on trainer.resume=auto: {lines} changes the length or the optimizer-step "
+            "batch the learning-rate schedule was built for (its warmup and decay would jump). Put it back as it "
+            "was, or pass trainer.resume=true to continue deliberately: the schedule is then rebuilt for the new "
+            f"length and the change recorded in {ATTEMPTS_FILE}")
     record["resumes"].append({"time": _now(), "checkpoint": checkpoint,
-                              "changed": {k: list(v) for k, v in diff.items()}})
+                              "changed": {k: list(v) for k, v in diff.items()},
+                              "shape": shape, "reshaped": {k: list(v) for k, v in reshaped.items()},
+                              "deliberate": bool(reshaped) and deliberate})
     if write:
         _write(run_dir, record)
     return record
+
+
+def previous_schedule(run_dir: Path) -> dict | None:
+    """The learning-rate schedule the latest attempt before this one recorded (None: none recorded)."""
+    record = read_attempts(run_dir)
+    if record is None:
+        return None
+    entries = [record["first"], *record["resumes"]]
+    return next((e["schedule"] for e in reversed(entries[:-1]) if e.get("schedule")), None)
+
+
+def record_schedule(run_dir: Path, schedule: dict) -> None:
+    """This attempt's learning-rate schedule into its entry of attempts.json (the last resume, or the first)."""
+    record = read_attempts(run_dir)
+    if record is None:
+        return
+    (record["resumes"][-1] if record["resumes"] else record["first"])["schedule"] = schedule
+    _write(run_dir, record)
 
 
 def restore_hydra_files(run_dir: Path) -> None:

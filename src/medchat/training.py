@@ -5,6 +5,7 @@ Every `auto` value arrives resolved in the medchat.plan.RunPlan; nothing here as
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
@@ -120,8 +121,125 @@ class FailAtStep(TrainerCallback):
             self._crash(state)
 
 
-def build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
+class ScheduleCallback(TrainerCallback):
+    """At train begin (the checkpoint's optimizer and scheduler loaded): make the learning-rate schedule's length
+    this attempt's total steps, and record it in attempts.json.
+
+    A resume that changed trainer.max_steps / num_train_epochs / the world size or global batch (allowed only with
+    trainer.resume=true, medchat.resume) continues on a schedule built for the new length: transformers' LambdaLR
+    schedules are functools.partial(..., num_warmup_steps, num_training_steps); those are set to the new total
+    (and its warmup, when trainer.warmup_steps is a ratio) where they hold another (transformers 5.25 already
+    builds the scheduler for the new total on resume: the checkpoint's scheduler state holds no length), and the
+    optimizer's learning rate, loaded from the checkpoint at the old schedule's value, is set to the new
+    schedule's value at the resumed step, so the first step after the resume already follows it."""
+
+    def __init__(self, run_dir: Path, resumed: bool):
+        self.run_dir, self.resumed = Path(run_dir), resumed
+
+    def on_train_begin(self, args, state, control, lr_scheduler=None, optimizer=None, **kwargs):
+        from medchat import resume
+
+        total = int(state.max_steps)
+        warmup = args.get_warmup_steps(total)
+        scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate's wrapper holds the real one
+        previous = resume.previous_schedule(self.run_dir) if self.resumed else None
+        new_length = bool(previous) and previous.get("total_steps") != total
+        # False where transformers already built the schedule for this length (5.25 does on resume); the rate
+        # loaded with the optimizer state is the old schedule's either way, and is reset when the length changed
+        set_here = set_schedule_length(scheduler, optimizer, total, warmup, reset_lr=new_length)
+        lr = scheduler.get_last_lr()[0] if scheduler is not None else None
+        schedule = {"lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+                    "total_steps": total, "warmup_steps": warmup, "at_step": state.global_step,
+                    "learning_rate_at_step": lr, "length_set_by_medchat": set_here,
+                    "learning_rate_reset": new_length,
+                    "previous_total_steps": previous.get("total_steps") if previous else None}
+        if state.is_world_process_zero:
+            resume.record_schedule(self.run_dir, schedule)
+        if new_length:
+            log.warning("resumed at step %d with a schedule of %d steps (was %d): the learning rate follows the new "
+                        "schedule from here (%.3g)", state.global_step, total, previous["total_steps"], lr or 0.0)
+
+
+def set_schedule_length(scheduler, optimizer, total: int, warmup: int, reset_lr: bool = False) -> bool:
+    """Make a LambdaLR schedule built from functools.partial(num_training_steps=...) one of `total` steps (and
+    `warmup` warmup steps). When that changed it, or `reset_lr` (the previous attempt's schedule had another
+    length: the optimizer state loaded from its checkpoint holds that schedule's rate), the optimizer's learning
+    rates become the schedule's at its current step. -> whether the schedule changed (False also for a schedule
+    of another kind, left as it is)."""
+    lambdas = getattr(scheduler, "lr_lambdas", None)
+    if not lambdas:
+        return False
+    changed = False
+    for i, fn in enumerate(lambdas):
+        if not isinstance(fn, functools.partial) or "num_training_steps" not in fn.keywords:
+            continue
+        keywords = {**fn.keywords, "num_training_steps": total}
+        if "num_warmup_steps" in keywords:
+            keywords["num_warmup_steps"] = warmup
+        if keywords != fn.keywords:
+            lambdas[i] = functools.partial(fn.func, *fn.args, **keywords)
+            changed = True
+    if changed or reset_lr:
+        lrs = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, lambdas)]
+        for group, lr in zip(optimizer.param_groups if optimizer is not None else [], lrs):
+            group["lr"] = lr
+        scheduler._last_lr = lrs
+    return changed
+
+
+class TokenWeightedEvalLoss:
+    """A mixin for an SFT trainer: eval_loss is the token-weighted mean NLL over every scored (doctor) token of the
+    held-out rows, the one perplexity definition medchat uses everywhere (medchat.evaluation.perplexity).
+
+    transformers' evaluation loop averages per-batch mean losses weighted by the number of (packed) sequences per
+    batch, so a batch with fewer doctor tokens weighs as much as a full one, and the number depends on
+    per_device_eval_batch_size and packing. Here each eval batch's mean loss is multiplied back by its number of
+    scored tokens (the shifted labels that are not -100: the loss's own denominator), summed across batches and
+    ranks, and divided once: eval_loss = total NLL / total scored tokens, also logged as `<prefix>_scored_tokens`.
+    Under DDP the distributed sampler may repeat a few rows to even out the last batch: they are counted here
+    (transformers' gather_for_metrics drops them from its own mean); a single process, as tested, repeats none."""
+
+    _eval_nll = None
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        device = self.args.device
+        self._eval_nll = [torch.zeros((), dtype=torch.float64, device=device),
+                          torch.zeros((), dtype=torch.float64, device=device)]
+        try:
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only=prediction_loss_only,
+                                             ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+            total, count = (float(self.accelerator.reduce(t, reduction="sum")) for t in self._eval_nll)
+        finally:
+            self._eval_nll = None
+        if count > 0 and f"{metric_key_prefix}_loss" in output.metrics:
+            output.metrics[f"{metric_key_prefix}_loss"] = total / count
+            output.metrics[f"{metric_key_prefix}_scored_tokens"] = int(count)
+        return output
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if self._eval_nll is not None and not model.training:
+            loss = out[0] if return_outputs else out
+            # the loss's own denominator (TRL's fused LM head and the model's loss alike): the labels shifted by one
+            # (or the collator's shift_labels), -100 ignored
+            labels = inputs.get("shift_labels")
+            labels = labels if labels is not None else inputs["labels"][:, 1:]
+            count = (labels != -100).sum()
+            self._eval_nll[0] += loss.detach().double() * count
+            self._eval_nll[1] += count.double()
+        return out
+
+
+@functools.cache
+def _sft_trainer_class():
     from trl import SFTTrainer
+
+    return type("MedchatSFTTrainer", (TokenWeightedEvalLoss, SFTTrainer), {})
+
+
+def build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
+    SFTTrainer = _sft_trainer_class()
 
     with datasets_progress(rows=len(train_ds) + (len(eval_ds) if eval_ds is not None else 0)):  # TRL's maps
         trainer = SFTTrainer(

@@ -4,7 +4,10 @@ Tokenizing is the same work for every job of a sweep that varies only LoRA or tr
 large dataset it takes minutes. The key hashes the conversations in split order (their content hashes,
 so a changed row or a different split is a different key), the tokenizer (its serialized vocabulary and
 merges, special tokens and chat template), the prompt format, trainer.max_length and the source of
-medchat.formatting itself, so a change to the masking code can never reuse stale masks, and
+medchat.formatting itself, so a change to the masking code can never reuse stale masks, the installed
+versions of the libraries that turn a conversation into token ids (TOKEN_LIBRARIES: transformers renders the
+chat template with jinja2 and runs the tokenizers/sentencepiece/tiktoken backends; an upgrade that renders or
+splits differently must not reuse stale ids), and
 trainer.truncation (rows over max_length are cut or dropped here, before TRL sees them: fit_rows). An
 entry keeps the fitted rows and their truncation counts, so a cache hit reports the same counts as the
 run that tokenized.
@@ -23,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+from importlib import metadata
 from pathlib import Path
 
 from medchat.console import datasets_progress
@@ -41,6 +45,24 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return h.hexdigest()[:16]
 
 
+# Every library whose version can change the token ids or masks of a rendered conversation: transformers
+# (apply_chat_template, {% generation %} masks, the slow/fast tokenizer classes), jinja2 (renders the chat
+# template), and the tokenizer backends (tokenizers: fast BPE/WordPiece/Unigram; sentencepiece and tiktoken:
+# slow and tiktoken-based tokenizers). One that is not installed is recorded as absent.
+TOKEN_LIBRARIES = ("transformers", "tokenizers", "jinja2", "sentencepiece", "tiktoken")
+
+
+def library_versions() -> dict[str, str]:
+    """{name: installed version or "absent"} for TOKEN_LIBRARIES (part of the cache key)."""
+    out = {}
+    for name in TOKEN_LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
 def cache_key(train: list[dict], eval_rows: list[dict], tokenizer, prompt_format: str, max_length: int,
               truncation: str = "keep") -> str:
     from medchat import formatting
@@ -54,6 +76,7 @@ def cache_key(train: list[dict], eval_rows: list[dict], tokenizer, prompt_format
         truncation,
         inspect.getsource(formatting),
         inspect.getsource(fit_rows),
+        json.dumps(library_versions(), sort_keys=True),
     ):
         h.update(part.encode())
         h.update(b"\0")

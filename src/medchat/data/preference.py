@@ -17,12 +17,10 @@ Answers that do not fit `trainer.max_length` are cut here and counted (TRL would
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
 
-from medchat.data.prepare import Split, conversation_hash, deduplicate_counted, drop_eval_overlap_counted, split
+from medchat.data.prepare import Split, data_fingerprint, deduplicate_counted, drop_eval_overlap_counted, split
 from medchat.data.readers import ROLES, DataError, ReadResult, _text, load_rows
 from medchat.formatting import prompt_ids, tokenize_conversation
 
@@ -127,14 +125,9 @@ def _fixed_split(read: ReadResult, cfg) -> Split:
     if not train_rows:
         raise DataError(f"{read.source}: no pairs on the train side of its split column")
     counts["train"], counts["eval"] = len(train_rows), len(eval_rows)
-    hashes = [[pair_hash(r) for r in train_rows], [pair_hash(r) for r in eval_rows]]
-    fingerprint = hashlib.sha256(json.dumps(hashes).encode()).hexdigest()[:16]
+    fingerprint = data_fingerprint(train_rows, eval_rows)
     log.info("pairs %s (split column kept; dataset.eval_size unused): %s", read.source, counts)
     return Split(train_rows, eval_rows, read.source, counts, dropped_rows, fingerprint)
-
-
-def pair_hash(record: dict) -> str:
-    return hashlib.sha256((conversation_hash(record) + record["rejected"]).encode()).hexdigest()[:16]
 
 
 def load_pairs(cfg) -> Split:

@@ -1,10 +1,11 @@
 """Clean, deduplicate, subsample and split conversations; every drop is counted.
 
-The order matters and is fixed: exact duplicates go first (so one example never lands on both sides),
-then a seeded shuffle, the `n` subsample, the eval split, and last the eval rows whose question also
-appears in train (near-leaks a reviewer would reject). With `dataset.split_by=<column>` the eval split
-takes whole groups (e.g. every pair of one MedQuAD document): answers drawn from one source text share
-sentences, so a row-level split would score recall of training text as generalisation.
+The order matters and is fixed: exact duplicates (of a preference pair: prompt, chosen and rejected) go first
+(so one example never lands on both sides), then a seeded shuffle, the `n` subsample, the eval split, and last
+the eval rows whose question also appears in train (near-leaks a reviewer would reject). With
+`dataset.split_by=<column>` the eval split takes whole groups (e.g. every pair of one MedQuAD document):
+answers drawn from one source text share sentences, so a row-level split would score recall of training text
+as generalisation.
 """
 
 from __future__ import annotations
@@ -69,6 +70,15 @@ def conversation_hash(record: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def record_hash(record: dict) -> str:
+    """What makes two records the same example (dedup, the data fingerprint): the conversation, and for a
+    preference pair also its rejected answer. Several rejected answers for one prompt are distinct pairs, and a
+    pairs file changed only in a rejected answer has another fingerprint (so a resume refuses it)."""
+    if "rejected" not in record:
+        return conversation_hash(record)
+    return hashlib.sha256((conversation_hash(record) + record["rejected"]).encode()).hexdigest()[:16]
+
+
 def question_key(record: dict) -> str:
     first = next(m["content"] for m in record["messages"] if m["role"] == "user")
     return re.sub(r"\s+", " ", first).strip().lower()
@@ -78,7 +88,7 @@ def deduplicate(records: list[dict]) -> tuple[list[dict], list[int]]:
     seen: set[str] = set()
     kept, dropped = [], []
     for r in records:
-        h = conversation_hash(r)
+        h = record_hash(r)
         if h in seen:
             dropped.append(r["row"])
         else:
@@ -153,10 +163,15 @@ def split(read: ReadResult, cfg) -> Split:
         if n_eval and not eval_rows:
             raise DataError("every eval row's question also appears in train: no held-out rows remain")
     counts["train"], counts["eval"] = len(train_rows), len(eval_rows)
-    hashes = [[conversation_hash(r) for r in train_rows], [conversation_hash(r) for r in eval_rows]]
-    fingerprint = hashlib.sha256(json.dumps(hashes).encode()).hexdigest()[:16]
+    fingerprint = data_fingerprint(train_rows, eval_rows)
     log.info("data %s: %s", read.source, counts)
     return Split(train_rows, eval_rows, read.source, counts, dropped_rows, fingerprint, split_by)
+
+
+def data_fingerprint(train_rows: list[dict], eval_rows: list[dict]) -> str:
+    """The rows on each side of the split, in order (record_hash: a pair's rejected answer included)."""
+    hashes = [[record_hash(r) for r in train_rows], [record_hash(r) for r in eval_rows]]
+    return hashlib.sha256(json.dumps(hashes).encode()).hexdigest()[:16]
 
 
 def group_split(records: list[dict], n_eval: int, column: str) -> tuple[list[dict], list[dict]]:

@@ -7,6 +7,10 @@ only: the numbers as `gen/<metric>` plus a `gen/samples` table of prompt / refer
 step in RUN/generation_metrics.jsonl. Teacher-forced eval loss cannot show a model that never stops or
 repeats itself; this does, while the run is still going.
 
+Sampling seeds torch's RNG with the step (eval.do_sample) and draws from it; the CPU and CUDA RNG states are
+saved before and restored after (`preserved_rng`), so training's dropout masks and data order after a
+generation step are those of a run without the callback.
+
     python train.py eval.every_steps=50 eval.num_samples=8 eval.max_new_tokens=128
 """
 
@@ -14,7 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
+
+import torch
 
 from transformers import TrainerCallback
 
@@ -23,6 +30,19 @@ from medchat.evaluation.heldout import context_and_reference
 from medchat.formatting import prompt_ids
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def preserved_rng():
+    """Leave torch's CPU and CUDA (every device) RNG states as they were on entry, whatever the body seeds or draws."""
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def _question(context: list[dict]) -> str:
@@ -54,7 +74,7 @@ class GenerationCallback(TrainerCallback):
         from medchat.modeling import attention_for_generation
 
         c = self.cfg
-        with attention_for_generation(model, self.attention):
+        with preserved_rng(), attention_for_generation(model, self.attention):
             gens = generate(model, self.tokenizer, self.prompts, batch_size=len(self.prompts),
                             max_new_tokens=c.max_new_tokens, do_sample=c.do_sample, temperature=c.temperature,
                             top_p=c.top_p, seed=step, repetition_penalty=c.repetition_penalty)

@@ -108,12 +108,39 @@ def write_generation_outputs(plan, rows: list[dict], results: dict, settings: di
         "reference_mean_words": sum(ref_words) / len(ref_words),
         "bleu_signature": first.get("bleu_signature"),
         "bertscore_encoder": first.get("bertscore_encoder"),
+        **perplexity_scope(rows, results),
         "seconds": seconds,
         "command": command,
     }
     _json(out / "metrics.json", metrics)
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (out / "summary.md").write_text(summary(metrics, rows, results))
+
+
+def perplexity_scope(rows: list[dict], results: dict) -> dict:
+    """What the reference perplexity scored: its definition (the training run's metrics.json states the same one),
+    the doctor turns and tokens counted. {} when perplexity was not scored."""
+    from medchat.evaluation.perplexity import PERPLEXITY_DEFINITION
+
+    first = next(iter(results.values()))[2]  # per-row scores of the first model (every model scores the same tokens)
+    if not first or "nll_tokens" not in first[0]:
+        return {}
+    turns = [sum(m["role"] == "assistant" for m in r["messages"]) for r in rows]
+    return {"perplexity_definition": PERPLEXITY_DEFINITION,
+            "perplexity_scored": {"rows": len(rows), "doctor_turns": sum(turns),
+                                  "multi_turn_rows": sum(t > 1 for t in turns),
+                                  "doctor_tokens": sum(int(x["nll_tokens"]) for x in first)}}
+
+
+def _perplexity_note(metrics: dict) -> str:
+    scope = metrics.get("perplexity_scored")
+    if not scope:
+        return ""
+    multi = (f"; {scope['multi_turn_rows']} rows are multi-turn, and their earlier doctor turns are scored too"
+             if scope["multi_turn_rows"] else "")
+    return (f"Perplexity: {metrics['perplexity_definition']} (the definition of the training run's held-out "
+            f"perplexity in its metrics.json). Here {scope['doctor_tokens']} doctor tokens in {scope['doctor_turns']} "
+            f"doctor turns of {scope['rows']} rows{multi}. ")
 
 
 def summary(metrics: dict, rows: list[dict], results: dict) -> str:
@@ -150,9 +177,7 @@ def summary(metrics: dict, rows: list[dict], results: dict) -> str:
         + ")" + ("; `adapter - base` is the paired difference, `*` where its interval excludes 0."
                  if (metrics.get("intervals") or {}).get("differences") else ".")
         if metrics.get("intervals") else "",
-        "Perplexity: exp of the mean negative log-likelihood of the reference answers' doctor tokens "
-        "(teacher-forced, as training scored them). All other numbers score the generated answers against the "
-        "references.",
+        _perplexity_note(metrics) + "All other numbers score the generated answers against the references.",
         " ".join(filter(None, [
             f"BLEU signature: `{metrics['bleu_signature']}`." if metrics.get("bleu_signature") else "",
             f"BERTScore encoder: {metrics['bertscore_encoder']} (not rescaled)." if metrics.get("bertscore_encoder")

@@ -3,7 +3,12 @@
 Each held-out conversation is tokenized exactly as the run trained on it (`tokenize_conversation`: the
 same template, and the same mask of assistant tokens, each turn's EOS included), cut to the run's
 `trainer.max_length`, and scored teacher-forced. The mean is over all doctor tokens of all rows (a
-token-weighted mean), so it does not depend on how rows are batched.
+token-weighted mean), so it does not depend on how rows are batched. Every doctor turn of a multi-turn row
+is scored, the earlier ones too (each teacher-forced on the conversation before it), as training scored them.
+
+This is the one definition medchat uses: the training run's held-out loss (metrics.json `eval_loss_*`,
+`perplexity_*`, W&B `eval/loss`; medchat.training.TokenWeightedEvalLoss) and evaluate.py's `perplexity` are
+both exp(total NLL / total scored doctor tokens) of the same tokens.
 """
 
 from __future__ import annotations
@@ -14,6 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from medchat.formatting import tokenize_conversation
+
+PERPLEXITY_DEFINITION = (
+    "exp of the token-weighted mean negative log-likelihood over the scored doctor tokens: every doctor turn of "
+    "each row (earlier turns of a multi-turn row too, each teacher-forced on the conversation before it), its EOS "
+    "included, as cut to trainer.max_length; total NLL / total scored tokens, independent of batching")
 
 
 @torch.no_grad()
