@@ -215,6 +215,12 @@ def test_rows_from_another_file_are_scored_and_training_rows_refused(run, tmp_pa
     with pytest.raises(DataError, match="were training rows of .*refusing to score them"):
         evaluate(compose_eval(f"run_dir={run}", f"rows.path={source}", f"rows.schema={train_cfg['schema']}",
                               "generation.max_new_tokens=4", "metrics.names=[bleu]"))
+    # the same rows under another system prompt are other conversations but the same questions: still refused
+    # (issue 21: on e45111a the whole-conversation hash let them through)
+    with pytest.raises(DataError, match="were training rows of .*refusing to score them"):
+        evaluate(compose_eval(f"run_dir={run}", f"rows.path={source}", f"rows.schema={train_cfg['schema']}",
+                              "rows.system_prompt=You are a terse assistant.", "generation.max_new_tokens=4",
+                              "metrics.names=[bleu]"))
     # rows the run never saw, in another schema (question/answer CSV), a seeded subset of 3
     other = tmp_path / "ood.csv"
     other.write_text("question,answer\n" + "".join(f"What helps symptom {i}?,Rest and fluids {i}.\n" for i in range(8)))

@@ -169,6 +169,15 @@ def test_dpo_refuses_pairs_that_cross_the_sft_runs_split(trained_run, pairs, tmp
     leaked.write_text("".join(json.dumps({**r, "split": "train"}) + "\n" for r in rows))  # eval pairs trained on
     with pytest.raises(ConfigError, match="held out"):
         train(compose("stage=dpo", f"stage.init_from={trained_run}", *_pref(leaked)), tmp_path / "run")
+    # the held-out questions with another chosen answer: other conversations, the same questions (issue 21: the
+    # whole-conversation hash alone let them through)
+    held_out = [r for r in rows if r["split"] == "eval"]
+    assert held_out
+    reworded = tmp_path / "reworded.jsonl"
+    reworded.write_text("".join(json.dumps({**r, "split": "train", "chosen": r["chosen"] + " See a doctor."}) + "\n"
+                                for r in rows))
+    with pytest.raises(ConfigError, match="held out"):
+        train(compose("stage=dpo", f"stage.init_from={trained_run}", *_pref(reworded)), tmp_path / "run2")
 
 
 def test_dpo_refuses_an_sft_run_on_another_base(trained_run, pairs, tmp_path):

@@ -91,6 +91,13 @@ class Run:
         return (frozenset(r["hash"] for r in manifest.get("train", [])),
                 frozenset(r["hash"] for r in manifest.get("eval", [])))
 
+    def split_questions(self, why: str = "") -> tuple[frozenset[str], frozenset[str]]:
+        """(train, eval): the normalised-question hashes of both sides (data.prepare.question_hash); empty for
+        runs whose split.json predates them, where callers have the conversation hashes alone."""
+        manifest = self.split(why)
+        return (frozenset(r["question"] for r in manifest.get("train", []) if "question" in r),
+                frozenset(r["question"] for r in manifest.get("eval", []) if "question" in r))
+
     @property
     def eval_file(self) -> Path:
         return self.dir / EVAL_FILE

@@ -53,7 +53,8 @@ class Split:
 
 
 def _entry(record: dict) -> dict:
-    entry = {"id": record["id"], "row": record["row"], "hash": conversation_hash(record)}
+    entry = {"id": record["id"], "row": record["row"], "hash": conversation_hash(record),
+             "question": question_hash(record)}
     if "group" in record:
         entry["group"] = record["group"]
     return entry
@@ -82,6 +83,12 @@ def record_hash(record: dict) -> str:
 def question_key(record: dict) -> str:
     first = next(m["content"] for m in record["messages"] if m["role"] == "user")
     return re.sub(r"\s+", " ", first).strip().lower()
+
+
+def question_hash(record: dict) -> str:
+    """The normalised first question's hash: what leakage checks against a run's split compare (a row with
+    another system prompt or answer is still the same question)."""
+    return hashlib.sha256(question_key(record).encode()).hexdigest()[:16]
 
 
 def deduplicate(records: list[dict]) -> tuple[list[dict], list[int]]:

@@ -11,7 +11,7 @@ out of domain; with a run, a row whose conversation was in its training split is
 from __future__ import annotations
 
 from medchat.data import DataError
-from medchat.data.prepare import conversation_hash
+from medchat.data.prepare import conversation_hash, question_hash
 from medchat.runs import Run
 
 
@@ -34,9 +34,12 @@ def other_rows(rows_cfg, run: Run | None) -> tuple[list[dict], str]:
         picked = sorted(random.Random(rows_cfg.seed).sample(range(len(records)), rows_cfg.n))
         records = [records[i] for i in picked]
     if run is not None:
-        train, _ = run.split_hashes(": its training rows are unknown, so rows from another file cannot be checked "
-                                    "against them")
-        leaked = [r["row"] for r in records if conversation_hash(r) in train]
+        why = ": its training rows are unknown, so rows from another file cannot be checked against them"
+        train, _ = run.split_hashes(why)
+        train_questions, _ = run.split_questions(why)
+        # by question too: the same question under another system prompt (rows.system_prompt,
+        # +rows.columns.system=none) or with another answer is still a training row
+        leaked = [r["row"] for r in records if conversation_hash(r) in train or question_hash(r) in train_questions]
         if leaked:
             raise DataError(f"{source}: {len(leaked)} of the rows to score were training rows of {run.dir} (rows "
                             f"{leaked[:10]}{'...' if len(leaked) > 10 else ''}): refusing to score them")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from medchat import modeling, runs, training
 from medchat.config import ConfigError
-from medchat.data.prepare import conversation_hash
+from medchat.data.prepare import conversation_hash, question_hash
 from medchat.data.preference import load_pairs, tokenize_pairs
 from medchat.rundir import read_status
 
@@ -34,11 +34,14 @@ REWARD_KEYS = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "rewa
 
 @dataclass(frozen=True)
 class InitRun:
-    """The finished SFT run a DPO stage continues, and the hashes of both sides of its split."""
+    """The finished SFT run a DPO stage continues, and the hashes of both sides of its split: whole
+    conversations, and normalised questions (empty for runs whose split.json predates them)."""
 
     run: runs.Run
     train_hashes: frozenset
     eval_hashes: frozenset
+    train_questions: frozenset = frozenset()
+    eval_questions: frozenset = frozenset()
 
 
 def open_init_run(cfg, plan) -> InitRun | None:
@@ -63,7 +66,8 @@ def open_init_run(cfg, plan) -> InitRun | None:
         if ours != theirs:
             raise ConfigError(f"{key}={ours!r}, but {where} trained with {theirs!r}: DPO would score the adapter "
                               "on prompts rendered differently from the ones it learned")
-    return InitRun(run, *run.split_hashes(f" ({where}), so its held-out rows cannot be kept held out"))
+    why = f" ({where}), so its held-out rows cannot be kept held out"
+    return InitRun(run, *run.split_hashes(why), *run.split_questions(why))
 
 
 def stage_plan(plan, init: InitRun | None):
@@ -105,11 +109,13 @@ def trainer_config(cfg, run_dir, plan):
 
 
 def check_pairs_respect_split(init: InitRun, split) -> None:
-    """Pairs made from the SFT run's rows must stay on the side of the split those rows were on."""
-    for side, records, forbidden, what in (("train", split.train, init.eval_hashes, "held out"),
-                                           ("eval", split.eval, init.train_hashes, "trained on")):
+    """Pairs made from the SFT run's rows must stay on the side of the split those rows were on: compared by
+    conversation and by normalised question (another system prompt or answer is still the same question)."""
+    for side, records, forbidden, questions, what in (
+            ("train", split.train, init.eval_hashes, init.eval_questions, "held out"),
+            ("eval", split.eval, init.train_hashes, init.train_questions, "trained on")):
         for r in records:
-            if conversation_hash(r) in forbidden:
+            if conversation_hash(r) in forbidden or question_hash(r) in questions:
                 raise ConfigError(
                     f"pair id {r['id']} (row {r['row']}) is on the {side} side here but is a row stage.init_from="
                     f"{init.run.dir} {what}: make pairs with `python -m medchat.make_pairs run_dir={init.run.dir}`, "
