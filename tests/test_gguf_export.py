@@ -181,16 +181,16 @@ def _tiny_tokenizer(template: str | None, bos: str | None, eos: str):
 def test_each_familys_modelfile_renders_a_chat_as_its_own_template_does(template, bos, eos, family, add_bos):
     """The Modelfile's format, rendered, equals the family's own jinja template on a multi-turn chat with a
     system prompt (less a leading bos that is not part of the format: llama.cpp adds it, add_bos_token)."""
-    from medchat import gguf_export
+    from medchat import modelfile
 
     if template.endswith(".jinja") and not TEMPLATES.is_dir():
         pytest.skip(f"{TEMPLATES} not present (../shared)")
     tok = _tiny_tokenizer(template, bos, eos)
-    fmt, differs, adds = gguf_export.check_chat(tok, "chat_template")
+    fmt, differs, adds = modelfile.check_chat(tok, "chat_template")
     assert (fmt.name, differs, adds) == (family, None, add_bos)
     theirs = tok.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
-    assert gguf_export.render(fmt, CHAT[0]["content"], CHAT[1:]) == (theirs[len(bos):] if add_bos else theirs)
-    assert eos in gguf_export.go_template(fmt) and "{{ .Content }}" in gguf_export.go_template(fmt)
+    assert modelfile.render(fmt, CHAT[0]["content"], CHAT[1:]) == (theirs[len(bos):] if add_bos else theirs)
+    assert eos in modelfile.go_template(fmt) and "{{ .Content }}" in modelfile.go_template(fmt)
 
 
 @pytest.mark.parametrize("arch", ["Qwen2ForCausalLM", "MistralForCausalLM"])

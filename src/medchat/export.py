@@ -12,7 +12,7 @@ folds the adapter in with PEFT's `merge_and_unload`: the folder then loads with
 folder is written and what would be uploaded is printed.
 
 `format=gguf` merges the same way (in float32 unless dtype= says otherwise) and writes one GGUF file for
-llama.cpp with the tokenizer and chat template in its metadata, plus an Ollama Modelfile (medchat.gguf_export).
+llama.cpp with the tokenizer and chat template in its metadata, plus an Ollama Modelfile (medchat.gguf_export, medchat.modelfile).
 """
 
 from __future__ import annotations
@@ -169,6 +169,7 @@ def _write_gguf(partial: Path, run, model, tokenizer, plan, dtype_name: str) -> 
     import logging
 
     from medchat import gguf_export
+    from medchat.modelfile import MODELFILE, modelfile, system_prompt
 
     for warning in plan.warnings:
         logging.getLogger("medchat.export").warning(warning)
@@ -177,8 +178,7 @@ def _write_gguf(partial: Path, run, model, tokenizer, plan, dtype_name: str) -> 
     if plan.chat is not None:
         eos = model.generation_config.eos_token_id
         stops = tokenizer.convert_ids_to_tokens(eos if isinstance(eos, list) else [eos])
-        (partial / gguf_export.MODELFILE).write_text(
-            gguf_export.modelfile(plan, stops, gguf_export.system_prompt(run.system_prompt())))
+        (partial / MODELFILE).write_text(modelfile(plan.chat, stops, system_prompt(run.system_prompt())))
     (partial / "medchat_export.json").write_text(json.dumps({
         "kind": "gguf", "type": plan.gguf_type, "merged_in": dtype_name, "run_dir": str(run.dir),
         "architecture": plan.arch, "tokenizer": [plan.tokenizer_model, plan.pre],
