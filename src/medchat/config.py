@@ -140,7 +140,7 @@ class TrainerConfig:
     optim: str = "auto"  # auto: fused AdamW on GPU, AdamW on CPU; or any transformers name (paged_adamw_32bit, ...)
     logging_steps: int = 10
     eval_strategy: str = "steps"  # steps | epoch | no
-    # null: about 10 evaluations per run, never more often than every 50 optimizer steps (medchat.plan.evaluation_plan)
+    # null: about 10 evaluations per run, never more often than every 50 optimizer steps (medchat.eval_schedule.evaluation_plan)
     eval_steps: Optional[int] = None
     save_steps: int = 100
     save_total_limit: Optional[int] = 3

@@ -89,7 +89,7 @@ def _validate_best_and_early(t) -> None:
     key = "trainer.early_stopping_patience" if t.early_stopping_patience else "trainer.load_best_model_at_end"
     if t.eval_strategy != "steps":
         raise ConfigError(f"{key} needs trainer.eval_strategy=steps (it compares evaluations), got {t.eval_strategy}")
-    # unset, the plan picks a divisor of save_steps (medchat.plan.evaluation_plan)
+    # unset, the plan picks a divisor of save_steps (medchat.eval_schedule.evaluation_plan)
     if t.eval_steps and t.save_steps % t.eval_steps:
         raise ConfigError(f"{key} needs trainer.save_steps ({t.save_steps}) to be a multiple of trainer.eval_steps "
                           f"({t.eval_steps}): only evaluated checkpoints can be the best one")

@@ -69,7 +69,7 @@ def training_arguments(cfg, run_dir: Path, plan, config_class) -> dict:
         optim=plan.optim,
         logging_steps=t.logging_steps,
         eval_strategy=t.eval_strategy,
-        eval_steps=plan.evaluation.every if eval_on else None,  # the plan's cadence (medchat.plan.evaluation_plan)
+        eval_steps=plan.evaluation.every if eval_on else None,  # the plan's cadence (medchat.eval_schedule.evaluation_plan)
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
