@@ -56,7 +56,8 @@ def steps_per_epoch(batch, world_size: int, train_rows: int) -> int:
 def evaluation_plan(cfg, batch, world_size: int, *, train_rows: int | None = None,
                     train_tokens: int | None = None, eval_rows: int | None = None,
                     eval_tokens: int | None = None) -> EvalPlan:
-    """trainer.eval_strategy / eval_steps and the run plan's `batch` (its BatchPlan) -> how often the held-out rows are scored.
+    """trainer.eval_strategy / eval_steps and the run plan's `batch` (its BatchPlan) -> how often the held-out
+    rows are scored.
 
     eval_steps unset: every max(MIN_EVAL_EVERY, planned steps / EVALUATIONS_PER_RUN) steps, so that a long run on
     a large dataset evaluates about ten times and a short one does not evaluate every few steps. With
