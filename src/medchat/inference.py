@@ -65,7 +65,8 @@ class ChatModel:
         self.cache_implementation = None if cache_implementation == "dynamic" else cache_implementation
         self._cache = None
         self._cache_kwarg = "past_key_values"
-        self._graph_state = _cuda_graph_state() if getattr(getattr(model, "device", None), "type", "cpu") == "cuda" else {}
+        on_gpu = getattr(getattr(model, "device", None), "type", "cpu") == "cuda"
+        self._graph_state = _cuda_graph_state() if on_gpu else {}
         from medchat.formatting import stop_token_ids
 
         self.eos_token_ids = stop_token_ids(tokenizer, model)  # every end token of the family, not only eos

@@ -8,7 +8,7 @@ step in RUN/generation_metrics.jsonl. Teacher-forced eval loss cannot show a mod
 repeats itself; this does, while the run is still going.
 
 Sampling seeds torch's RNG with the step (eval.do_sample) and draws from it; the CPU and CUDA RNG states are
-saved before and restored after (`preserved_rng`), so training's dropout masks and data order after a
+saved before and restored after (`torch.random.fork_rng`), so training's dropout masks and data order after a
 generation step are those of a run without the callback.
 
     python train.py eval.every_steps=50 eval.num_samples=8 eval.max_new_tokens=128
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -30,19 +29,6 @@ from medchat.evaluation.heldout import context_and_reference
 from medchat.formatting import prompt_ids
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def preserved_rng():
-    """Leave torch's CPU and CUDA (every device) RNG states as they were on entry, whatever the body seeds or draws."""
-    cpu = torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try:
-        yield
-    finally:
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
 
 
 def _question(context: list[dict]) -> str:
@@ -74,7 +60,9 @@ class GenerationCallback(TrainerCallback):
         from medchat.modeling import attention_for_generation
 
         c = self.cfg
-        with preserved_rng(), attention_for_generation(model, self.attention):
+        # CPU and every CUDA device's RNG restored afterwards: sampling must not move training's dropout/data order
+        devices = range(torch.cuda.device_count())
+        with torch.random.fork_rng(devices=devices), attention_for_generation(model, self.attention):
             gens = generate(model, self.tokenizer, self.prompts, batch_size=len(self.prompts),
                             max_new_tokens=c.max_new_tokens, do_sample=c.do_sample, temperature=c.temperature,
                             top_p=c.top_p, seed=step, repetition_penalty=c.repetition_penalty)
