@@ -52,7 +52,7 @@ import random
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,7 +312,7 @@ def run(setup: Setup, cfg, base, targets, steps_bins, pad_id, device, point: dic
         forward_backward(steps_bins[grads_at])
         grads_point = snapshot_grads()
     base = teardown(model)
-    del opt, params
+    del opt
     return base, {"losses": losses, "grads": grads, "after0": after0, "grads_point": grads_point,
                   "seconds": round(seconds, 1), "peak_gib": round(peak, 2) if peak else None}
 
@@ -419,7 +419,7 @@ def setups_for(shape: str, plan, packed_levers: bool, ref_micro_rows: int | None
 
 def load_base(cfg, shape: str, quant: str, path: str | None = None):
     from medchat import modeling
-    from medchat.config import ModelConfig, QuantConfig
+    from medchat.config import QuantConfig
     from medchat.hardware import detect
     from medchat.plan import model_plan
     from omegaconf import OmegaConf
