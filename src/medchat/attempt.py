@@ -4,7 +4,7 @@ A run dir can see several attempts (a crash, a preemption, a larger max_steps). 
 evaluation and export read (config.yaml, split.json, eval.jsonl, provenance.json) and records its config and
 data fingerprint in attempts.json; a resume writes none of those again (the held-out rows stay the first
 attempt's) and is checked against the record by medchat.resume. Every file is written whole or not at all
-(a temporary file renamed over the old one), so a full or read-only disk leaves no half-written JSON.
+(medchat.atomic: a temporary file renamed over the old one), so a full or read-only disk leaves no half-written JSON.
 """
 
 from __future__ import annotations
@@ -16,24 +16,10 @@ import uuid
 from pathlib import Path
 
 from medchat import provenance, resume, rundir
+from medchat.atomic import write_json, write_text
 from medchat.preemption import Interrupted
 
 log = logging.getLogger(__name__)
-
-
-def write_text(path: Path, text: str) -> None:
-    """Whole or not at all: a partial write (disk full) leaves the old file, never a truncated one."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 class Attempt:

@@ -313,3 +313,16 @@ CHOICES = {
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key."""
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A plain (nested) config dict -> {"dotted.key": value}: how W&B records a run's config and how medchat.resume
+    compares two attempts' configs. An empty section stays one key whose value is {} (emptying a section is a
+    change a resume must see)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from medchat import data, modeling, resume, rundir, training
 from medchat import plan as run_plan
-from medchat.attempt import Attempt, write_json
+from medchat.atomic import write_json
+from medchat.attempt import Attempt
 from medchat.config import Config
 from medchat.config_checks import check_keys, validate
 from medchat.data.cache import tokenized

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from medchat import hardware, launch_checks, memory, modeling
+from medchat.atomic import write_text
 from medchat.config import ConfigError
 from medchat.eval_schedule import EvalPlan, evaluation_plan
 from medchat.hardware import Hardware
@@ -112,7 +113,7 @@ class RunPlan:
 
     def save(self, run_dir: str | Path) -> Path:
         path = Path(run_dir) / PLAN_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")  # whole or not at all, as every run-dir file
         return path
 
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from medchat.config import ConfigError
+from medchat.atomic import write_json, write_text
+from medchat.config import ConfigError, flatten
 from medchat.rundir import RunDirInUse, read_status
 
 log = logging.getLogger(__name__)
@@ -68,16 +69,6 @@ class Decision:
 
 def _may_change(key: str) -> bool:
     return any(key == p or (p.endswith(".") and key.startswith(p)) for p in MAY_CHANGE)
-
-
-def flatten(d, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def differences(first: dict, now: dict) -> dict[str, tuple]:
@@ -152,10 +143,7 @@ def read_attempts(run_dir: Path) -> dict | None:
 
 
 def _write(run_dir: Path, record: dict) -> None:
-    path = Path(run_dir) / ATTEMPTS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n")
-    tmp.replace(path)
+    write_json(Path(run_dir) / ATTEMPTS_FILE, record, default=str)
 
 
 def run_shape(config: dict, world_size: int, per_device: int, accumulation: int) -> dict:
@@ -254,7 +242,7 @@ def restore_hydra_files(run_dir: Path) -> None:
     """Hydra rewrites RUN/.hydra/*.yaml before train() runs: put the first attempt's back after a refused resume."""
     record = read_attempts(run_dir) or {}
     for name, text in (record.get("first", {}).get("hydra") or {}).items():
-        (Path(run_dir) / ".hydra" / name).write_text(text)
+        write_text(Path(run_dir) / ".hydra" / name, text)
 
 
 def hydra_files(run_dir: Path) -> dict:

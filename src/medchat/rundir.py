@@ -17,6 +17,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from medchat.atomic import write_text
+
 STATUS_FILE = "status"
 
 
@@ -83,10 +85,8 @@ def read_status(run_dir: str | Path) -> dict | None:
 
 def write_status(run_dir: str | Path, state: str, **details) -> None:
     """running | done | failed | interrupted, with details (reason, time; signal and step); written atomically."""
-    path = Path(run_dir) / STATUS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"state": state, "time": datetime.now().isoformat(timespec="seconds"), **details}))
-    tmp.replace(path)
+    write_text(Path(run_dir) / STATUS_FILE,
+               json.dumps({"state": state, "time": datetime.now().isoformat(timespec="seconds"), **details}))
 
 
 class RunDirInUse(RuntimeError):

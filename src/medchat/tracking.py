@@ -18,18 +18,10 @@ import logging
 import os
 from pathlib import Path
 
+from medchat.atomic import write_text
+from medchat.config import flatten
+
 log = logging.getLogger(__name__)
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def is_main_process() -> bool:
@@ -151,7 +143,7 @@ class Tracker:
             id=run_id,
             resume="allow" if run_id else None,
         )
-        (run_dir / RUN_ID_FILE).write_text(self.run.id + "\n")
+        write_text(run_dir / RUN_ID_FILE, self.run.id + "\n")
 
     @property
     def description(self) -> str:

@@ -18,9 +18,8 @@ Answers that do not fit `trainer.max_length` are cut here and counted (TRL would
 from __future__ import annotations
 
 import logging
-import random
 
-from medchat.data.prepare import Split, data_fingerprint, deduplicate_counted, drop_eval_overlap_counted, split
+from medchat.data.prepare import Split, finish_split, sample, split, start_split
 from medchat.data.readers import ROLES, DataError, ReadResult, _text, load_rows
 from medchat.formatting import prompt_ids, tokenize_conversation
 
@@ -108,26 +107,15 @@ def normalise_pairs(table, cfg, source: str) -> ReadResult:
 
 
 def _fixed_split(read: ReadResult, cfg) -> Split:
-    """Keep the file's own train/eval sides (dedup, `n` and overlap dropping still apply, counted)."""
-    counts = {"rows_read": len(read.records) + sum(read.dropped.values()), **read.dropped}
-    dropped_rows = dict(read.dropped_rows)
-    records = read.records
-    if cfg.dedup:
-        records = deduplicate_counted(records, counts, dropped_rows)
-    train_rows = [r for r in records if r["split"] == "train"]
+    """Keep the file's own train/eval sides (dedup, `n` and overlap dropping still apply, counted: the steps of
+    medchat.data.prepare.split, less the split itself)."""
+    records, counts, dropped_rows = start_split(read, cfg)
+    train_rows = sample([r for r in records if r["split"] == "train"], cfg, counts)
     eval_rows = [r for r in records if r["split"] == "eval"]
-    random.Random(cfg.seed).shuffle(train_rows)
-    if cfg.n is not None:
-        counts["not_sampled"] = max(len(train_rows) - cfg.n, 0)
-        train_rows = train_rows[: cfg.n]
-    if cfg.drop_eval_overlap and eval_rows:
-        eval_rows = drop_eval_overlap_counted(train_rows, eval_rows, counts, dropped_rows)
     if not train_rows:
         raise DataError(f"{read.source}: no pairs on the train side of its split column")
-    counts["train"], counts["eval"] = len(train_rows), len(eval_rows)
-    fingerprint = data_fingerprint(train_rows, eval_rows)
-    log.info("pairs %s (split column kept; dataset.eval_size unused): %s", read.source, counts)
-    return Split(train_rows, eval_rows, read.source, counts, dropped_rows, fingerprint)
+    return finish_split(read, cfg, train_rows, eval_rows, counts, dropped_rows,
+                        what="pairs (split column kept; dataset.eval_size unused)")
 
 
 def load_pairs(cfg) -> Split:

@@ -144,12 +144,19 @@ def drop_eval_overlap_counted(train_rows: list[dict], eval_rows: list[dict], cou
     return [r for r in eval_rows if question_key(r) not in train_questions]
 
 
-def split(read: ReadResult, cfg) -> Split:
+def start_split(read: ReadResult, cfg) -> tuple[list[dict], dict, dict]:
+    """The first steps of every split: the read's counts, then deduplication (dataset.dedup), counted.
+    -> (records, counts, dropped_rows), which `sample` and `finish_split` go on counting into."""
     counts = {"rows_read": len(read.records) + sum(read.dropped.values()), **read.dropped, **read.fixed}
     dropped_rows = dict(read.dropped_rows)
     records = read.records
     if cfg.dedup:
         records = deduplicate_counted(records, counts, dropped_rows)
+    return records, counts, dropped_rows
+
+
+def sample(records: list[dict], cfg, counts: dict) -> list[dict]:
+    """The records shuffled with dataset.seed, then the first dataset.n of them (the rest counted not_sampled)."""
     records = records[:]
     random.Random(cfg.seed).shuffle(records)
     if cfg.n is not None:
@@ -157,6 +164,26 @@ def split(read: ReadResult, cfg) -> Split:
             log.warning("dataset.n=%d but only %d rows remain: using all", cfg.n, len(records))
         counts["not_sampled"] = max(len(records) - cfg.n, 0)
         records = records[: cfg.n]
+    return records
+
+
+def finish_split(read: ReadResult, cfg, train_rows: list[dict], eval_rows: list[dict], counts: dict,
+                 dropped_rows: dict, *, split_by: str | None = None, held_out: int = 0, what: str = "data") -> Split:
+    """The last steps of every split: eval rows asking a training question dropped (dataset.drop_eval_overlap,
+    counted; `held_out` > 0 rows asked for and none left is an error), the sides counted, the fingerprint."""
+    if cfg.drop_eval_overlap and eval_rows:
+        eval_rows = drop_eval_overlap_counted(train_rows, eval_rows, counts, dropped_rows)
+        if held_out and not eval_rows:
+            raise DataError("every eval row's question also appears in train: no held-out rows remain")
+    counts["train"], counts["eval"] = len(train_rows), len(eval_rows)
+    fingerprint = data_fingerprint(train_rows, eval_rows)
+    log.info("%s %s: %s", what, read.source, counts)
+    return Split(train_rows, eval_rows, read.source, counts, dropped_rows, fingerprint, split_by)
+
+
+def split(read: ReadResult, cfg) -> Split:
+    records, counts, dropped_rows = start_split(read, cfg)
+    records = sample(records, cfg, counts)
     n_eval = eval_count(cfg.eval_size, len(records))
     split_by = getattr(cfg, "split_by", None)
     if split_by:
@@ -165,14 +192,7 @@ def split(read: ReadResult, cfg) -> Split:
         counts["train_groups"] = len({r["group"] for r in train_rows})
     else:
         eval_rows, train_rows = records[:n_eval], records[n_eval:]
-    if cfg.drop_eval_overlap and eval_rows:
-        eval_rows = drop_eval_overlap_counted(train_rows, eval_rows, counts, dropped_rows)
-        if n_eval and not eval_rows:
-            raise DataError("every eval row's question also appears in train: no held-out rows remain")
-    counts["train"], counts["eval"] = len(train_rows), len(eval_rows)
-    fingerprint = data_fingerprint(train_rows, eval_rows)
-    log.info("data %s: %s", read.source, counts)
-    return Split(train_rows, eval_rows, read.source, counts, dropped_rows, fingerprint, split_by)
+    return finish_split(read, cfg, train_rows, eval_rows, counts, dropped_rows, split_by=split_by, held_out=n_eval)
 
 
 def data_fingerprint(train_rows: list[dict], eval_rows: list[dict]) -> str:

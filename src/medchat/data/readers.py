@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from medchat.console import datasets_progress
+from medchat.data.errors import DataError
+from medchat.data.sharegpt import to_messages
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +28,6 @@ SCHEMA_COLUMNS = {
 }
 FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 ROLES = ("system", "user", "assistant")
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file, column or row."""
 
 
 @dataclass
@@ -191,8 +189,6 @@ def normalise(table, cfg, source: str) -> ReadResult:
     id_column = columns.get("id")
     for i, row in enumerate(table):
         if cfg.schema == "sharegpt":
-            from medchat.data.sharegpt import to_messages
-
             row = {**row, columns["messages"]: to_messages(row[columns["messages"]], f"{source} row {i}",
                                                            columns["messages"])}
         if cfg.schema in ("messages", "sharegpt"):

@@ -9,7 +9,7 @@ Roles: human/user -> user, gpt/assistant/chatgpt -> assistant, system -> system.
 
 from __future__ import annotations
 
-from medchat.data.readers import DataError
+from medchat.data.errors import DataError
 
 ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
             "system": "system"}

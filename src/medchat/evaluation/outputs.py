@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from medchat.atomic import write_json
+
 # metric key -> how summary.md names it (and the scale it is on)
 LABELS = {
     "bleu": "BLEU (sacrebleu corpus, 0-100)",
@@ -24,7 +26,7 @@ LABELS = {
 
 
 def _json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    write_json(path, obj)
 
 
 def _fmt(value) -> str:

@@ -18,20 +18,17 @@ import logging
 import math
 
 from medchat import memory
-from medchat.config import ConfigError
 from medchat.hardware import Hardware
 from medchat.speed.microbatch import MicroBatchPlan, choose_micro_batch
 
 log = logging.getLogger(__name__)
 GIB = 2**30
-SWITCHES = ("auto", "true", "false")
 
 
 def _switch(cfg, key: str) -> str:
-    value = str(getattr(cfg.trainer, key)).lower()
-    if value not in SWITCHES:
-        raise ConfigError(f"trainer.{key}={value!r} is not one of {', '.join(SWITCHES)}")
-    return value
+    """trainer.<key> as auto | true | false (YAML booleans arrive as True/False; medchat.config_checks.validate
+    has checked the value against medchat.config.CHOICES)."""
+    return str(getattr(cfg.trainer, key)).lower()
 
 
 def use_fused_lora(cfg, hw: Hardware) -> bool:
@@ -88,9 +85,7 @@ def micro_batch_plan(cfg, hw: Hardware, arch: memory.Arch, *, liger: bool, atten
                      targets) -> MicroBatchPlan | None:
     """The auto micro-batch plan (see medchat.speed.microbatch), or None where it does not apply."""
     t = cfg.trainer
-    value = str(t.micro_batch).lower()
-    if value not in ("auto", "fixed"):
-        raise ConfigError(f"trainer.micro_batch={value!r} is not one of auto, fixed")
+    value = str(t.micro_batch).lower()  # auto | fixed (medchat.config.CHOICES, checked by config_checks.validate)
     budget = memory.memory_budget_bytes(t.memory_budget_gib, hw.gpu_memory_bytes)
     if (value != "auto" or not hw.cuda or hw.fsdp or budget is None
             or memory.normalize_checkpointing(t.gradient_checkpointing) != "auto"):

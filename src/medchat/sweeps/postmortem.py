@@ -113,7 +113,8 @@ def _close(run_dir: Path, run_id: str, reason: str) -> None:
 
     from medchat.runs import read_config
     from medchat.sweeps.state import read_job
-    from medchat.tracking import flatten, wandb_mode
+    from medchat.config import flatten
+    from medchat.tracking import wandb_mode
 
     cfg = OmegaConf.to_container(read_config(run_dir, on_schema=False), resolve=False)  # the job may have died before its adapter
     tracker = cfg["tracker"]
