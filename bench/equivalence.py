@@ -583,7 +583,7 @@ def floor_verdicts(record: dict) -> None:
 
 
 def preference(stage: str, a, tokenizer, tol: dict) -> dict:
-    """stage=dpo|orpo through medchat's own stage builders (stages.preference.trainer_config and build: TRL's
+    """stage=dpo|orpo through medchat's own stage (medchat.stages.stage_for: its trainer_config and build: TRL's
     trainers on medchat's tokenized pairs) twice on the same pairs: the reference plan (sdpa, no Liger, plain
     AdamW) and the plan this machine resolves (on a GPU: flex attention, Liger, whose DPO loss TRL then computes
     with Liger's fused kernel, fused AdamW). Compared: the first step's loss and the loss trajectory (TRL logs
@@ -591,7 +591,8 @@ def preference(stage: str, a, tokenizer, tol: dict) -> dict:
     import datasets
 
     from medchat.plan import resolve
-    from medchat.stages import preference as stages
+    from medchat.stages import stage_for
+    from medchat.stages.base import StageData
 
     cfg = compose(["tracker=none", "trainer.eval_strategy=no", f"stage={stage}", "lora.lora_dropout=0",
                    f"trainer.max_steps={a.steps}", "trainer.logging_steps=1", "trainer.save_steps=100000",
@@ -605,15 +606,16 @@ def preference(stage: str, a, tokenizer, tol: dict) -> dict:
         rows.append({"prompt_ids": d["input_ids"][:p], "chosen_ids": d["input_ids"][p:] + [tokenizer.eos_token_id],
                      "rejected_ids": other["input_ids"][q:] + [tokenizer.eos_token_id]})
     ds = datasets.Dataset.from_list(rows)
-    planned = stages.stage_plan(resolve(cfg), None)
+    medchat_stage = stage_for(cfg.stage)
+    planned = medchat_stage.plan(resolve(cfg), cfg.model, cfg.dataset)  # no stage.init_from: a fresh adapter
     ref_plan = replace(planned, liger=False, optim="adamw_torch",
                        model=replace(planned.model, train_attention="sdpa"))
     out = {"plan": planned.describe(), "pairs": len(rows)}
     for name, plan in (("ref", ref_plan), ("defaults", planned)):
-        args = stages.trainer_config(cfg, a.work / f"{stage}-{name}", plan)
+        args = medchat_stage.trainer_config(cfg.trainer, cfg.tracker, a.work / f"{stage}-{name}", plan)
         torch.manual_seed(0)
         t0 = time.perf_counter()
-        model, trainer = stages.build(cfg, plan, None, tokenizer, ds, None, args, [])
+        model, trainer = medchat_stage.build(plan, cfg.lora, cfg.trainer, tokenizer, StageData(None, ds, None, {}), args, [])
         trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         out[name] = {"losses": losses, "seconds": round(time.perf_counter() - t0, 1),

@@ -14,10 +14,10 @@ saved again pre-quantized, so every setup loads the same 4-bit weights in second
 lengths of the real iCliniq consultations (bench/icliniq_lengths.json, made by bench/lengths.py): random
 ids, the prompt masked out of the loss, the answer trained, as medchat's tokenizer output would be.
 
-- `medchat*` setups go through medchat's own builders in the order medchat.pipeline uses them
-  (plan.resolve, training.sft_config, modeling.load_model, modeling.apply_lora, training.build_trainer,
-  training.run_trainer)
-  with the config composed from conf/ plus the overrides listed per setup; `auto` values resolve on the GPU.
+- `medchat*` setups go through medchat's own path: the run plan and the stage's TRL config as medchat.pipeline.train
+  makes them (plan.resolve, stage.plan, stage.trainer_config), then medchat.pipeline.fit itself (the SFT stage's
+  model, LoRA and trainer, training.run_trainer, the adapter saved), with the config composed from conf/ plus
+  the overrides listed per setup; `auto` values resolve on the GPU.
 - `baseline` is what the well-known QLoRA notebooks do: prepare_model_for_kbit_training (fp32 upcast of the
   non-quantized weights), reentrant checkpointing, paged AdamW 32-bit, rows padded per batch of 4, no packing.
 
@@ -201,6 +201,15 @@ def timer_callback(warmup: int, timed: int, profile_dir: Path | None):
         def __init__(self):
             self.marks = []
             self.prof = None
+            self.began = None  # time.time() when training began (the model built and placed)
+            self.model_config = None
+            self.adapter_dtype = None
+
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            self.began = time.time()
+            if model is not None:
+                self.model_config = model.config
+                self.adapter_dtype = str(next(p.dtype for p in model.parameters() if p.requires_grad))
 
         def on_step_end(self, args, state, control, **kw):
             if torch.cuda.is_available():
@@ -283,45 +292,48 @@ def compose(overrides: list[str]):
         return hydra_compose("config", overrides=overrides)
 
 
-def medchat_trainer(name: str, overrides: list[str], model_dir: Path, ds, work: Path):
-    """The trainer medchat.pipeline builds, from the composed config (no eval, no tracker)."""
-    from transformers import set_seed
-
-    from medchat import modeling, training
+def medchat_fit(name: str, overrides: list[str], model_dir: Path, ds, work: Path, timer):
+    """A run of medchat.pipeline.fit (no eval, no tracker) on the composed config, timed by `timer`;
+    -> (metrics, cfg, info)."""
+    from medchat import modeling, pipeline, training
     from medchat.plan import resolve
+    from medchat.stages import stage_for
+    from medchat.stages.base import StageData
 
     cpu = [] if torch.cuda.is_available() else ["model.dtype=float32"]  # the CPU smoke run
     cfg = compose(COMMON + [f"model.name_or_path={model_dir}", "model.chat_template=null"] + cpu + overrides)
     run_dir = work / "runs" / name
-    plan = resolve(cfg)
-    args = training.sft_config(cfg, run_dir, plan)
+    stage = stage_for(cfg.stage)
+    plan = stage.plan(resolve(cfg), cfg.model, cfg.dataset)
+    args = stage.trainer_config(cfg.trainer, cfg.tracker, run_dir, plan)
     tokenizer = modeling.load_tokenizer(cfg.model)
-    set_seed(cfg.trainer.seed)
-    model = modeling.load_model(plan.model)
-    model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, plan.target_modules))
+    data = StageData(None, ds, None, {})
+    keep = training.keep_adapter_fp32
     if name == "medchat_adapter_bf16":  # measure what keeping the adapter in fp32 costs
-        keep, training.keep_adapter_fp32 = training.keep_adapter_fp32, lambda m: None
-        trainer = training.build_trainer(cfg, plan, model, tokenizer, ds, None, args)
+        training.keep_adapter_fp32 = lambda m: None
+    try:
+        metrics = pipeline.fit(stage, plan, run_dir, args, tokenizer, data, cfg.trainer, cfg.lora, callbacks=[timer])
+    finally:
         training.keep_adapter_fp32 = keep
-    else:
-        trainer = training.build_trainer(cfg, plan, model, tokenizer, ds, None, args)
-    every = (args.gradient_checkpointing_kwargs or {}).get("every_n_layers", 1)
-    layers = model.config.num_hidden_layers
+    speed = metrics["speed"]
+    every = speed["checkpoint_every_n_layers"]
+    layers = timer.model_config.num_hidden_layers
     info = {
         "overrides": overrides,
         "micro_batch": f"{args.per_device_train_batch_size}x{cfg.trainer.max_length} packed, "
                        f"accumulation {args.gradient_accumulation_steps}",
         "micro_batch_rows": args.per_device_train_batch_size,
-        "activation_offloading": bool(getattr(args, "activation_offloading", False)),
-        **getattr(trainer, "medchat_speed", {}),
-        "attn_implementation": model.config._attn_implementation,
-        "use_liger_kernel": bool(args.use_liger_kernel),
-        "optim": str(getattr(args.optim, "value", args.optim)),
-        "checkpointed_layers": (-(-layers // every)) if args.gradient_checkpointing else 0,
-        "adapter_dtype": str(next(p.dtype for p in model.parameters() if p.requires_grad)),
+        "activation_offloading": speed["activation_offloading"],
+        "fused_lora_projections": speed.get("fused_lora_projections", 0),
+        "compiled_layers": speed.get("compiled_layers", 0),
+        "attn_implementation": speed["attn_implementation"],
+        "use_liger_kernel": speed["use_liger_kernel"],
+        "optim": speed["optim"],
+        "checkpointed_layers": (-(-layers // every)) if speed["gradient_checkpointing"] else 0,
+        "adapter_dtype": timer.adapter_dtype,
         "lora_dropout": cfg.lora.lora_dropout,
     }
-    return trainer, cfg, info
+    return metrics, cfg, info
 
 
 def baseline_trainer(model_dir: Path, ds, work: Path, steps: int):
@@ -392,7 +404,7 @@ def finish_unsloth(result: dict, peak_tflops: float | None) -> dict:
 
 
 def run_setup(name: str, model_dir: Path, ds, work: Path, a, peak_tflops: float | None, profile: bool) -> dict:
-    from medchat import memory, training
+    from medchat import memory
 
     if SETUPS[name] == "unsloth":
         return finish_unsloth(unsloth_setup(name, model_dir, a), peak_tflops)
@@ -401,21 +413,20 @@ def run_setup(name: str, model_dir: Path, ds, work: Path, a, peak_tflops: float 
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
+    timer = timer_callback(a.warmup, a.steps, Path(a.out).parent if profile and a.out else work if profile else None)
     if name == "baseline":
         trainer, cfg, info = baseline_trainer(model_dir, ds, work, steps)
-    else:
-        trainer, cfg, info = medchat_trainer(name, SETUPS[name] + [f"trainer.max_steps={steps}"], model_dir, ds, work)
-    timer = timer_callback(a.warmup, a.steps, Path(a.out).parent if profile and a.out else work if profile else None)
-    trainer.add_callback(timer)
-    load_s = time.time() - t0
-    if cfg is None:
+        trainer.add_callback(timer)
         trainer.train()
+        final_loss, model_config = trainer.state.log_history[-1].get("train_loss"), trainer.model.config
+        del trainer
     else:
-        training.run_trainer(trainer, cfg)
+        metrics, cfg, info = medchat_fit(name, SETUPS[name] + [f"trainer.max_steps={steps}"], model_dir, ds, work, timer)
+        final_loss, model_config = metrics["train_loss"], timer.model_config
+    load_s = timer.began - t0
     result = {"setup": name, **info, **timer.result(), "load_seconds": round(load_s, 1),
-              "total_seconds": round(time.time() - t0, 1), "final_loss": trainer.state.log_history[-1].get("train_loss")}
-    model = trainer.model
-    arch = memory.Arch.from_config(model.config)
+              "total_seconds": round(time.time() - t0, 1), "final_loss": final_loss}
+    arch = memory.Arch.from_config(model_config)
     linear = arch.layers * arch.linear_params_per_layer() + arch.vocab * arch.hidden  # + lm_head
     frac = result["checkpointed_layers"] / arch.layers
     if torch.cuda.is_available():
@@ -433,7 +444,6 @@ def run_setup(name: str, model_dir: Path, ds, work: Path, a, peak_tflops: float 
         result["mfu"] = round(tps * 4 * linear / (peak_tflops * 1e12), 3)
         result["hfu"] = round(tps * (4 + 2 * frac) * linear / (peak_tflops * 1e12), 3)
         result["limit_tokens_per_s_per_gpu"] = round(peak_tflops * 1e12 / ((4 + 2 * frac) * linear))
-    del trainer, model
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -31,11 +31,12 @@ def build_all(cfg, tmp_path):
     run_plan = plan.resolve(cfg, Hardware(), config=transformers.LlamaConfig(**SMALL_LLAMA))
     assert modeling.resolve_target_modules(cfg.lora, LLAMA_LINEAR) == list(run_plan.target_modules)
     if cfg.stage.name == "sft":
-        args = training.sft_config(cfg, tmp_path, run_plan)
+        args = training.sft_config(cfg.trainer, cfg.tracker, tmp_path, run_plan)
     else:
-        from medchat.stages.preference import stage_plan, trainer_config
+        from medchat.stages import stage_for
+        from medchat.stages.preference import stage_plan
 
-        args = trainer_config(cfg, tmp_path, stage_plan(run_plan, None))
+        args = stage_for(cfg.stage).trainer_config(cfg.trainer, cfg.tracker, tmp_path, stage_plan(run_plan, None))
     lora = modeling.lora_config(cfg.lora, run_plan.target_modules)
     bnb = modeling.quantization_config(run_plan.model.quant)
     return args, lora, bnb
@@ -125,7 +126,7 @@ def test_bad_values_fail_validation_naming_the_key(override, key):
 def test_unknown_optimizer_is_rejected_by_the_real_constructor(tmp_path):
     with pytest.raises(ValueError, match="bogus"):
         cfg = compose("trainer.optim=bogus")
-        training.sft_config(cfg, tmp_path, plan.resolve(cfg, Hardware()))
+        training.sft_config(cfg.trainer, cfg.tracker, tmp_path, plan.resolve(cfg, Hardware()))
 
 
 def test_checkpointing_goes_under_the_names_the_installed_transformers_takes(tmp_path):
@@ -142,5 +143,5 @@ def test_checkpointing_goes_under_the_names_the_installed_transformers_takes(tmp
     cfg = compose("trainer.gradient_checkpointing=true")
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # the installed transformers: no deprecation warning
-        args = training.sft_config(cfg, tmp_path, plan.resolve(cfg, Hardware()))
+        args = training.sft_config(cfg.trainer, cfg.tracker, tmp_path, plan.resolve(cfg, Hardware()))
     assert args.gradient_checkpointing is True and args.gradient_checkpointing_kwargs["use_reentrant"] is False

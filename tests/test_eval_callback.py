@@ -29,7 +29,8 @@ def test_generation_metrics_and_samples_go_to_tensorboard(tmp_path, tiny_dir, ti
 
     cfg = compose(*FAST, "tracker=tensorboard", "eval.do_sample=true")
     records = load_split(cfg.dataset).eval
-    [cb] = generation_callbacks(cfg, tiny_tokenizer, records, tmp_path)
+    [cb] = generation_callbacks(cfg.eval, tiny_tokenizer, records, tmp_path,
+                                prompt_format=cfg.dataset.prompt_format, backend=cfg.tracker.backend)
     model = modeling.load_model(model_plan(ModelConfig(dtype="float32"), QuantConfig(mode="none"), Hardware(),
                                         str(tiny_dir)))
     torch.manual_seed(1234)

@@ -4,6 +4,7 @@ eval.jsonl) are opened by medchat.runs only."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 from pathlib import Path
 
@@ -173,3 +174,53 @@ def test_every_entry_point_opens_its_run_through_runs(trained_run, monkeypatch):
         with pytest.raises(Opened):
             call()
         assert opened[before:] == [trained_run], name
+
+
+# Only these take the whole composed training config; every other function gets the sections it uses (issue 20).
+# inspect.py is `python -m medchat.inspect`: like `python -m medchat.plan`, it shows what train.py would do with a
+# whole composed config (its checks, data, tokenizer and plan).
+WHOLE_CONFIG_TAKERS = {"medchat/pipeline.py", "medchat/plan.py", "medchat/config_checks.py", "medchat/inspect.py"}
+WHOLE_CONFIG_TAKER_DIRS = ("medchat/sweeps/",)  # the sweep launcher's machinery
+
+
+def _sections_read(fn: ast.AST, name: str, class_attrs: dict[str, set[str]]) -> set[str]:
+    """Attributes read on parameter `name` inside `fn` (name.X), plus those read on self.Y where fn stores it as Y."""
+    read = {n.attr for n in ast.walk(fn) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+            and n.value.id == name}
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Name) and n.value.id == name:
+            for target in n.targets:
+                if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+                    read |= class_attrs.get(target.attr, set())
+    return read
+
+
+def test_no_function_outside_the_pipeline_takes_the_whole_training_config():
+    from medchat.config import Config
+    from medchat.evaluation.config import EvaluateConfig
+
+    sections = {f.name for f in dataclasses.fields(Config)}
+    # evaluate.py's own composed config also has `model` and `quant` sections: reading only those is not this
+    evaluate_sections = {f.name for f in dataclasses.fields(EvaluateConfig)}
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel in WHOLE_CONFIG_TAKERS or rel.startswith(WHOLE_CONFIG_TAKER_DIRS):
+            continue
+        tree = ast.parse(path.read_text())
+        for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)] + [tree]:
+            # self.X.Y read anywhere in the class: what a parameter stored as self.X is used for
+            class_attrs: dict[str, set[str]] = {}
+            for n in ast.walk(cls):
+                if (isinstance(n, ast.Attribute) and isinstance(n.value, ast.Attribute)
+                        and isinstance(n.value.value, ast.Name) and n.value.value.id == "self"):
+                    class_attrs.setdefault(n.value.attr, set()).add(n.attr)
+            for fn in ast.walk(cls):
+                if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                for arg in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs:
+                    annotation = ast.unparse(arg.annotation) if arg.annotation is not None else ""
+                    used = _sections_read(fn, arg.arg, class_attrs if cls is not tree else {}) & sections
+                    if (len(used) >= 2 and used - evaluate_sections) or annotation.rsplit(".", 1)[-1] == "Config":
+                        offenders.append(f"{rel}:{fn.lineno} {fn.name}({arg.arg}) reads {sorted(used)}")
+    assert not sorted(set(offenders)), "\n".join(sorted(set(offenders)))

@@ -30,7 +30,7 @@ def test_auto_choices_without_a_gpu(tmp_path):
     cfg = compose("trainer.gradient_checkpointing=auto")
     p = plan.resolve(cfg, CPU)
     assert not p.checkpointing.enabled and "no GPU" in p.checkpointing.reason
-    args = training.sft_config(cfg, tmp_path, p)
+    args = training.sft_config(cfg.trainer, cfg.tracker, tmp_path, p)
     assert (args.gradient_checkpointing, args.use_liger_kernel, args.optim) == (False, False, "adamw_torch")
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         plan.choose_liger("true", CPU)
@@ -116,7 +116,7 @@ def test_auto_plan_on_a_gpu_from_the_config(tmp_path):
 
 
 def _sft(cfg, tmp_path):
-    return training.sft_config(cfg, tmp_path, plan.resolve(cfg, CPU))
+    return training.sft_config(cfg.trainer, cfg.tracker, tmp_path, plan.resolve(cfg, CPU))
 
 
 def test_explicit_checkpointing_values(tmp_path):
@@ -179,7 +179,7 @@ def test_out_of_memory_says_how_to_fit(tmp_path):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     with pytest.raises(torch.OutOfMemoryError) as err:
-        training.run_trainer(Trainer(), cfg)
+        training.run_trainer(Trainer(), cfg.trainer)
     text = str(err.value)
     assert "per_device_train_batch_size (now 8)" in text and "gradient_checkpointing=true" in text
     assert "Tried to allocate 2.00 GiB" in text

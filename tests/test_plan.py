@@ -126,7 +126,8 @@ def test_the_training_callback_generates_with_the_generation_attention(tiny_dir,
                                                 QuantConfig(mode="none"), Hardware(), str(tiny_dir)))
     cfg = compose("eval.every_steps=1", "eval.num_samples=2", "eval.max_new_tokens=2", "eval.metrics=[bleu]",
                   "tracker=none", "dataset.n=20", "dataset.eval_size=4")
-    [cb] = callback.generation_callbacks(cfg, tiny_tokenizer, load_split(cfg.dataset).eval, tmp_path, "sdpa")
+    [cb] = callback.generation_callbacks(cfg.eval, tiny_tokenizer, load_split(cfg.dataset).eval, tmp_path, "sdpa",
+                                         prompt_format=cfg.dataset.prompt_format, backend=cfg.tracker.backend)
     during = []
     real = callback.generate
 
@@ -185,4 +186,4 @@ def test_the_planned_cadence_reaches_the_trainer_and_explicit_settings_win(tmp_p
         cfg = compose("trainer.packing=false", *unset, *overrides)
         p = plan.with_data(plan.resolve(cfg, Hardware()), cfg, train_rows=19000, train_tokens=None, eval_rows=1000,
                            eval_tokens=None)
-        assert training.sft_config(cfg, tmp_path, p).eval_steps == every, overrides
+        assert training.sft_config(cfg.trainer, cfg.tracker, tmp_path, p).eval_steps == every, overrides

@@ -181,7 +181,8 @@ def test_trained_labels_are_exactly_the_doctor_turns(family, packing, tmp_path):
     from medchat.hardware import Hardware
 
     plan = run_plan.resolve(cfg, Hardware(), config=config)  # the saved dir holds a tokenizer only
-    trainer = training.build_trainer(cfg, plan, model, tokenizer, ds, None, training.sft_config(cfg, tmp_path, plan))
+    args = training.sft_config(cfg.trainer, cfg.tracker, tmp_path, plan)
+    trainer = training.build_trainer(cfg.trainer, plan, model, tokenizer, ds, None, args)
     spans, labelled = _label_spans(trainer, tokenizer)
     assert spans == _expected_spans(tokenizer, FAMILIES[name]["end"]), name
     end_id = tokenizer.convert_tokens_to_ids(FAMILIES[name]["end"])

@@ -357,7 +357,8 @@ def test_auto_micro_batch_plan_on_a_gpu_shaped_machine(tmp_path):
     cpu_flags = run_plan.resolve(mistral_cfg(tmp_path), Hardware())
     import dataclasses
 
-    args = training.sft_config(mistral_cfg(tmp_path), tmp_path, dataclasses.replace(
+    mistral = mistral_cfg(tmp_path)
+    args = training.sft_config(mistral.trainer, mistral.tracker, tmp_path, dataclasses.replace(
         p, precision="fp32", use_cpu=True, optim=cpu_flags.optim, liger=False))
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps, args.activation_offloading,
             args.gradient_checkpointing) == (2, 2, True, True)

@@ -42,7 +42,7 @@ def test_stage_keys_are_trl_config_names_and_the_trainer_hooks_exist():
     from trl import DPOConfig, DPOTrainer
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-    from medchat.stages.checks import DPO_LOSS_TYPES
+    from medchat.stages.dpo import DPO_LOSS_TYPES
 
     dpo = inspect.signature(DPOConfig).parameters
     for f in dataclasses.fields(StageConfig):

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class Attempt:
-    def __init__(self, run_dir: Path, cfg, main: bool):
-        self.run_dir, self.cfg, self.main = run_dir, cfg, main
+    def __init__(self, run_dir: Path, resume_setting, main: bool):
+        """`resume_setting`: trainer.resume (auto | true | false), how medchat.resume.decide treats a checkpoint."""
+        self.run_dir, self.resume_setting, self.main = run_dir, resume_setting, main
         self.decision: resume.Decision | None = None
 
     @property
@@ -34,7 +35,7 @@ class Attempt:
     def claim(self, ckpt_dir: Path) -> resume.Decision:
         """Before any data or weights load: may this run dir be trained into, and from which checkpoint."""
         try:
-            self.decision = resume.decide(self.run_dir, self.cfg.trainer.resume, ckpt_dir)
+            self.decision = resume.decide(self.run_dir, self.resume_setting, ckpt_dir)
         except rundir.RunDirInUse:
             if self.main:
                 resume.restore_hydra_files(self.run_dir)
@@ -59,11 +60,15 @@ class Attempt:
             raise OSError(e.errno, f"run dir {self.run_dir} is not writable ({e.strerror}): free space or "
                           "choose another hydra.run.dir") from e
 
-    def record(self, cfg_yaml: str, plain_cfg: dict, split, tokenization: dict, shape: dict | None = None) -> None:
+    def record(self, cfg_yaml: str, plain_cfg: dict, split, tokenization: dict, plan: dict, *, world_size: int,
+               per_device_train_batch_size: int, gradient_accumulation_steps: int) -> None:
         """Write the run dir's record of this attempt (main process only). The W&B run id is medchat.tracking's
-        (RUN/wandb_run_id), so a resume continues the W&B run without anything kept here. `shape`: the attempt's
-        length and batch (medchat.resume.run_shape), which a resume may change only with trainer.resume=true."""
+        (RUN/wandb_run_id), so a resume continues the W&B run without anything kept here. The attempt's length
+        and batch (medchat.resume.run_shape: what the LR schedule is built for) may change on a resume only with
+        trainer.resume=true. `plan`: this attempt's run plan (RunPlan.to_dict()), RUN/plan.json for every attempt
+        (the tracker logs it; a resume on other hardware re-plans)."""
         run_dir = self.run_dir
+        shape = resume.run_shape(plain_cfg, world_size, per_device_train_batch_size, gradient_accumulation_steps)
         if self.checkpoint:
             try:
                 resume.check_same_run(run_dir, plain_cfg, split.fingerprint, self.checkpoint, self.main, shape)
@@ -73,6 +78,7 @@ class Attempt:
                 raise
             if self.main:
                 rundir.write_status(run_dir, "running", resumed_from=self.checkpoint)
+                write_json(run_dir / rundir.PLAN_FILE, plan, ensure_ascii=True)
             return
         if not self.main:
             return
@@ -83,6 +89,13 @@ class Attempt:
         write_text(run_dir / "eval.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in split.eval))
         write_json(run_dir / "provenance.json", provenance.collect(split.fingerprint, split.source))
         resume.start_first(run_dir, plain_cfg, split.fingerprint, resume.hydra_files(run_dir), shape)
+        write_json(run_dir / rundir.PLAN_FILE, plan, ensure_ascii=True)
+
+    def done(self, metrics: dict) -> None:
+        """A finished attempt: RUN/metrics.json, then status done (main process only)."""
+        if self.main:
+            write_json(self.run_dir / "metrics.json", metrics)
+            rundir.write_status(self.run_dir, "done")
 
     def ended(self, error: BaseException, tracker) -> None:
         """Status and tracker for an attempt that raised: interrupted (resumable) or failed."""

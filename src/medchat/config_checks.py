@@ -13,7 +13,6 @@ import typing
 from typing import Any
 
 from medchat.config import CHOICES, ConfigError, GenerationSettings
-from medchat.stages.checks import validate_stage
 
 # YAML booleans arrive as "True"/"False" in these str fields (they also take "auto").
 LOWERCASED = ("trainer.gradient_checkpointing", "trainer.use_liger_kernel", "trainer.fused_lora", "trainer.compile",
@@ -65,7 +64,6 @@ def validate(cfg: Any) -> None:
     if cfg.dataset.path is None and cfg.dataset.hub_id is None and not cfg.dataset.sources:
         raise ConfigError("dataset.path, dataset.hub_id or dataset.sources must be set")
     _validate_sources(cfg.dataset)
-    GenerationSettings.check(cfg.eval, "eval.")  # the same rules as evaluate.py's and chat's generation keys
     if cfg.eval.every_steps is not None:
         if cfg.eval.every_steps <= 0 or cfg.eval.num_samples <= 0:
             raise ConfigError("eval.every_steps and eval.num_samples must be > 0")
@@ -77,7 +75,7 @@ def validate(cfg: Any) -> None:
     _validate_best_and_early(cfg.trainer)
     if cfg.trainer.eval_strategy != "no" and cfg.dataset.eval_size == 0:
         raise ConfigError("trainer.eval_strategy needs eval rows: set dataset.eval_size > 0 or trainer.eval_strategy=no")
-    validate_stage(cfg)  # stage.* (dpo/orpo), kept beside the stages
+    GenerationSettings.check(cfg.eval, "eval.")  # the same rules as evaluate.py's and chat's generation keys
 
 
 def _validate_best_and_early(t) -> None:

@@ -53,21 +53,21 @@ def steps_per_epoch(batch, world_size: int, train_rows: int) -> int:
     return max(math.ceil(batches / batch.gradient_accumulation_steps), 1)
 
 
-def evaluation_plan(cfg, batch, world_size: int, *, train_rows: int | None = None,
+def evaluation_plan(trainer_cfg, batch, world_size: int, *, packing: bool = False, train_rows: int | None = None,
                     train_tokens: int | None = None, eval_rows: int | None = None,
                     eval_tokens: int | None = None) -> EvalPlan:
     """trainer.eval_strategy / eval_steps and the run plan's `batch` (its BatchPlan) -> how often the held-out
-    rows are scored.
+    rows are scored. `packing`: the stage's trainer packs rows (trainer.packing, SFT only).
 
     eval_steps unset: every max(MIN_EVAL_EVERY, planned steps / EVALUATIONS_PER_RUN) steps, so that a long run on
     a large dataset evaluates about ten times and a short one does not evaluate every few steps. With
     load_best_model_at_end or early stopping the interval divides trainer.save_steps (only evaluated checkpoints
     can be the best). Packed rows are made by the trainer: their number is estimated as the training tokens
     over trainer.max_length (best-fit-decreasing packing fills rows nearly full)."""
-    t = cfg.trainer
+    t = trainer_cfg
     per_epoch, packed = None, False
     if train_rows is not None:
-        packed = bool(t.packing) and cfg.stage.name == "sft" and train_tokens is not None
+        packed = packing and train_tokens is not None
         rows = max(math.ceil(train_tokens / t.max_length), 1) if packed else train_rows
         per_epoch = steps_per_epoch(batch, world_size, rows)
     steps, exact = None, False

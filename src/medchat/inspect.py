@@ -109,9 +109,11 @@ def inspect(cfg, n: int = 3, color: bool = False, html_path: Path | None = None,
     from medchat import data, modeling
     from medchat.config_checks import validate
     from medchat.formatting import tokenize_conversation
+    from medchat.stages import stage_for
 
     out = out or sys.stdout  # looked up now: a caller (or pytest) may have replaced sys.stdout
     validate(cfg)
+    stage_for(cfg.stage).check(cfg.dataset)
     split = data.load_split(cfg.dataset)
     tokenizer = modeling.load_tokenizer(cfg.model)  # the tokenizer only: no model weights are read
     fmt, max_length = cfg.dataset.prompt_format, cfg.trainer.max_length

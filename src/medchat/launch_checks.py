@@ -1,4 +1,4 @@
-"""Checks that refuse a launch before anything is loaded, and the advice printed when a step runs out of memory.
+"""Checks that refuse a launch before anything is loaded.
 
 Each takes the machine as a `medchat.hardware.Hardware` value, so a CPU test can ask what a GPU machine
 (or a two-process launch on one GPU) would be told.
@@ -128,14 +128,3 @@ def check_quantization(quant_cfg, hw: Hardware) -> None:
         raise ConfigError(f"quant.mode={quant_cfg.mode}: bitsandbytes does not run on Apple MPS; use quant=none")
     if quant_cfg.compute_dtype == "bfloat16" and hw.cuda and not hw.bf16:
         raise ConfigError("quant.compute_dtype=bfloat16: this GPU has no bf16 support; use auto or float16")
-
-
-def oom_advice(cfg, every_layer_checkpointed: bool) -> str:
-    t = cfg.trainer
-    tips = [f"lower trainer.per_device_train_batch_size (now {t.per_device_train_batch_size}) and raise "
-            f"trainer.gradient_accumulation_steps (now {t.gradient_accumulation_steps}) to keep the batch",
-            f"lower trainer.max_length (now {t.max_length})"]
-    if not every_layer_checkpointed:
-        tips.insert(0, "set trainer.gradient_checkpointing=true (checkpoint every layer), or lower "
-                       "trainer.memory_budget_gib so that auto checkpoints more layers")
-    return "the training step ran out of GPU memory. To fit it: " + "; ".join(tips)

@@ -58,8 +58,8 @@ def eval_table(eval_metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _training_rows(cfg, metrics: dict) -> list[tuple[str, str]]:
-    lora, quant = cfg.lora, cfg.quant
+def _training_rows(lora, quant, trainer, metrics: dict) -> list[tuple[str, str]]:
+    """The run's lora.*, quant.* and trainer.* sections and its metrics -> the card's training table."""
     rows = [
         ("LoRA rank / alpha / dropout", f"{lora.r} / {lora.lora_alpha} / {lora.lora_dropout}"),
         ("LoRA target modules", _fmt(metrics.get("target_modules") or lora.get("target_modules") or lora.targets)),
@@ -70,7 +70,6 @@ def _training_rows(cfg, metrics: dict) -> list[tuple[str, str]]:
     quant_text = quant.mode if quant.mode in ("none", "int8") else (
         f"{quant.mode} 4-bit (QLoRA), double quant {quant.double_quant}, compute {quant.compute_dtype}")
     rows.append(("Base weights during training", quant_text))
-    trainer = cfg.trainer
     rows += [(k, _fmt(trainer.get(k))) for k in TRAINER_KEYS if k in trainer]
     if metrics.get("trainable_parameters"):
         share = 100 * metrics["trainable_parameters"] / metrics["total_parameters"]
@@ -185,7 +184,7 @@ def card_context(run: Run | str | Path, kind: str, repo_id: str | None, dtype: s
         "fingerprint": split.get("fingerprint", "unknown"),
         "counts": [(k.replace("_", " "), _fmt(v)) for k, v in counts.items()],
         "train_rows": counts.get("train", "?"),
-        "training_rows": _training_rows(cfg, metrics),
+        "training_rows": _training_rows(cfg.lora, cfg.quant, cfg.trainer, metrics),
         "result_rows": _result_rows(metrics),
         "eval_table": eval_table(evaluation),
         "eval_rows": evaluation.get("rows", "?"),

@@ -27,14 +27,14 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 # ----- tokenizer ---------------------------------------------------------------------------------------
 
 def model_path(model_cfg) -> str:
-    if model_cfg.name_or_path == "tiny":
-        from medchat.tiny import tiny_model_dir
-
-        return str(tiny_model_dir(model_cfg.tiny))
     from medchat.pretrained import is_packaged, packaged_model_dir
 
     if is_packaged(model_cfg.name_or_path):  # e.g. packaged:smollm2-135m-instruct (medchat.pretrained)
         return str(packaged_model_dir(model_cfg.name_or_path))
+    if model_cfg.name_or_path == "tiny":
+        from medchat.tiny import tiny_model_dir
+
+        return str(tiny_model_dir(model_cfg.tiny))
     return model_cfg.name_or_path
 
 

@@ -1,13 +1,22 @@
 """One training run, top to bottom: `train(cfg)` is what `train.py` calls and what tests call.
 
-Everything that can fail on bad input (config values, data files, columns, LoRA targets, quantization)
-is checked before the model's weights are loaded. Every `auto` and hardware-dependent choice is resolved
-once, into the run plan (medchat.plan), which is logged, saved as RUN/plan.json and handed to the builders.
-The run dir is the run's contract with evaluation, sweeps, reports and export (which open it through
-medchat.runs): see README "Run dir".
+`train` is the only place that holds the whole composed config: every module it calls gets the section it
+needs. In order:
 
-`stage=dpo|orpo` (preference tuning) runs through the same steps; medchat.stages.preference supplies what
-differs (the SFT run it continues, its TRL config, pairs, trainer and reward metrics).
+1. checks without weights (medchat.config_checks: names, values, and the stage's own stage.* checks);
+2. the run plan (medchat.plan): every `auto` and hardware-dependent choice resolved once (it also rejects what
+   the machine cannot do, and says where the tokenized cache lives), then adjusted by the stage;
+3. the run dir claimed (medchat.attempt: refuses a finished run, finds the checkpoint to resume);
+4. the tokenizer (medchat.modeling), the stage's rows, tokenized (medchat.stages: sft through medchat.data and
+   its cache, dpo/orpo pairs through medchat.data.preference), the evaluation cadence from their counts;
+5. the stage's TRL config; the run dir's record of this attempt (config.yaml, split.json, eval.jsonl,
+   provenance.json, attempts.json, plan.json), written before the first step;
+6. `fit`: the stage's model and trainer (medchat.stages, medchat.training), held-out loss before, training,
+   held-out loss after, the adapter saved atomically, the metrics; then the tracker's summary and metrics.json.
+
+The stage (`stage=sft|dpo|orpo`, medchat.stages.stage_for) is one object behind one protocol
+(medchat.stages.base.Stage): `train` calls it and never asks which stage it is. The run dir is the run's
+contract with evaluation, sweeps, reports and export (which open it through medchat.runs): see README "Run dir".
 """
 
 from __future__ import annotations
@@ -19,16 +28,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from medchat import data, modeling, resume, rundir, training
+from medchat import modeling, training
 from medchat import plan as run_plan
 from medchat.atomic import write_json
 from medchat.attempt import Attempt
 from medchat.config import Config
 from medchat.config_checks import check_keys, validate
-from medchat.data.cache import tokenized
-from medchat.evaluation.perplexity import PERPLEXITY_DEFINITION
+from medchat.evaluation.callback import generation_callbacks
 from medchat.preemption import Interrupted, PreemptionCallback, StopRequest
-from medchat.stages import preference as pref
+from medchat.stages import stage_for
 from medchat.tracking import Tracker, is_main_process
 
 log = logging.getLogger(__name__)
@@ -60,56 +68,48 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     # 1. Everything checkable without weights.
     check_keys(cfg, Config)  # `+key=`, `++key=` and YAML typos get past Hydra's struct mode
-    validate(cfg)  # stage.* too (medchat.stages.checks)
-    sft = cfg.stage.name == "sft"
+    validate(cfg)
+    stage = stage_for(cfg.stage)
+    stage.check(cfg.dataset)  # stage.*, by the stage itself
     plan = run_plan.resolve(cfg)  # also rejects what the machine cannot do (precision, Liger, quantization)
-    init = None
-    if not sft:  # DPO's stage.init_from run opened and checked against this base (medchat.runs) before loading
-        init = pref.open_init_run(cfg, plan)
-        plan = pref.stage_plan(plan, init)
+    # DPO's stage.init_from run is opened and checked against this base (medchat.runs) before loading
+    plan = stage.plan(plan, cfg.model, cfg.dataset)
     log.info("%s", plan.describe())
-    attempt = Attempt(run_dir, cfg, main)
+    attempt = Attempt(run_dir, cfg.trainer.resume, main)
     attempt.claim(training.checkpoints_dir(run_dir))  # refuses a done run; finds the checkpoint to resume, if any
     _wait_for_all_ranks(plan.world_size)  # every rank has checked the run dir before the main one writes its status
     tokenizer = modeling.load_tokenizer(cfg.model)
-    if sft:
-        split = data.load_split(cfg.dataset)
-        # rows over trainer.max_length are cut or dropped and counted there, cached or not
-        train_ds, eval_ds, tokenization, tokenized_cache = tokenized(
-            split, tokenizer, cfg.dataset.prompt_format, cfg.trainer.max_length, run_dir,
-            truncation=cfg.trainer.truncation, use_cache=cfg.dataset.cache_tokenized, num_proc=cfg.dataset.num_proc)
-    else:  # pairs: tokenized (and cut or dropped, counted) in medchat.data.preference, not cached
-        split, train_ds, eval_ds, tokenization = pref.load_data(cfg, tokenizer, init)
-        tokenized_cache = None
+    data = stage.data(cfg.dataset, cfg.trainer, tokenizer, run_plan.tokenized_cache_dir(run_dir))
     # how many rows are scored how often: from the data's rows and tokens (trainer.eval_steps unset: ~10 times)
-    plan = run_plan.with_data(plan, cfg, train_rows=len(train_ds), train_tokens=token_count(train_ds),
-                              eval_rows=len(eval_ds) if eval_ds is not None else 0, eval_tokens=token_count(eval_ds))
+    plan = run_plan.with_data(plan, cfg, train_rows=len(data.train), train_tokens=token_count(data.train),
+                              eval_rows=len(data.eval) if data.eval is not None else 0,
+                              eval_tokens=token_count(data.eval))
     log.info("%s", plan.evaluation.describe())
-    args = training.sft_config(cfg, run_dir, plan) if sft else pref.trainer_config(cfg, run_dir, plan)
+    args = stage.trainer_config(cfg.trainer, cfg.tracker, run_dir, plan)
 
     # 2. The run dir records what is about to happen before the first step (a resume: checked against it).
     plain_cfg = OmegaConf.to_container(cfg, resolve=True)
-    shape = resume.run_shape(plain_cfg, plan.world_size, args.per_device_train_batch_size,
-                             args.gradient_accumulation_steps)  # what the LR schedule is built for
-    attempt.record(OmegaConf.to_yaml(cfg, resolve=True), plain_cfg, split, tokenization, shape)
-    if main:
-        plan.save(run_dir)  # this attempt's plan (the tracker logs it; a resume on other hardware re-plans)
+    attempt.record(OmegaConf.to_yaml(cfg, resolve=True), plain_cfg, data.split, data.tokenization, plan.to_dict(),
+                   world_size=plan.world_size, per_device_train_batch_size=args.per_device_train_batch_size,
+                   gradient_accumulation_steps=args.gradient_accumulation_steps)  # + RUN/plan.json
     stop = StopRequest().install()
     tracker = None
     try:
         # inside the try: a wandb.init failure too leaves status failed, not running
-        tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides(), extra={"data": split.counts})
-        metrics = _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, attempt.checkpoint, stop, init)
-        metrics["tokenization"] = tokenization
+        tracker = Tracker(cfg.tracker, run_dir, plain_cfg, _hydra_overrides(), extra={"data": data.counts})
+        # [] unless eval.every_steps is set; generates with the plan's generation attention
+        callbacks = generation_callbacks(cfg.eval, tokenizer, data.split.eval, run_dir, plan.model.generation_attention,
+                                         prompt_format=cfg.dataset.prompt_format, backend=cfg.tracker.backend)
+        metrics = fit(stage, plan, run_dir, args, tokenizer, data, cfg.trainer, cfg.lora, callbacks=callbacks,
+                      checkpoint=attempt.checkpoint, stop=stop)
+        metrics["tokenization"] = data.tokenization
         tracker.log_summary(metrics)
         if main:
             tracker.log_model(run_dir / "adapter")
         metrics["tracker"] = tracker.description
-        metrics["tokenized_cache"] = tokenized_cache
+        metrics["tokenized_cache"] = data.cache
         metrics["run_dir"] = str(run_dir)
-        if main:
-            write_json(run_dir / "metrics.json", metrics)
-            rundir.write_status(run_dir, "done")
+        attempt.done(metrics)  # RUN/metrics.json, status done
     except BaseException as e:
         attempt.ended(e, tracker)
         if isinstance(e, Interrupted):
@@ -136,33 +136,28 @@ def _tokens_in_checkpoint(checkpoint: str | None) -> int:
     return json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0)
 
 
-def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoint, stop, init=None) -> dict:
+def fit(stage, plan, run_dir: Path, args, tokenizer, data, trainer_cfg, lora_cfg, *, callbacks=(),
+        checkpoint: str | None = None, stop: StopRequest | None = None) -> dict:
+    """The stage's model and trainer, trained: held-out metrics before (a fresh start) and after, the adapter
+    saved as RUN/adapter (written beside it and renamed), -> the metrics. `stop`: the signal handler that
+    stops at the next checkpoint (train() installs one); what bench/qlora_throughput.py times too."""
     from transformers import set_seed
 
-    from medchat.evaluation.callback import generation_callbacks
-
-    set_seed(cfg.trainer.seed)  # LoRA's A matrices are drawn from the global RNG when the adapter is created
-    # [] unless eval.every_steps is set; generates with the plan's generation attention
-    callbacks = generation_callbacks(cfg, tokenizer, split.eval, run_dir, plan.model.generation_attention)
-    if cfg.stage.name == "sft":
-        model = modeling.load_model(plan.model)
-        model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, plan.target_modules))
-        trainer = training.build_trainer(cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=callbacks)
-    else:
-        model, trainer = pref.build(cfg, plan, init, tokenizer, train_ds, eval_ds, args, callbacks)
-
+    set_seed(trainer_cfg.seed)  # LoRA's A matrices are drawn from the global RNG when the adapter is created
+    model, trainer = stage.build(plan, lora_cfg, trainer_cfg, tokenizer, data, args, callbacks)
+    stop = stop if stop is not None else StopRequest()
     preempt = PreemptionCallback(stop)
     trainer.add_callback(preempt)
     # the LR schedule's length into attempts.json, rebuilt when a deliberate resume changed it (medchat.resume)
     trainer.add_callback(training.ScheduleCallback(run_dir, resumed=checkpoint is not None))
-    before = training.evaluate_before_training(trainer) if eval_ds is not None and not checkpoint else {}
+    before = training.evaluate_before_training(trainer) if data.eval is not None and not checkpoint else {}
     if before and is_main_process():  # all of it: a preference stage's rewards before training too
         write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"], **before})
     tokens_at_start = _tokens_in_checkpoint(checkpoint)
-    out = training.run_trainer(trainer, cfg, resume_from_checkpoint=checkpoint)
+    out = training.run_trainer(trainer, trainer_cfg, resume_from_checkpoint=checkpoint)
     if preempt.stopped_at is not None:  # stopped on a signal after saving: no final eval, no adapter
         raise Interrupted(stop.signum, preempt.stopped_at, str(Path(args.output_dir) / f"checkpoint-{preempt.stopped_at}"))
-    after = training.final_evaluation(trainer) if eval_ds is not None else {}
+    after = training.final_evaluation(trainer) if data.eval is not None else {}
 
     # Written beside RUN/adapter and renamed: a kill mid-save never leaves a half adapter that looks whole.
     partial = run_dir / ".adapter.partial"
@@ -176,7 +171,7 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
         previous = run_dir / "metrics_before.json"
         before = json.loads(previous.read_text()) if previous.exists() else {}
     eval_before = before.get("eval_loss_before", before.get("eval_before_loss"))
-    metrics = {
+    return {
         "eval_loss_before": eval_before,
         "eval_loss_after": after.get("eval_loss"),
         "perplexity_before": training.perplexity(eval_before),
@@ -192,9 +187,9 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
         "trainable_parameters": trainable,
         "total_parameters": total,
         "target_modules": list(plan.target_modules),
-        "data": split.counts,
+        "data": data.counts,
         "resumed_from": checkpoint,
-        **training.best_and_early(trainer, cfg),
+        **training.best_and_early(trainer, trainer_cfg),
         "world_size": plan.world_size,
         "speed": {  # what the trainer really ran with (plan.json says what was planned)
             "attn_implementation": model.config._attn_implementation,
@@ -207,11 +202,5 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
             "activation_offloading": bool(getattr(args, "activation_offloading", False)),  # ORPOConfig has none
             **getattr(trainer, "medchat_speed", {}),  # fused LoRA projections, compiled layers
         },
+        **stage.metrics(before, after, data),  # SFT: the perplexity definition; DPO/ORPO: rewards
     }
-    if cfg.stage.name == "sft" and eval_ds is not None:
-        # the same definition, and the same name, as evaluate.py's reference perplexity (token-weighted)
-        metrics["perplexity_definition"] = PERPLEXITY_DEFINITION
-        metrics["eval_scored_tokens"] = after.get("eval_scored_tokens")
-    if cfg.stage.name != "sft":
-        metrics.update(pref.stage_metrics(cfg, init, before, after))
-    return metrics

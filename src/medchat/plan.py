@@ -27,8 +27,7 @@ import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from medchat import hardware, launch_checks, memory, modeling
-from medchat.atomic import write_text
+from medchat import hardware, launch_checks, memory, modeling, rundir, tiny
 from medchat.config import ConfigError
 from medchat.eval_schedule import EvalPlan, evaluation_plan
 from medchat.hardware import Hardware
@@ -36,7 +35,7 @@ from medchat.speed import apply as speed
 from medchat.speed.microbatch import MicroBatchPlan
 
 log = logging.getLogger(__name__)
-PLAN_FILE = "plan.json"
+PLAN_FILE = rundir.PLAN_FILE  # written with the attempt's record (medchat.attempt)
 
 
 @dataclass(frozen=True)
@@ -110,11 +109,6 @@ class RunPlan:
                 f"optim {self.optim}; quant {m.quant.mode}; LoRA on {', '.join(self.target_modules)}; "
                 f"fused LoRA {self.fused_lora}; compile {self.compile}; batch {self.batch.reason}; "
                 f"checkpointing: {c.reason}")
-
-    def save(self, run_dir: str | Path) -> Path:
-        path = Path(run_dir) / PLAN_FILE
-        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")  # whole or not at all, as every run-dir file
-        return path
 
 
 # ----- the single choices ------------------------------------------------------------------------------
@@ -253,7 +247,9 @@ def checkpoint_plan(cfg, hw: Hardware, arch: memory.Arch, attention: str, liger:
 def with_data(plan: RunPlan, cfg, *, train_rows: int, train_tokens: int | None, eval_rows: int,
               eval_tokens: int | None) -> RunPlan:
     """The run plan with its evaluation planned from the tokenized data (what pipeline.train runs)."""
-    return replace(plan, evaluation=evaluation_plan(cfg, plan.batch, plan.world_size, train_rows=train_rows,
+    packing = bool(cfg.trainer.packing) and cfg.stage.name == "sft"  # TRL's DPO and ORPO trainers do not pack
+    return replace(plan, evaluation=evaluation_plan(cfg.trainer, plan.batch, plan.world_size, packing=packing,
+                                                    train_rows=train_rows,
                                                     train_tokens=train_tokens, eval_rows=eval_rows,
                                                     eval_tokens=eval_tokens))
 
@@ -277,23 +273,37 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
     targets = tuple(modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, config)))
     liger = choose_liger(cfg.trainer.use_liger_kernel, hw)
     arch = memory.Arch.from_config(config)
-    fused = speed.use_fused_lora(cfg, hw)
+    fused = speed.use_fused_lora(cfg.trainer, cfg.quant.mode, hw)
     t = cfg.trainer
-    mb = speed.micro_batch_plan(cfg, hw, arch, liger=liger, attention=model.train_attention, fused=fused,
+    mb = speed.micro_batch_plan(cfg.trainer, cfg.lora, cfg.quant.mode, hw, arch, liger=liger, attention=model.train_attention, fused=fused,
                                 targets=targets)
     if mb is None:  # the config's split stands, checkpointed as trainer.gradient_checkpointing says
         checkpointing = checkpoint_plan(cfg, hw, arch, model.train_attention, liger, targets)
         batch = BatchPlan(t.per_device_train_batch_size, t.gradient_accumulation_steps,
-                          speed.offload_choice(cfg) == "true")
+                          speed.offload_choice(t) == "true")
     else:  # the same rows per optimizer step, split to fit the memory budget
         checkpointing = speed.checkpointing_of(mb, arch.layers)
         batch = BatchPlan(mb.per_device_train_batch_size, mb.gradient_accumulation_steps,
-                          speed.offload_choice(cfg) == "true" or mb.offload, mb)
+                          speed.offload_choice(t) == "true" or mb.offload, mb)
     return RunPlan(model=model, precision=choose_precision(t.precision, hw), use_cpu=not hw.cuda,
                    optim=choose_optimizer(t.optim, hw), liger=liger, target_modules=targets,
                    checkpointing=checkpointing, world_size=hw.world_size, fsdp=hw.fsdp, hardware=hw,
-                   batch=batch, fused_lora=fused, compile=speed.use_compile(cfg, hw),
-                   evaluation=evaluation_plan(cfg, batch, hw.world_size))  # with_data() adds the data's counts
+                   batch=batch, fused_lora=fused, compile=speed.use_compile(t, hw),
+                   evaluation=evaluation_plan(t, batch, hw.world_size))  # with_data() adds the data's counts
+
+
+def tokenized_cache_dir(run_dir: str | Path) -> Path:
+    """Where the tokenized-data cache (medchat.data.cache) keeps its entries for this run: inside a sweep, the
+    sweep dir's `.tokenized/` (shared by its jobs, deleted with it; job.json's sweep_dir under the medchat
+    launcher, Hydra's sweep dir under an in-process one), otherwise `$MEDCHAT_CACHE/tokenized/`."""
+    sweep = None
+    job = Path(run_dir) / "job.json"
+    if job.exists():
+        sweep = json.loads(job.read_text()).get("sweep_dir") or None
+    sweep = sweep or rundir.multirun_sweep_dir()
+    if sweep is not None:
+        return Path(sweep) / ".tokenized"
+    return tiny.cache_root() / "tokenized"
 
 
 def read_saved(run_dir: str | Path) -> dict | None:
@@ -309,6 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     from medchat.config import register_configs
     from medchat.config_checks import validate
     from medchat.rundir import register_resolvers
+    from medchat.stages import stage_for
 
     from medchat import console
 
@@ -324,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = compose("config", overrides=list(argv))
     try:
         validate(cfg)
+        stage_for(cfg.stage).check(cfg.dataset)
         plan = resolve(cfg)
     except ConfigError as e:
         sys.exit(f"medchat.plan: error: {e}")

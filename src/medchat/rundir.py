@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from medchat.atomic import write_text
 
 STATUS_FILE = "status"
+PLAN_FILE = "plan.json"  # the attempt's run plan (medchat.plan), written by medchat.attempt
 
 
 def _timestamp() -> str:
@@ -74,6 +75,18 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("medchat_run_id"):
         # use_cache: one value per process, however often Hydra resolves hydra.run.dir
         OmegaConf.register_new_resolver("medchat_run_id", run_id, use_cache=True)
+
+
+def multirun_sweep_dir() -> Path | None:
+    """The sweep dir when this job runs inside a Hydra multirun in this process (basic/submitit launchers)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+    except ImportError:
+        return None
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return Path(str(HydraConfig.get().sweep.dir))
+    return None
 
 
 def read_status(run_dir: str | Path) -> dict | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from medchat.atomic import write_text
 from medchat.config import flatten
+from medchat.rundir import multirun_sweep_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +58,6 @@ def run_id_for(run_dir: Path) -> str | None:
     return os.environ.get("WANDB_RUN_ID") or saved_run_id(run_dir)
 
 
-def _multirun_sweep_dir() -> Path | None:
-    """The sweep dir when this job runs inside a Hydra multirun in this process (basic/submitit launchers)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-    except ImportError:
-        return None
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return Path(str(HydraConfig.get().sweep.dir))
-    return None
-
-
 def run_name(tracker_cfg, config: dict, run_dir: Path, overrides: list[str]) -> str:
     """tracker.name, else the sweep launcher's name for this job, else a readable default."""
     from medchat.sweeps.naming import single_name
@@ -77,7 +66,7 @@ def run_name(tracker_cfg, config: dict, run_dir: Path, overrides: list[str]) -> 
         return tracker_cfg.name
     if os.environ.get("WANDB_NAME"):  # the medchat launcher's name: what differs between the sweep's jobs
         return os.environ["WANDB_NAME"]
-    if _multirun_sweep_dir() is not None:  # an in-process launcher knows only this job's overrides
+    if multirun_sweep_dir() is not None:  # an in-process launcher knows only this job's overrides
         return single_name(overrides, run_dir.name)
     lead = config.get("experiment_name") or config.get("model", {}).get("name") or "medchat"
     return f"{lead}-{config.get('dataset', {}).get('name', 'data')}-{run_dir.name}"
@@ -88,7 +77,7 @@ def run_group(tracker_cfg) -> str | None:
         return tracker_cfg.group
     if os.environ.get("WANDB_RUN_GROUP"):  # set by the medchat launcher to the sweep dir's name
         return os.environ["WANDB_RUN_GROUP"]
-    sweep = _multirun_sweep_dir()
+    sweep = multirun_sweep_dir()
     return sweep.name if sweep is not None else None
 
 

@@ -140,6 +140,7 @@ class MedchatLauncher(Launcher):
         from medchat.config_checks import check_keys, validate
         from medchat.launch_checks import check_model_reachable
         from medchat.rundir import read_status
+        from medchat.stages import stage_for
         from medchat.sweeps.launch import Job
         from medchat.sweeps.state import identity, new_wandb_id, place, plan, read_job, write_job
 
@@ -169,6 +170,7 @@ class MedchatLauncher(Launcher):
                     check_model_reachable(task.model.name_or_path, task.model.revision, probe_hub=not self.dry_run)
                     check_keys(task, Config)  # a sweep axis naming a missing key (`+key=a,b`)
                     validate(task)
+                    stage_for(task.stage).check(task.dataset)  # stage.*, by the stage itself (medchat.stages)
                 except ConfigError as e:  # fail this job now, before anything starts
                     job.action = "skip"
                     job.status = {"state": "failed", "reason": f"ConfigError: {e}"}

@@ -12,8 +12,9 @@ trainer.truncation (rows over max_length are cut or dropped here, before TRL see
 entry keeps the fitted rows and their truncation counts, so a cache hit reports the same counts as the
 run that tokenized.
 
-Where: inside a sweep, `<sweep dir>/.tokenized/<key>/` (shared by the sweep's jobs, deleted with it);
-otherwise the medchat cache (`$MEDCHAT_CACHE`, default ~/.cache/medchat) under `tokenized/<key>/`. Each
+Where: `<cache dir>/<key>/`, the cache dir being the run plan's choice (medchat.plan.tokenized_cache_dir): inside a
+sweep `<sweep dir>/.tokenized/` (shared by the sweep's jobs, deleted with it), otherwise the medchat cache
+(`$MEDCHAT_CACHE`, default ~/.cache/medchat) under `tokenized/`. Each
 entry is written to a temporary folder and renamed into place, so jobs running side by side never read a
 half-written one: the first to finish wins, the other keeps its own copy in memory.
 """
@@ -83,27 +84,6 @@ def cache_key(train: list[dict], eval_rows: list[dict], tokenizer, prompt_format
     return h.hexdigest()[:20]
 
 
-def sweep_dir_of(run_dir: Path) -> Path | None:
-    """The sweep this run belongs to: job.json's sweep_dir (medchat launcher), or Hydra's sweep dir."""
-    job = Path(run_dir) / "job.json"
-    if job.exists():
-        record = json.loads(job.read_text())
-        if record.get("sweep_dir"):
-            return Path(record["sweep_dir"])
-    from medchat.tracking import _multirun_sweep_dir
-
-    return _multirun_sweep_dir()
-
-
-def cache_dir(run_dir: Path) -> Path:
-    sweep = sweep_dir_of(run_dir)
-    if sweep is not None:
-        return Path(sweep) / ".tokenized"
-    from medchat.tiny import cache_root
-
-    return cache_root() / "tokenized"
-
-
 def tokenize_rows(records: list[dict], tokenizer, prompt_format: str, num_proc: int | None):
     import datasets
 
@@ -137,24 +117,25 @@ def fit_rows(ds, max_length: int, truncation: str, eos_id: int | None, num_proc:
     return marked, counts
 
 
-def tokenized(split, tokenizer, prompt_format: str, max_length: int, run_dir: Path, *, truncation: str = "keep",
+def tokenized(split, tokenizer, prompt_format: str, max_length: int, cache_dir: Path, *, truncation: str = "keep",
               use_cache: bool = True, num_proc: int | None = None):
     """-> (train dataset, eval dataset or None, {"train": counts, "eval": counts} of what was cut or dropped,
-    {"key", "path", "hit", "enabled"}), from the cache when it holds them."""
+    {"key", "path", "hit", "enabled"}), from the cache (entries under `cache_dir`, which the run plan chose:
+    medchat.plan.tokenized_cache_dir) when it holds them."""
     from medchat.formatting import check_can_tokenize
 
     check_can_tokenize(tokenizer, prompt_format)
     with datasets_progress(rows=len(split.train) + len(split.eval)):  # no progress bars for a small split
-        return _tokenized(split, tokenizer, prompt_format, max_length, run_dir, truncation, use_cache, num_proc)
+        return _tokenized(split, tokenizer, prompt_format, max_length, cache_dir, truncation, use_cache, num_proc)
 
 
-def _tokenized(split, tokenizer, prompt_format, max_length, run_dir, truncation, use_cache, num_proc):
+def _tokenized(split, tokenizer, prompt_format, max_length, cache_dir, truncation, use_cache, num_proc):
     import datasets
 
     from medchat.formatting import report_truncation
 
     key = cache_key(split.train, split.eval, tokenizer, prompt_format, max_length, truncation)
-    where = cache_dir(run_dir) / key
+    where = Path(cache_dir) / key
     info = {"key": key, "path": str(where), "hit": False, "enabled": use_cache}
     if use_cache and (where / "done").exists():
         train = datasets.load_from_disk(str(where / "train"))

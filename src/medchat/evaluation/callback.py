@@ -109,9 +109,10 @@ class GenerationCallback(TrainerCallback):
             self._tb = None
 
 
-def generation_callbacks(cfg, tokenizer, eval_records: list[dict], run_dir: Path, attention: str = "sdpa") -> list:
-    """[GenerationCallback] when cfg.eval.every_steps is set, else []; `attention`: the plan's generation one."""
-    if not cfg.eval.every_steps:
+def generation_callbacks(eval_cfg, tokenizer, eval_records: list[dict], run_dir: Path, attention: str = "sdpa", *,
+                         prompt_format: str, backend: str) -> list:
+    """[GenerationCallback] when eval.every_steps is set, else []; `attention`: the plan's generation one;
+    `prompt_format`: dataset.prompt_format; `backend`: tracker.backend."""
+    if not eval_cfg.every_steps:
         return []
-    return [GenerationCallback(cfg.eval, tokenizer, eval_records, cfg.dataset.prompt_format, run_dir,
-                               cfg.tracker.backend, attention)]
+    return [GenerationCallback(eval_cfg, tokenizer, eval_records, prompt_format, run_dir, backend, attention)]

@@ -1,6 +1,7 @@
 """trainer.fused_lora / compile / micro_batch / activation_offloading: the choices and the builder step.
 
-The choices are pure functions of the config and a medchat.hardware.Hardware, called once by
+The choices are pure functions of the config's sections (trainer.*, lora.*, quant.mode) and a
+medchat.hardware.Hardware, called once by
 medchat.plan.resolve (so a GPU-shaped Hardware in a CPU test gets the GPU answers); their results are fields
 of the RunPlan:
 - `use_fused_lora`, `use_compile`: the two switches;
@@ -25,21 +26,21 @@ log = logging.getLogger(__name__)
 GIB = 2**30
 
 
-def _switch(cfg, key: str) -> str:
+def _switch(trainer_cfg, key: str) -> str:
     """trainer.<key> as auto | true | false (YAML booleans arrive as True/False; medchat.config_checks.validate
     has checked the value against medchat.config.CHOICES)."""
-    return str(getattr(cfg.trainer, key)).lower()
+    return str(getattr(trainer_cfg, key)).lower()
 
 
-def use_fused_lora(cfg, hw: Hardware) -> bool:
+def use_fused_lora(trainer_cfg, quant_mode: str, hw: Hardware) -> bool:
     """auto: on a CUDA GPU (on CPU PEFT's forward is as fast and the fused path gains nothing).
 
     Never under FSDP (it re-wraps the 4-bit weights, whose quant_state bitsandbytes restores only on its own
     forward path) nor for quant=int8 (bitsandbytes' int8 layers are not plain matmuls): PEFT's forward serves
     those, also with trainer.fused_lora=true, with a warning."""
-    value = _switch(cfg, "fused_lora")
+    value = _switch(trainer_cfg, "fused_lora")
     wanted = value == "true" or (value == "auto" and hw.cuda)
-    unserved = "FSDP" if hw.fsdp else ("quant=int8" if cfg.quant.mode == "int8" else None)
+    unserved = "FSDP" if hw.fsdp else ("quant=int8" if quant_mode == "int8" else None)
     if wanted and unserved:
         if value == "true":
             log.warning("trainer.fused_lora=true: not under %s; PEFT's own LoRA forward is used", unserved)
@@ -47,22 +48,23 @@ def use_fused_lora(cfg, hw: Hardware) -> bool:
     return wanted
 
 
-def use_compile(cfg, hw: Hardware) -> bool:
+def use_compile(trainer_cfg, hw: Hardware) -> bool:
     """auto: off until a measurement shows regional compilation pays with bitsandbytes layers (bench/RESULTS.md)."""
-    return _switch(cfg, "compile") == "true"
+    return _switch(trainer_cfg, "compile") == "true"
 
 
-def offload_choice(cfg) -> str:
-    return _switch(cfg, "activation_offloading")
+def offload_choice(trainer_cfg) -> str:
+    return _switch(trainer_cfg, "activation_offloading")
 
 
-def estimate_fn(cfg, arch: memory.Arch, liger: bool, attention: str, fused: bool, targets):
+def estimate_fn(trainer_cfg, lora_cfg, quant_mode: str, arch: memory.Arch, liger: bool, attention: str, fused: bool,
+                targets):
     """estimate(tokens, checkpointed_layers, offload) -> bytes: medchat.memory's model, with the fused LoRA
     keeping no dropout copies and offloading moving the checkpointed layers' inputs to host memory."""
     base = functools.partial(
-        memory.estimate_peak_bytes, arch, quant_mode=cfg.quant.mode, lora_r=cfg.lora.r,
-        lora_targets=list(targets), lora_dropout=0.0 if fused else cfg.lora.lora_dropout,
-        liger=liger, attention=attention, sequence=cfg.trainer.max_length)
+        memory.estimate_peak_bytes, arch, quant_mode=quant_mode, lora_r=lora_cfg.r,
+        lora_targets=list(targets), lora_dropout=0.0 if fused else lora_cfg.lora_dropout,
+        liger=liger, attention=attention, sequence=trainer_cfg.max_length)
 
     def estimate(tokens: int, checkpointed: int, offload: bool) -> int:
         need = base(tokens=tokens, checkpointed_layers=checkpointed)
@@ -81,10 +83,10 @@ def estimate_fn(cfg, arch: memory.Arch, liger: bool, attention: str, fused: bool
     return estimate
 
 
-def micro_batch_plan(cfg, hw: Hardware, arch: memory.Arch, *, liger: bool, attention: str, fused: bool,
-                     targets) -> MicroBatchPlan | None:
+def micro_batch_plan(trainer_cfg, lora_cfg, quant_mode: str, hw: Hardware, arch: memory.Arch, *, liger: bool,
+                     attention: str, fused: bool, targets) -> MicroBatchPlan | None:
     """The auto micro-batch plan (see medchat.speed.microbatch), or None where it does not apply."""
-    t = cfg.trainer
+    t = trainer_cfg
     value = str(t.micro_batch).lower()  # auto | fixed (medchat.config.CHOICES, checked by config_checks.validate)
     budget = memory.memory_budget_bytes(t.memory_budget_gib, hw.gpu_memory_bytes)
     if (value != "auto" or not hw.cuda or hw.fsdp or budget is None
@@ -93,8 +95,8 @@ def micro_batch_plan(cfg, hw: Hardware, arch: memory.Arch, *, liger: bool, atten
     result = choose_micro_batch(
         rows_per_step=t.per_device_train_batch_size * t.gradient_accumulation_steps,
         configured_batch=t.per_device_train_batch_size, max_length=t.max_length, layers=arch.layers,
-        budget_bytes=budget, estimate=estimate_fn(cfg, arch, liger, attention, fused, targets))
-    if offload_choice(cfg) == "false" and result.offload:
+        budget_bytes=budget, estimate=estimate_fn(t, lora_cfg, quant_mode, arch, liger, attention, fused, targets))
+    if offload_choice(t) == "false" and result.offload:
         result = MicroBatchPlan(result.per_device_train_batch_size, result.gradient_accumulation_steps,
                                 result.checkpointed_layers, False, result.estimate_bytes, False,
                                 result.reason + " (offloading wanted but trainer.activation_offloading=false)")

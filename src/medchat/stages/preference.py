@@ -1,9 +1,5 @@
-"""stage=dpo and stage=orpo: the parts of a preference run that differ from SFT, called by pipeline.train.
-
-pipeline.train runs every stage the same way (config checks, the run plan, the attempt record and resume,
-the tracker, training.run_trainer, the adapter saved atomically, metrics.json); this module supplies what a
-preference stage does instead: the SFT run it continues, its plan adjustments, its TRL config, its data and
-its trainer, and its reward metrics.
+"""What stage=dpo and stage=orpo share (medchat.stages.dpo, .orpo): preference pairs, the SFT run DPO continues,
+the model with its adapter inside a TRL preference trainer, and the reward metrics.
 
 DPO with `stage.init_from=RUN` continues that finished run's adapter, opened through medchat.runs (config,
 AdapterMismatch check of the adapter against this base, before any weights load); DPOTrainer keeps a frozen
@@ -17,12 +13,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from medchat import modeling, runs, training
 from medchat.config import ConfigError
 from medchat.data.prepare import conversation_hash, question_hash
 from medchat.data.preference import load_pairs, tokenize_pairs
 from medchat.rundir import read_status
+from medchat.stages.base import StageData, check_beta, check_data_kind, check_starts_from_base
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +42,13 @@ class InitRun:
     eval_questions: frozenset = frozenset()
 
 
-def open_init_run(cfg, plan) -> InitRun | None:
-    """stage.init_from -> the run, checked against this config and plan before any weights load."""
-    if not cfg.stage.init_from:
+def open_init_run(stage_cfg, model_cfg, dataset_cfg, plan) -> InitRun | None:
+    """stage.init_from -> the run, checked against this model, prompt format and plan before any weights load."""
+    if not stage_cfg.init_from:
         return None
-    where = f"stage.init_from={cfg.stage.init_from}"
+    where = f"stage.init_from={stage_cfg.init_from}"
     try:
-        run = runs.open_run(cfg.stage.init_from)
+        run = runs.open_run(stage_cfg.init_from)
     except FileNotFoundError as e:
         raise ConfigError(f"{where}: {e}") from None
     status = read_status(run.dir)
@@ -60,9 +58,9 @@ def open_init_run(cfg, plan) -> InitRun | None:
     if run.cfg.stage.name != "sft":
         log.info("%s is a stage=%s run: DPO continues its adapter all the same", where, run.cfg.stage.name)
     # same base by name, every adapter tensor fits it: runs.AdapterMismatch (a ConfigError) otherwise
-    runs.check_adapter_base(run.adapter, cfg.model, plan.model.path, where="model.name_or_path")
-    for key, ours, theirs in (("model.chat_template", cfg.model.chat_template, run.cfg.model.chat_template),
-                              ("dataset.prompt_format", cfg.dataset.prompt_format, run.cfg.dataset.prompt_format)):
+    runs.check_adapter_base(run.adapter, model_cfg, plan.model.path, where="model.name_or_path")
+    for key, ours, theirs in (("model.chat_template", model_cfg.chat_template, run.cfg.model.chat_template),
+                              ("dataset.prompt_format", dataset_cfg.prompt_format, run.cfg.dataset.prompt_format)):
         if ours != theirs:
             raise ConfigError(f"{key}={ours!r}, but {where} trained with {theirs!r}: DPO would score the adapter "
                               "on prompts rendered differently from the ones it learned")
@@ -79,35 +77,6 @@ def stage_plan(plan, init: InitRun | None):
     return replace(plan, target_modules=targets, fused_lora=False, compile=False)
 
 
-def trainer_config(cfg, run_dir, plan):
-    """cfg.trainer + cfg.stage + the plan -> trl.DPOConfig or trl.experimental.orpo.ORPOConfig (TRL names)."""
-    s = cfg.stage
-    if cfg.trainer.packing:
-        log.info("trainer.packing: TRL 1.16's DPOTrainer and ORPOTrainer do not pack; pairs are padded per batch")
-    if s.name == "dpo":
-        from trl import DPOConfig
-
-        return DPOConfig(
-            **training.training_arguments(cfg, run_dir, plan, DPOConfig),
-            beta=float(s.beta),
-            loss_type=[str(t) for t in s.loss_type],
-            loss_weights=[float(w) for w in s.loss_weights] if s.loss_weights is not None else None,
-            label_smoothing=float(s.label_smoothing),
-            use_weighting=bool(s.use_weighting),
-            ld_alpha=float(s.ld_alpha) if s.ld_alpha is not None else None,
-            precompute_ref_log_probs=bool(s.precompute_ref_log_probs),
-        )
-    from trl.experimental.orpo import ORPOConfig
-
-    common = training.training_arguments(cfg, run_dir, plan, ORPOConfig)
-    # ORPO's batches have no `input_ids` (chosen_/rejected_input_ids), so the Trainer cannot count tokens
-    common["include_num_input_tokens_seen"] = "no"
-    if common.pop("activation_offloading"):
-        raise ConfigError("trainer.activation_offloading: ORPOConfig (TRL 1.16) has no activation offloading; "
-                          "set trainer.activation_offloading=false or use stage=dpo")
-    return ORPOConfig(**common, beta=float(s.beta))
-
-
 def check_pairs_respect_split(init: InitRun, split) -> None:
     """Pairs made from the SFT run's rows must stay on the side of the split those rows were on: compared by
     conversation and by normalised question (another system prompt or answer is still the same question)."""
@@ -122,59 +91,85 @@ def check_pairs_respect_split(init: InitRun, split) -> None:
                     "which keeps each row on its side")
 
 
-def load_data(cfg, tokenizer, init: InitRun | None):
-    """-> (split, train dataset, eval dataset or None, {"train": counts, "eval": counts} of what was cut or
-    dropped to fit trainer.max_length): the counterpart of data.load_split + data.cache.tokenized."""
-    from medchat.formatting import check_can_tokenize, report_truncation
+class PreferenceStage:
+    """The stage protocol (medchat.stages.base.Stage) for preference pairs; DPO and ORPO give their TRL config
+    (`trainer_config`) and trainer class (`trainer_class`)."""
 
-    split = load_pairs(cfg.dataset)
-    if init is not None:
-        check_pairs_respect_split(init, split)
-    check_can_tokenize(tokenizer, cfg.dataset.prompt_format)
-    datasets, tokenization = {}, {}
-    for side in ("train", "eval"):
-        records = getattr(split, side)
-        if not records:
-            datasets[side] = None
-            continue
-        datasets[side], tokenization[side] = tokenize_pairs(records, tokenizer, cfg.dataset.prompt_format,
-                                                            cfg.trainer.max_length, cfg.trainer.truncation)
-        report_truncation(f"{side} pair", tokenization[side], cfg.trainer.max_length, cfg.trainer.truncation)
-    return split, datasets["train"], datasets["eval"], tokenization
+    name = ""
+    continues_a_run = False  # stage.init_from: continue that SFT run's adapter (DPO)
 
+    def __init__(self, stage_cfg):
+        self.cfg = stage_cfg
+        self.init: InitRun | None = None
 
-def build(cfg, plan, init: InitRun | None, tokenizer, train_ds, eval_ds, args, callbacks):
-    """-> (model, trainer): the base as planned with the SFT run's adapter (trainable) or a fresh LoRA one."""
-    from medchat.stages.trainers import MedchatDPOTrainer, MedchatORPOTrainer
+    def check(self, dataset_cfg) -> None:
+        check_data_kind(self.cfg, dataset_cfg, pairs=True)
+        if not self.continues_a_run:
+            check_starts_from_base(self.cfg)
+        check_beta(self.cfg)
 
-    model = modeling.load_model(plan.model)
-    if init is None:
-        model = modeling.apply_lora(model, modeling.lora_config(cfg.lora, plan.target_modules))
-    else:
-        log.info("continuing the adapter of %s", init.run.dir)
-        model = runs.add_adapter(model, init.run.adapter, trainable=True)
-    # DPOTrainer copies the adapter into its frozen "ref" adapter and then casts a QLoRA model's trainable
-    # weights to bf16. Cast back alone, the policy would start as a bf16-rounded copy of its own reference
-    # (measured on the tiny model: reward margin -0.0008 before any step), so the exact weights are restored.
-    exact = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    trainer_class = MedchatDPOTrainer if cfg.stage.name == "dpo" else MedchatORPOTrainer
-    trainer = trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                            processing_class=tokenizer, callbacks=list(callbacks))
-    if not plan.fsdp:
-        training.keep_adapter_fp32(trainer.model)  # as for SFT (see its docstring)
-        for name, param in trainer.model.named_parameters():
-            if name in exact:
-                param.data.copy_(exact[name])
-    training.add_callbacks(trainer, cfg)
-    return model, trainer
+    def plan(self, plan, model_cfg, dataset_cfg):
+        """The SFT run a DPO stage continues, opened and checked against this base before loading; the plan as
+        the stage uses it (stage_plan)."""
+        self.init = open_init_run(self.cfg, model_cfg, dataset_cfg, plan)
+        return stage_plan(plan, self.init)
 
+    def data(self, dataset_cfg, trainer_cfg, tokenizer, cache_dir: Path) -> StageData:
+        """Pairs: tokenized (and cut or dropped to fit trainer.max_length, counted) by medchat.data.preference,
+        not cached."""
+        from medchat.formatting import check_can_tokenize, report_truncation
 
-def stage_metrics(cfg, init: InitRun | None, before: dict, after: dict) -> dict:
-    """What metrics.json (and the W&B summary) add for a preference stage: held-out reward accuracy and margins
-    before and after training. `before` may be the first attempt's metrics_before.json (a resume)."""
-    out = {"stage": cfg.stage.name, "init_from": str(init.run.dir) if init else None,
-           "beta": float(cfg.stage.beta), "packing": False}
-    for key, name in REWARD_KEYS.items():
-        out[f"{name}_before"] = before.get(f"eval_before_{key}", before.get(f"eval_{key}"))
-        out[f"{name}_after"] = after.get(f"eval_{key}")
-    return out
+        split = load_pairs(dataset_cfg)
+        if self.init is not None:
+            check_pairs_respect_split(self.init, split)
+        check_can_tokenize(tokenizer, dataset_cfg.prompt_format)
+        datasets, tokenization = {}, {}
+        for side in ("train", "eval"):
+            records = getattr(split, side)
+            if not records:
+                datasets[side] = None
+                continue
+            datasets[side], tokenization[side] = tokenize_pairs(records, tokenizer, dataset_cfg.prompt_format,
+                                                                trainer_cfg.max_length, trainer_cfg.truncation)
+            report_truncation(f"{side} pair", tokenization[side], trainer_cfg.max_length, trainer_cfg.truncation)
+        return StageData(split, datasets["train"], datasets["eval"], tokenization)
+
+    def common_arguments(self, trainer_cfg, tracker_cfg, run_dir: Path, plan, config_class) -> dict:
+        if trainer_cfg.packing:
+            log.info("trainer.packing: TRL 1.16's DPOTrainer and ORPOTrainer do not pack; pairs are padded per batch")
+        return training.training_arguments(trainer_cfg, tracker_cfg, run_dir, plan, config_class)
+
+    def trainer_class(self):
+        raise NotImplementedError
+
+    def build(self, plan, lora_cfg, trainer_cfg, tokenizer, data: StageData, args, callbacks) -> tuple:
+        """-> (model, trainer): the base as planned with the SFT run's adapter (trainable) or a fresh LoRA one."""
+        model = modeling.load_model(plan.model)
+        if self.init is None:
+            model = modeling.apply_lora(model, modeling.lora_config(lora_cfg, plan.target_modules))
+        else:
+            log.info("continuing the adapter of %s", self.init.run.dir)
+            model = runs.add_adapter(model, self.init.run.adapter, trainable=True)
+        # DPOTrainer copies the adapter into its frozen "ref" adapter and then casts a QLoRA model's trainable
+        # weights to bf16. Cast back alone, the policy would start as a bf16-rounded copy of its own reference
+        # (measured on the tiny model: reward margin -0.0008 before any step), so the exact weights are restored.
+        exact = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        trainer = self.trainer_class()(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
+                                       processing_class=tokenizer, callbacks=list(callbacks))
+        if not plan.fsdp:
+            training.keep_adapter_fp32(trainer.model)  # as for SFT (see its docstring)
+            for name, param in trainer.model.named_parameters():
+                if name in exact:
+                    param.data.copy_(exact[name])
+        training.add_callbacks(trainer, trainer_cfg)
+        return model, trainer
+
+    def metrics(self, before: dict, after: dict, data: StageData) -> dict:
+        """Held-out reward accuracy and margins before and after training. `before` may be the first attempt's
+        metrics_before.json (a resume)."""
+        out = {"stage": self.name, "init_from": str(self.init.run.dir) if self.init else None,
+               "beta": float(self.cfg.beta), "packing": False}
+        for key, name in REWARD_KEYS.items():
+            out[f"{name}_before"] = before.get(f"eval_before_{key}", before.get(f"eval_{key}"))
+            out[f"{name}_after"] = after.get(f"eval_{key}")
+        return out
