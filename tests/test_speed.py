@@ -367,6 +367,7 @@ def test_auto_micro_batch_plan_on_a_gpu_shaped_machine(tmp_path):
 def test_speed_switches_follow_the_machine_and_the_config(tmp_path):
     from medchat import plan as run_plan
     from medchat.config import ConfigError
+    from medchat.config_checks import validate
     from medchat.hardware import Hardware
 
     cpu = run_plan.resolve(mistral_cfg(tmp_path, "trainer.memory_budget_gib=6"), Hardware())
@@ -383,8 +384,8 @@ def test_speed_switches_follow_the_machine_and_the_config(tmp_path):
                                               "trainer.activation_offloading=false"), gpu)
     assert not no_offload.batch.activation_offloading and "trainer.activation_offloading=false" in \
         no_offload.batch.micro_batch.reason
-    with pytest.raises(ConfigError, match="trainer.fused_lora"):
-        run_plan.resolve(mistral_cfg(tmp_path, "trainer.fused_lora=maybe"), gpu)
+    with pytest.raises(ConfigError, match="trainer.fused_lora"):  # checked with every choice (config.CHOICES)
+        validate(mistral_cfg(tmp_path, "trainer.fused_lora=maybe"))
     # fused LoRA cannot serve FSDP's re-wrapped 4-bit weights nor bitsandbytes int8: PEFT's forward, even if asked
     import dataclasses
 
