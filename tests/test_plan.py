@@ -188,3 +188,13 @@ def test_the_planned_cadence_reaches_the_trainer_and_explicit_settings_win(tmp_p
         p = plan.with_data(plan.resolve(cfg, Hardware()), cfg, train_rows=19000, train_tokens=None, eval_rows=1000,
                            eval_tokens=None)
         assert training.sft_config(cfg, tmp_path, p).eval_steps == every, overrides
+
+
+def test_fused_lora_is_planned_only_where_it_was_proven_equal(no_weights):
+    """auto: fused LoRA under bf16 mixed precision on a GPU only (the GPU equivalence record of issue 19 covers bf16;
+    its fp32 run was not within its floor); an explicit true still switches it on."""
+    assert plan.resolve(compose("trainer.precision=bf16"), H100).fused_lora is True
+    assert plan.resolve(compose("trainer.precision=fp32"), H100).fused_lora is False
+    assert plan.resolve(compose("trainer.precision=fp16"), H100).fused_lora is False
+    assert plan.resolve(compose("trainer.precision=fp32", "trainer.fused_lora=true"), H100).fused_lora is True
+    assert plan.resolve(compose(), Hardware()).fused_lora is False  # CPU

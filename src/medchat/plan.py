@@ -282,8 +282,9 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
     targets = tuple(modeling.resolve_target_modules(cfg.lora, modeling.architecture_linear_names(cfg.model, config)))
     liger = choose_liger(cfg.trainer.use_liger_kernel, hw)
     arch = memory.Arch.from_config(config)
-    fused = speed.use_fused_lora(cfg, hw)
     t = cfg.trainer
+    precision = choose_precision(t.precision, hw)
+    fused = speed.use_fused_lora(cfg, hw, precision)
     mb = speed.micro_batch_plan(cfg, hw, arch, liger=liger, attention=model.train_attention, fused=fused,
                                 targets=targets)
     if mb is None:  # the config's split stands, checkpointed as trainer.gradient_checkpointing says
@@ -294,7 +295,7 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
         checkpointing = speed.checkpointing_of(mb, arch.layers)
         batch = BatchPlan(mb.per_device_train_batch_size, mb.gradient_accumulation_steps,
                           speed.offload_choice(cfg) == "true" or mb.offload, mb)
-    return RunPlan(model=model, precision=choose_precision(t.precision, hw), use_cpu=not hw.cuda,
+    return RunPlan(model=model, precision=precision, use_cpu=not hw.cuda,
                    optim=choose_optimizer(t.optim, hw), liger=liger, target_modules=targets,
                    checkpointing=checkpointing, world_size=hw.world_size, fsdp=hw.fsdp, hardware=hw,
                    batch=batch, fused_lora=fused, compile=speed.use_compile(cfg, hw),
