@@ -484,6 +484,11 @@ def main() -> int:
               "documents_per_step": [sum(len(b) for b in s) for s in bins[:a.steps]][:5],
               "setups": {}}
     targets = list(plan.target_modules)
+
+    def matmul_precision() -> dict:  # whether fp32 matmuls ran as TF32 (it would blur the fp32 comparison)
+        return {"float32_matmul_precision": torch.get_float32_matmul_precision(),
+                "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
     bases, results = {}, {}
 
     def base_for(s: Setup):
@@ -498,6 +503,7 @@ def main() -> int:
         return key, bases[key]
 
     def save():
+        record["matmul_precision_at_end"] = matmul_precision()
         if a.out:
             a.out.parent.mkdir(parents=True, exist_ok=True)
             a.out.write_text(json.dumps(record, indent=2) + "\n")

@@ -340,7 +340,9 @@ def test_auto_micro_batch_plan_on_a_gpu_shaped_machine(tmp_path):
     from medchat.hardware import Hardware
 
     hw = Hardware(**H200)
-    seen = {budget: run_plan.resolve(mistral_cfg(tmp_path, f"trainer.memory_budget_gib={budget}"), hw)
+    # with Liger on, as these memory points were measured (auto leaves it off: plan.choose_liger)
+    seen = {budget: run_plan.resolve(mistral_cfg(tmp_path, f"trainer.memory_budget_gib={budget}",
+                                                 "trainer.use_liger_kernel=true"), hw)
             for budget in (6, 23)}
     p = seen[23]  # fused LoRA: dropout costs nothing, 4 x 1,024 fits (measured 22.4 GiB on an H200)
     assert (p.model.train_attention, p.liger, p.fused_lora, p.compile) == ("flex_attention", True, True, False)

@@ -150,7 +150,7 @@ class TrainerConfig:
     gradient_checkpointing: str = "auto"
     checkpoint_every_n_layers: Optional[int] = None
     memory_budget_gib: Optional[float] = None  # null: 85% of the GPU's memory
-    use_liger_kernel: str = "auto"  # auto: on a CUDA GPU when liger-kernel is installed | true | false
+    use_liger_kernel: str = "auto"  # auto: off (failed the GPU equivalence check, plan.choose_liger) | true | false
     # --- speed levers (issue 13; medchat.speed) ---
     fused_lora: str = "auto"  # auto: one fused autograd function per LoRA projection on a GPU | true | false
     compile: str = "auto"  # regional torch.compile of the decoder layers: auto (off until measured) | true | false
