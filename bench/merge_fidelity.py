@@ -40,22 +40,22 @@ import torch  # noqa: E402
 
 
 def load(run, variant: str, survival: dict):
-    """(model, tokenizer) for one variant, built with medchat.runs' own loaders. merged_fp32 also fills
+    """(model, tokenizer) for one variant, built with medchat.run_models' own loaders. merged_fp32 also fills
     `survival` (delta_survival) from its fp32 weights before folding the adapter in."""
-    from medchat import runs
+    from medchat import run_models
 
     if variant == "unmerged":
-        return runs.load_for_generation(run, merge=False)
+        return run_models.load_for_generation(run, merge=False)
     if variant == "merged":
-        return runs.load_for_generation(run, merge=True)
-    tokenizer = runs.run_tokenizer(run)
-    plan = runs.generation_plan(run.cfg.model, run.cfg.quant, runs.check_base(run, tokenizer=tokenizer))
-    base = runs.load_base(plan, dequantize=True)
+        return run_models.load_for_generation(run, merge=True)
+    tokenizer = run_models.run_tokenizer(run)
+    plan = run_models.generation_plan(run.cfg.model, run.cfg.quant, run_models.check_base(run, tokenizer=tokenizer))
+    base = run_models.load_base(plan, dequantize=True)
     bf16 = next(base.parameters()).dtype
-    model = runs.add_adapter(base.float(), run.adapter)  # the trained (bf16-dequantized) weights, exactly, in fp32
+    model = run_models.add_adapter(base.float(), run.adapter)  # the trained (bf16-dequantized) weights, exactly, in fp32
     survival.update(delta_survival(model, bf16))
     model = model.merge_and_unload()
-    runs.set_stop_tokens(model, tokenizer)
+    run_models.set_stop_tokens(model, tokenizer)
     return model, tokenizer
 
 

@@ -18,7 +18,8 @@ from medchat.chat import ChatConfig, interactive, run
 from medchat.config import ConfigError, GenerationSettings, TinyModelConfig
 from medchat.formatting import prompt_ids
 from medchat.inference import ChatModel
-from medchat.runs import AdapterMismatch, open_run
+from medchat.run_models import AdapterMismatch
+from medchat.runs import open_run
 
 GREEDY = GenerationSettings(max_new_tokens=12, temperature=0, repetition_penalty=1.1)  # the chat CLI's defaults
 

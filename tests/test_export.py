@@ -176,7 +176,7 @@ def test_push_needs_a_repo_id_a_token_and_the_network_before_anything_is_written
 
 
 def test_an_adapter_of_another_base_is_refused_before_anything_is_written(trained_run, tmp_path):
-    from medchat.runs import AdapterMismatch
+    from medchat.run_models import AdapterMismatch
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("checkpoints"))

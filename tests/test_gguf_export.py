@@ -114,7 +114,8 @@ def test_the_gguf_tokenizer_encodes_a_multi_turn_chat_like_the_run(f16_export, t
     import gguf
     from transformers import AutoTokenizer
 
-    from medchat.runs import open_run, run_tokenizer
+    from medchat.run_models import run_tokenizer
+    from medchat.runs import open_run
 
     ours = run_tokenizer(open_run(trained_run))
     theirs = AutoTokenizer.from_pretrained(f16_export, gguf_file="model.gguf")
@@ -250,9 +251,9 @@ def test_llama3_rope_factors_match_transformers_llama3_rope():
 ])
 def test_user_errors_name_the_key_before_any_weight_is_read(trained_run, tmp_path, monkeypatch, capsys,
                                                             overrides, message):
-    from medchat import runs
+    from medchat import run_models
 
-    monkeypatch.setattr(runs, "load_for_export", lambda *a, **k: pytest.fail("weights loaded before the check"))
+    monkeypatch.setattr(run_models, "load_for_export", lambda *a, **k: pytest.fail("weights loaded before the check"))
     cfg = OmegaConf.merge(OmegaConf.to_container(OmegaConf.structured(ExportConfig(
         run_dir=str(trained_run), format="gguf", out=str(tmp_path / "g")))), overrides)
     with pytest.raises(SystemExit):
@@ -265,11 +266,11 @@ def test_an_unsupported_architecture_is_refused_by_name_before_any_weight_is_rea
                                                                                   monkeypatch):
     import transformers
 
-    from medchat import modeling, runs
+    from medchat import modeling, run_models
     from medchat.config import ConfigError
 
-    monkeypatch.setattr(runs, "load_for_export", lambda *a, **k: pytest.fail("weights loaded before the check"))
-    monkeypatch.setattr(runs, "check_base", lambda *a, **k: "some/gpt2")  # the adapter-vs-base check is not tested here
+    monkeypatch.setattr(run_models, "load_for_export", lambda *a, **k: pytest.fail("weights loaded before the check"))
+    monkeypatch.setattr(run_models, "check_base", lambda *a, **k: "some/gpt2")  # the adapter-vs-base check is not tested here
 
     def gpt2(*args, **kwargs):
         config = transformers.GPT2Config()

@@ -1,5 +1,6 @@
-"""The layout's promises: no import circle inside medchat, and finished runs (config, adapter, split.json,
-eval.jsonl) are opened by medchat.runs only."""
+"""The layout's promises: no import circle inside medchat; finished runs (config, adapter, split.json,
+eval.jsonl) are opened by medchat.runs only (and their models built by medchat.run_models); only the pipeline,
+the plan, the config checks and the sweep launcher take the whole composed training config."""
 
 from __future__ import annotations
 
@@ -81,10 +82,11 @@ def test_every_module_imports():
         importlib.import_module(name)
 
 
-# Strings and names that mean "reading a finished run's config or adapter"; only runs.py may use them.
-# pipeline.py writes RUN/config.yaml (through attempt.py, which writes a run's first-attempt files atomically)
-# and evaluation/outputs.py its own RUN/eval/config.yaml.
-WRITERS = {"medchat.runs", "medchat.pipeline", "medchat.attempt", "medchat.evaluation.outputs"}
+# Strings and names that mean "reading a finished run's config or adapter"; only runs.py (opening a run dir) and
+# run_models.py (building models from it: the adapter's config, PeftModel) may use them. pipeline.py writes
+# RUN/config.yaml (through attempt.py, which writes a run's first-attempt files atomically) and
+# evaluation/outputs.py its own RUN/eval/config.yaml.
+WRITERS = {"medchat.runs", "medchat.run_models", "medchat.pipeline", "medchat.attempt", "medchat.evaluation.outputs"}
 
 
 # A run's split files: runs.py reads them (Run.split, Run.eval_rows), attempt.py writes them. Elsewhere the

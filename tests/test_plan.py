@@ -13,7 +13,7 @@ import torch
 import transformers
 
 from conftest import ROOT, compose
-from medchat import modeling, plan, runs
+from medchat import modeling, plan, run_models, runs
 from medchat.config import ConfigError, QuantConfig
 from medchat.hardware import Hardware, detect
 
@@ -105,7 +105,7 @@ def test_generation_on_a_gpu_shaped_plan_uses_the_generation_attention(trained_r
     path = modeling.model_path(run.cfg.model)
     assert plan.model_plan(run.cfg.model, run.cfg.quant, gpu, path).train_attention == "flex_attention"
     with pytest.raises(Loaded):
-        runs.load_for_generation(run, hw=gpu)
+        run_models.load_for_generation(run, hw=gpu)
     assert seen["attn_implementation"] == "sdpa" and seen["device_map"] == {"": 0} and seen["dtype"] == torch.bfloat16
     # evaluate.py's plan, on the same machine
     from test_evaluate_cli import compose_eval

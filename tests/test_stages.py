@@ -108,9 +108,9 @@ def _margins(model, dataset) -> torch.Tensor:
 
 
 def _load(run_dir):
-    from medchat import runs
+    from medchat import run_models, runs
 
-    return runs.load_for_generation(runs.open_run(run_dir))[0]
+    return run_models.load_for_generation(runs.open_run(run_dir))[0]
 
 
 # One DPO run serves the margin test and, as the uninterrupted run, the resume test (the suite is budgeted)

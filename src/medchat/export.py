@@ -65,9 +65,9 @@ store_app_config("export", ExportConfig, __doc__)
 
 def merge_adapter(run_dir, dtype: str = "auto", base: str | None = None, check_base: bool = True):
     """(merged transformers model, the run's tokenizer): base reloaded unquantized in `dtype`, adapter folded in."""
-    from medchat import runs
+    from medchat import run_models, runs
 
-    return runs.load_for_export(runs.open_run(run_dir), dtype, base, check_name=check_base)
+    return run_models.load_for_export(runs.open_run(run_dir), dtype, base, check_name=check_base)
 
 
 def check_push(push: bool, repo_id: str | None) -> None:
@@ -108,7 +108,7 @@ def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: s
            gguf_type: str = "f16", modelfile: bool = True) -> Path:
     """Write the export folder (weights, tokenizer, README.md model card, training_config.yaml; format=gguf:
     model.gguf, Modelfile, training_config.yaml); return it."""
-    from medchat import runs
+    from medchat import run_models, runs
     from medchat.hardware import detect
     from medchat.modelcard import build_card, config_yaml
     from medchat.plan import export_dtype
@@ -127,8 +127,8 @@ def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: s
         dtype_name = "float32" if dtype == "auto" else export_dtype(dtype, detect())
     else:
         dtype_name = export_dtype(dtype, detect()) if merge else "16-bit"
-    tokenizer = runs.run_tokenizer(run)
-    path = runs.check_base(run, base, check_name=check_base, tokenizer=tokenizer)  # before anything is written
+    tokenizer = run_models.run_tokenizer(run)
+    path = run_models.check_base(run, base, check_name=check_base, tokenizer=tokenizer)  # before anything is written
     if gguf:  # everything format=gguf can refuse, from config.json and the tokenizer: no weights read yet
         from medchat.modeling import model_config
 
@@ -143,10 +143,10 @@ def export(run_dir, merge: bool = False, out: str | Path | None = None, dtype: s
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     if gguf:
-        model, tokenizer = runs.load_for_export(run, dtype_name, base, checked=True)
+        model, tokenizer = run_models.load_for_export(run, dtype_name, base, checked=True)
         _write_gguf(partial, run, model, tokenizer, plan, dtype_name)
     elif merge:
-        model, tokenizer = runs.load_for_export(run, dtype_name, base, checked=True)
+        model, tokenizer = run_models.load_for_export(run, dtype_name, base, checked=True)
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
     else:

@@ -76,12 +76,12 @@ class ChatModel:
              system_prompt: str | None = None, max_context: int | None = None, merge: bool = True) -> "ChatModel":
         """quant: null = as trained (a QLoRA run's base is loaded in 4-bit again); merge: fold the adapter into
         the (dequantized) base, as evaluate.py does; system_prompt: null = the run's."""
-        from medchat import runs
+        from medchat import run_models, runs
 
         if quant is not None and quant not in QUANT_MODES:
             raise ConfigError(f"quant={quant!r} is not one of {', '.join(QUANT_MODES)} (or null: as trained)")
         run = runs.open_run(run_dir)
-        model, tokenizer = runs.load_for_generation(run, quant=quant, base=base, check_name=check_base, merge=merge)
+        model, tokenizer = run_models.load_for_generation(run, quant=quant, base=base, check_name=check_base, merge=merge)
         prompt = run.system_prompt() if system_prompt is None else (system_prompt or None)
         return cls(model, tokenizer, run.cfg.dataset.get("prompt_format", "chat_template"), prompt,
                    max_context or int(run.cfg.trainer.max_length))

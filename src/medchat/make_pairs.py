@@ -82,18 +82,18 @@ def source_rows(run) -> tuple[list[dict], list[dict], dict]:
 def load_answerer(run, s: Settings):
     """(model, tokenizer) that writes the rejected answers: the run's adapter on its base (answers_from=sft) or
     the base alone, both with the run's tokenizer and quantized as trained unless `quant` says otherwise. The
-    adapter is checked against the base (medchat.runs.AdapterMismatch) before any weights load."""
+    adapter is checked against the base (medchat.run_models.AdapterMismatch) before any weights load."""
     from omegaconf import OmegaConf
 
-    from medchat import runs
+    from medchat import run_models
 
     if s.answers_from == "sft":
-        return runs.load_for_generation(run, quant=s.quant)
-    tokenizer = runs.run_tokenizer(run)
-    path = runs.check_base(run, tokenizer=tokenizer)
+        return run_models.load_for_generation(run, quant=s.quant)
+    tokenizer = run_models.run_tokenizer(run)
+    path = run_models.check_base(run, tokenizer=tokenizer)
     quant_cfg = run.cfg.quant if s.quant is None else OmegaConf.merge(run.cfg.quant, {"mode": s.quant})
-    model = runs.load_base(runs.generation_plan(run.cfg.model, quant_cfg, path))
-    runs.set_stop_tokens(model, tokenizer)
+    model = run_models.load_base(run_models.generation_plan(run.cfg.model, quant_cfg, path))
+    run_models.set_stop_tokens(model, tokenizer)
     return model, tokenizer
 
 

@@ -8,7 +8,7 @@ budget: medchat.speed.apply). `pipeline.train` logs it,
 saves it as RUN/plan.json and hands it to the builders (modeling.load_model, training.sft_config), which
 consume it and decide nothing themselves (training.build_trainer applies the fused LoRA and compile
 switches through medchat.speed.apply.apply). `model_plan()` answers the same questions for loading a model
-only (what medchat.runs uses to open a finished run for generation on this machine).
+only (what medchat.run_models uses to load a finished run for generation on this machine).
 
     python -m medchat.plan trainer=debug model=mistral7b     # what this config would do on this machine
 

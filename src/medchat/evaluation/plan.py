@@ -1,7 +1,7 @@
 """evaluate.py's config -> what to load and where to write, with every check that needs no weights.
 
-The run is opened through medchat.runs (its config, its adapter checked against the base on the meta
-device); the models are built there too, for generation on this machine.
+The run is opened through medchat.runs (its config); its adapter is checked against the base on the meta
+device and the models are built, for generation on this machine, by medchat.run_models.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from medchat import hardware, launch_checks, modeling, runs
+from medchat import hardware, launch_checks, modeling, run_models, runs
 from medchat.config import ConfigError, QuantConfig
 from medchat.evaluation.config import validate
 from medchat.plan import ModelPlan, model_plan
@@ -83,9 +83,9 @@ def make_plan(cfg) -> Plan:
         run = runs.open_run(run_dir)
         run_cfg = run.cfg
         model_cfg, quant_cfg, adapter = run_cfg.model, cfg.quant or run_cfg.quant, run.adapter
-        path = runs.base_path(run, cfg.base_model)
+        path = run_models.base_path(run, cfg.base_model)
         # base_model= relocates the base: its name may differ, the shapes still have to fit
-        runs.check_adapter_base(adapter, model_cfg, path, check_name=cfg.base_model is None,
+        run_models.check_adapter_base(adapter, model_cfg, path, check_name=cfg.base_model is None,
                                 where="base_model=" if cfg.base_model else f"model.name_or_path in {run.config_file}")
         tokenizer_source = str(adapter)
     merged, artifact = None, None
@@ -95,7 +95,7 @@ def make_plan(cfg) -> Plan:
     if cfg.artifact:
         exported = Path(cfg.artifact)
         if runs.artifact_kind(exported) == "adapter":
-            runs.check_adapter_base(exported, model_cfg, path, check_name=cfg.base_model is None,
+            run_models.check_adapter_base(exported, model_cfg, path, check_name=cfg.base_model is None,
                                     where="base_model=" if cfg.base_model else "the run's model.name_or_path")
             adapter = exported
             artifact = {"kind": "exported adapter", "path": str(exported)}
@@ -135,15 +135,15 @@ def load_models(plan: Plan, merge: bool, compare_base: bool):
     `artifact=RUN/export/merged`, "adapter" is that exported folder, loaded as saved (16-bit, unquantized)."""
     if plan.merged is not None:  # what ships: its saved weights, not the run's adapter on the quantized base
         if compare_base:
-            yield "base", runs.load_base(plan.model, dequantize=merge)
+            yield "base", run_models.load_base(plan.model, dequantize=merge)
         none = OmegaConf.structured(QuantConfig(mode="none"))
-        yield "adapter", runs.load_base(model_plan(plan.model_cfg, none, hardware.detect(), str(plan.merged)))
+        yield "adapter", run_models.load_base(model_plan(plan.model_cfg, none, hardware.detect(), str(plan.merged)))
         return
-    base = runs.load_base(plan.model, dequantize=merge)
+    base = run_models.load_base(plan.model, dequantize=merge)
     if plan.adapter is None:
         yield "base", base
         return
     if compare_base:
         yield "base", base
     log.info("adding the adapter %s (%s)", plan.adapter, "merged" if merge else "unmerged")
-    yield "adapter", runs.add_adapter(base, plan.adapter, merge)
+    yield "adapter", run_models.add_adapter(base, plan.adapter, merge)

@@ -1,8 +1,8 @@
 """What stage=dpo and stage=orpo share (medchat.stages.dpo, .orpo): preference pairs, the SFT run DPO continues,
 the model with its adapter inside a TRL preference trainer, and the reward metrics.
 
-DPO with `stage.init_from=RUN` continues that finished run's adapter, opened through medchat.runs (config,
-AdapterMismatch check of the adapter against this base, before any weights load); DPOTrainer keeps a frozen
+DPO with `stage.init_from=RUN` continues that finished run's adapter, opened through medchat.runs (config) and
+checked against this base by medchat.run_models (AdapterMismatch, before any weights load); DPOTrainer keeps a frozen
 copy of it as the reference model (a second PEFT adapter, "ref"), so DPO's rewards measure movement away from
 the SFT model. The run must use the same chat template and prompt format, and no pair may cross its split (a
 pair trained on here must not be one of its held-out rows and vice versa), so SFT and SFT+DPO are compared on
@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from medchat import modeling, runs, training
+from medchat import modeling, run_models, runs, training
 from medchat.config import ConfigError
 from medchat.data.prepare import conversation_hash, question_hash
 from medchat.data.preference import load_pairs, tokenize_pairs
@@ -57,8 +57,8 @@ def open_init_run(stage_cfg, model_cfg, dataset_cfg, plan) -> InitRun | None:
                           "DPO continues a finished run's adapter")
     if run.cfg.stage.name != "sft":
         log.info("%s is a stage=%s run: DPO continues its adapter all the same", where, run.cfg.stage.name)
-    # same base by name, every adapter tensor fits it: runs.AdapterMismatch (a ConfigError) otherwise
-    runs.check_adapter_base(run.adapter, model_cfg, plan.model.path, where="model.name_or_path")
+    # same base by name, every adapter tensor fits it: run_models.AdapterMismatch (a ConfigError) otherwise
+    run_models.check_adapter_base(run.adapter, model_cfg, plan.model.path, where="model.name_or_path")
     for key, ours, theirs in (("model.chat_template", model_cfg.chat_template, run.cfg.model.chat_template),
                               ("dataset.prompt_format", dataset_cfg.prompt_format, run.cfg.dataset.prompt_format)):
         if ours != theirs:
@@ -149,7 +149,7 @@ class PreferenceStage:
             model = modeling.apply_lora(model, modeling.lora_config(lora_cfg, plan.target_modules))
         else:
             log.info("continuing the adapter of %s", self.init.run.dir)
-            model = runs.add_adapter(model, self.init.run.adapter, trainable=True)
+            model = run_models.add_adapter(model, self.init.run.adapter, trainable=True)
         # DPOTrainer copies the adapter into its frozen "ref" adapter and then casts a QLoRA model's trainable
         # weights to bf16. Cast back alone, the policy would start as a bf16-rounded copy of its own reference
         # (measured on the tiny model: reward margin -0.0008 before any step), so the exact weights are restored.
