@@ -72,7 +72,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     stage = stage_for(cfg.stage)
     stage.check(cfg.dataset)  # stage.*, by the stage itself
     plan = run_plan.resolve(cfg)  # also rejects what the machine cannot do (precision, Liger, quantization)
-    # DPO's stage.init_from run is opened and checked against this base (medchat.runs) before loading
+    # DPO's stage.init_from run is opened (medchat.runs) and checked against this base (medchat.run_models)
     plan = stage.plan(plan, cfg.model, cfg.dataset)
     log.info("%s", plan.describe())
     attempt = Attempt(run_dir, cfg.trainer.resume, main)

@@ -4,7 +4,8 @@ Every stage runs through `pipeline.train` (config checks, the run plan, the atte
 tracker, `pipeline.fit`: the trainer run, the adapter saved atomically, metrics.json); a stage supplies what
 it alone decides (medchat.stages.base.Stage):
 
-- `check`: stage.* against the dataset section, before anything loads (part of config_checks.validate);
+- `check`: stage.* against the dataset section, before anything loads (right after config_checks.validate, in
+  train, `python -m medchat.plan`, medchat.inspect and the sweep launcher's per-job check);
 - `plan`: how it changes the run plan (DPO: the SFT run it continues keeps its own LoRA targets);
 - `data`: its rows, tokenized (SFT: conversations through the tokenized cache; DPO/ORPO: pairs);
 - `trainer_config` and `build`: its TRL config, and the model with its adapter inside its TRL trainer;
