@@ -74,7 +74,10 @@ def test_base_and_unmerged_adapter_equal_lm_evals_pretrained_and_peft(tmp_path, 
     _check_golds(dict(mcq_data.benchmarks([str(folder)])))
     out = evaluate(_compose_eval(f"run_dir={trained_run}", "task=mcq", f"mcq.benchmarks=[{folder}]", f"limit={ITEMS}",
                                 "compare_base=true", "quant=none", "merge=false", f"out_dir={tmp_path / 'mcq'}"))
-    assert json.loads((out / "metrics.json").read_text())["merge"] is False
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["merge"] is False and metrics["quant"] == "none"
+    assert metrics["weights"]["adapter"].endswith("unmerged") and "unquantized, float32" in metrics["weights"]["base"]
+    assert "Weights, adapter: " in (out / "summary.md").read_text()
     ours: dict[str, dict[str, list[dict]]] = {"base": {}, "adapter": {}}
     for name in (*LETTERED, "pubmedqa_test_200"):
         rows = [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
