@@ -149,6 +149,25 @@ def accuracy(results: list[dict]) -> dict:
     return out
 
 
+def weights(plan: Plan, merge: bool) -> dict[str, str]:
+    """What each scored model's weights were, in words (metrics.json's "weights", summary.md's "Weights" lines).
+
+    quant=none merge=false is the base unquantized with the adapter unmerged: what lm-eval's
+    `--model_args pretrained=BASE,peft=RUN/adapter` loads. A QLoRA run's default (its own quantization,
+    merge=true) is the quantized base dequantized with the adapter merged: the function the run trained."""
+    mode, dtype = plan.quant_cfg.mode, plan.model.dtype
+    if mode == "none":
+        base = f"{plan.model_path} unquantized, {dtype}"
+    else:
+        base = f"{plan.model_path} in {mode}" + (f", dequantized to {dtype}" if merge else f" ({dtype} compute)")
+    out = {"base": base}
+    if plan.merged is not None:
+        out["adapter"] = f"{plan.merged}, the exported merged model loaded as saved"
+    elif plan.adapter is not None:
+        out["adapter"] = f"{base} + adapter {plan.adapter} " + ("merged" if merge else "unmerged")
+    return out
+
+
 def run_mcq(cfg, plan: Plan) -> Path:
     suites = benchmarks(list(cfg.mcq.benchmarks))  # every file is read and checked before the model loads
     limit = cfg.mcq.limit or cfg.limit  # the top-level limit too (it was ignored for task=mcq)
@@ -165,7 +184,8 @@ def run_mcq(cfg, plan: Plan) -> Path:
                "scoring": "acc: argmax of each option's summed log-likelihood; acc_norm: of it over the option's "
                           "length in characters (lm-evaluation-harness's definitions)",
                "run_dir": str(plan.run_dir) if plan.run_dir else None, "base_model": plan.model_path,
-               "merge": cfg.merge, "limit": limit, "command": [sys.executable, *sys.argv], "benchmarks": {}}
+               "merge": cfg.merge, "quant": plan.quant_cfg.mode, "weights": weights(plan, cfg.merge), "limit": limit,
+               "command": [sys.executable, *sys.argv], "benchmarks": {}}
     for name, items in suites:
         models = scored[name]
         metrics["benchmarks"][name] = {"items": len(items), "chance": 1 / len(items[0].labels),
@@ -196,5 +216,6 @@ def summary(metrics: dict) -> str:
         cells = [f"{m[k]['value']:.3f} [{m[k]['ci95'][0]:.3f}, {m[k]['ci95'][1]:.3f}]"
                  for m in b["models"].values() for k in ("acc", "acc_norm")]
         lines.append(f"| {name} | {b['items']} | {b['chance']:.3f} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"Weights, {m}: {w}." for m, w in metrics.get("weights", {}).items() if m in labels]
     lines += ["", f"Command: `{' '.join(metrics['command'])}`", ""]
     return "\n".join(lines)

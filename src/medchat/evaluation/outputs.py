@@ -159,7 +159,9 @@ def summary(metrics: dict, rows: list[dict], results: dict) -> str:
                         if metrics["run_dir"] else ""))
     if metrics.get("limit"):
         rows_text += f"; **a smoke run: only the first {metrics['limit']} rows**"
-    adapter = ("the adapter merged into the base (its quantized weights dequantized first)" if s["merge"]
+    adapter = ("the adapter merged into the base (its quantized weights dequantized first; each weight + delta "
+               "rounded once to the model dtype, which in bf16 drops deltas below half a step: merge=false scores "
+               "the trained function exactly)" if s["merge"]
                else f"the adapter unmerged on the {s['quant']} base")
     if not metrics.get("artifact"):  # a preset base model: there is no adapter
         adapter = "the base model alone, no adapter"

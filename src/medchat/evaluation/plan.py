@@ -130,8 +130,11 @@ def load_tokenizer(plan: Plan):
 
 def load_models(plan: Plan, merge: bool, compare_base: bool):
     """Yield (label, model): "base" first when asked for (or alone for a preset), then "adapter". With `merge`
-    the adapter is folded into the base after its quantized weights are dequantized to the model dtype: the
-    same function the run trained, without the 4-bit kernels' per-token cost at generation time. With
+    the adapter is folded into the base after its quantized weights are dequantized to the model dtype (the
+    trained weights exactly), each W + delta rounded once to that dtype: without the 4-bit kernels' per-token
+    cost, and in bf16 not exactly the trained function (deltas below half a bf16 step of their weight vanish;
+    bench/RESULTS.md, merge fidelity, measured how much that moves perplexity). Without `merge`, the quantized
+    base with the adapter beside it computes what the run trained. With
     `artifact=RUN/export/merged`, "adapter" is that exported folder, loaded as saved (16-bit, unquantized)."""
     if plan.merged is not None:  # what ships: its saved weights, not the run's adapter on the quantized base
         if compare_base:
