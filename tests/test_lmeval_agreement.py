@@ -66,7 +66,7 @@ def _agree(ours: dict[str, list[dict]], theirs: dict, who: str) -> None:
 def test_base_and_unmerged_adapter_equal_lm_evals_pretrained_and_peft(tmp_path, trained_run):
     """evaluate.py `task=mcq compare_base=true quant=none merge=false` on a trained tiny QLoRA run, item by
     item against lm-eval's `pretrained=BASE` (base) and `pretrained=BASE,peft=RUN/adapter` (adapter)."""
-    from medchat import runs
+    from medchat import run_models, runs
     from medchat.evaluation import lmeval_tasks, mcq_data
     from medchat.evaluation.runner import run as evaluate
 
@@ -88,7 +88,7 @@ def test_base_and_unmerged_adapter_equal_lm_evals_pretrained_and_peft(tmp_path, 
                 for a, b in zip(ra["logprobs"].values(), rb["logprobs"].values()))
     assert moved > 1e-3, moved
 
-    base = str(runs.base_path(runs.open_run(trained_run), None))
+    base = str(run_models.base_path(runs.open_run(trained_run), None))
     names = lmeval_tasks.write_tasks([str(folder)], tmp_path / "tasks", limit=ITEMS)
     _agree(ours["base"], lmeval_tasks.run(tmp_path / "tasks", names, base, batch_size=8), "base")
     _agree(ours["adapter"], lmeval_tasks.run(tmp_path / "tasks", names, base, peft=str(trained_run / "adapter"),

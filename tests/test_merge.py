@@ -15,7 +15,7 @@ def test_merge_sums_in_fp32_and_rounds_once_to_the_model_dtype(tmp_path, tiny_di
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from medchat import runs
+    from medchat import run_models
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.bfloat16)
@@ -34,7 +34,7 @@ def test_merge_sums_in_fp32_and_rounds_once_to_the_model_dtype(tmp_path, tiny_di
     model.save_pretrained(tmp_path / "adapter")
 
     fresh = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.bfloat16)
-    merged = dict(runs.add_adapter(fresh, tmp_path / "adapter", merge=True).named_parameters())
+    merged = dict(run_models.add_adapter(fresh, tmp_path / "adapter", merge=True).named_parameters())
     vanished = nonzero = twice_rounded_differs = 0
     for name, (a, b, scale) in lora.items():
         w = weights[f"{name}.weight"]
