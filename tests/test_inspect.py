@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ROOT, compose
 from medchat.inspect import inspect, main
+from medchat.pipeline import preview
 
 MISTRAL = ROOT.parent / "shared" / "tokenizers" / "mistral-7b-v0.1"
 
@@ -29,7 +30,7 @@ def _trained_spans(text: str) -> list[str]:
 
 def _check_masks(cfg, eos: str, tmp_path):
     out = io.StringIO()
-    result = inspect(cfg, n=3, color=False, html_path=tmp_path / "inspect.html", out=out)
+    result = inspect(preview(cfg), n=3, color=False, html_path=tmp_path / "inspect.html", out=out)
     text = out.getvalue()
     from medchat.data import load_split
 

@@ -179,9 +179,7 @@ def test_every_entry_point_opens_its_run_through_runs(trained_run, monkeypatch):
 
 
 # Only these take the whole composed training config; every other function gets the sections it uses (issue 20).
-# inspect.py is `python -m medchat.inspect`: like `python -m medchat.plan`, it shows what train.py would do with a
-# whole composed config (its checks, data, tokenizer and plan).
-WHOLE_CONFIG_TAKERS = {"medchat/pipeline.py", "medchat/plan.py", "medchat/config_checks.py", "medchat/inspect.py"}
+WHOLE_CONFIG_TAKERS = {"medchat/pipeline.py", "medchat/plan.py", "medchat/config_checks.py"}
 WHOLE_CONFIG_TAKER_DIRS = ("medchat/sweeps/",)  # the sweep launcher's machinery
 
 

@@ -104,22 +104,16 @@ def compose(overrides: list[str], config_dir: str | None, run_dir: str | None):
         return hydra_compose("config", overrides=overrides)
 
 
-def inspect(cfg, n: int = 3, color: bool = False, html_path: Path | None = None, run_dir: Path | None = None,
-            out=None) -> dict:
-    from medchat import data, modeling
-    from medchat.config_checks import validate
+def inspect(preview, n: int = 3, color: bool = False, html_path: Path | None = None, out=None) -> dict:
+    """Print (and write as HTML) what pipeline.preview found: the first n training rows with their trained
+    tokens marked, the length histogram and truncation, and the run plan."""
     from medchat.formatting import tokenize_conversation
-    from medchat.stages import stage_for
 
     out = out or sys.stdout  # looked up now: a caller (or pytest) may have replaced sys.stdout
-    validate(cfg)
-    stage_for(cfg.stage).check(cfg.dataset)
-    split = data.load_split(cfg.dataset)
-    tokenizer = modeling.load_tokenizer(cfg.model)  # the tokenizer only: no model weights are read
-    fmt, max_length = cfg.dataset.prompt_format, cfg.trainer.max_length
-    tokenized = [tokenize_conversation(tokenizer, r["messages"], fmt) for r in split.train]
+    tokenizer, fmt, max_length = preview.tokenizer, preview.prompt_format, preview.max_length
+    tokenized = [tokenize_conversation(tokenizer, r["messages"], fmt) for r in preview.split.train]
     examples = []
-    for record, tok in list(zip(split.train, tokenized))[:n]:
+    for record, tok in list(zip(preview.split.train, tokenized))[:n]:
         title = f"train row {record['row']} (id {record['id']}): {len(tok['input_ids'])} tokens, " \
                 f"{sum(tok['assistant_masks'])} trained"
         segs = segments(tokenizer, tok["input_ids"], tok["assistant_masks"])
@@ -131,21 +125,7 @@ def inspect(cfg, n: int = 3, color: bool = False, html_path: Path | None = None,
     print(f"{stats['truncated_rows']} of {stats['rows']} rows are longer than trainer.max_length={max_length} "
           f"(TRL cuts them: {stats['trained_tokens_cut']} trained tokens lost, "
           f"{stats['rows_with_nothing_trained_after_cut']} rows left with nothing to learn)", file=out)
-    # The run plan: what the run resolved on its training machine (RUN/plan.json), else what this config
-    # resolves to on this machine (medchat.plan reads the model's config only, no weights).
-    from medchat import plan as run_plan
-
-    saved = run_plan.read_saved(run_dir) if run_dir else None
-    plan_dict = saved if saved is not None else run_plan.resolve(cfg).to_dict()
-    t = cfg.trainer
-    summary = {"data": split.counts, "model": cfg.model.name_or_path, "tokenizer": cfg.model.tokenizer or
-               cfg.model.name_or_path, "chat_template": cfg.model.chat_template, "prompt_format": fmt,
-               "quant": cfg.quant.mode, "lora": {"r": cfg.lora.r, "alpha": cfg.lora.lora_alpha,
-                                                 "targets": cfg.lora.target_modules or cfg.lora.targets},
-               "packing": t.packing, "tokens_per_step": t.per_device_train_batch_size * t.gradient_accumulation_steps
-               * max_length if t.packing else None, "max_steps": t.max_steps,
-               "planned_on": "the training machine (RUN/plan.json)" if saved is not None else "this machine",
-               "run_plan": plan_dict}
+    summary = preview.summary
     print("=== run plan\n" + json.dumps(summary, indent=2, default=str), file=out)
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,7 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     html_path = a.html or (Path(a.run_dir) / "inspect.html" if a.run_dir else Path("medchat_inspect.html"))
     color = a.color == "always" or (a.color == "auto" and sys.stdout.isatty())
     try:
-        inspect(cfg, n=a.n, color=color, html_path=html_path, run_dir=a.run_dir)
+        from medchat.pipeline import preview
+
+        inspect(preview(cfg, a.run_dir), n=a.n, color=color, html_path=html_path)
     except ValueError as e:  # ConfigError, DataError, TemplateError: bad input, named
         print(f"medchat.inspect: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -1,7 +1,7 @@
 """One training run, top to bottom: `train(cfg)` is what `train.py` calls and what tests call.
 
-`train` is the only place that holds the whole composed config: every module it calls gets the section it
-needs. In order:
+`train` (and `preview`, its first steps without training, for python -m medchat.inspect) is the only place that
+holds the whole composed config: every module it calls gets the section it needs. In order:
 
 1. checks without weights (medchat.config_checks: names, values, and the stage's own stage.* checks);
 2. the run plan (medchat.plan): every `auto` and hardware-dependent choice resolved once (it also rejects what
@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -119,6 +120,41 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         stop.uninstall()
     tracker.finish()
     return metrics
+
+
+@dataclass
+class Preview:
+    """What train.py would train on, found before any weights load (python -m medchat.inspect prints it)."""
+
+    split: object  # data.Split: the rows of both sides
+    tokenizer: object
+    prompt_format: str
+    max_length: int
+    summary: dict  # the data counts, model, LoRA and batch settings, and the run plan
+
+
+def preview(cfg: DictConfig, run_dir: str | Path | None = None) -> Preview:
+    """train()'s path up to the first forward pass: the config checked, the data read and split, the tokenizer
+    loaded, and the run plan: the one the run resolved on its training machine (RUN/plan.json), else what this
+    config resolves to on this machine (from the model's config only)."""
+    from medchat import data
+
+    validate(cfg)
+    stage_for(cfg.stage).check(cfg.dataset)
+    split = data.load_split(cfg.dataset)
+    tokenizer = modeling.load_tokenizer(cfg.model)  # the tokenizer only: no model weights are read
+    saved = run_plan.read_saved(run_dir) if run_dir else None
+    t = cfg.trainer
+    summary = {"data": split.counts, "model": cfg.model.name_or_path, "tokenizer": cfg.model.tokenizer or
+               cfg.model.name_or_path, "chat_template": cfg.model.chat_template,
+               "prompt_format": cfg.dataset.prompt_format, "quant": cfg.quant.mode,
+               "lora": {"r": cfg.lora.r, "alpha": cfg.lora.lora_alpha,
+                        "targets": cfg.lora.target_modules or cfg.lora.targets},
+               "packing": t.packing, "tokens_per_step": t.per_device_train_batch_size * t.gradient_accumulation_steps
+               * t.max_length if t.packing else None, "max_steps": t.max_steps,
+               "planned_on": "the training machine (RUN/plan.json)" if saved is not None else "this machine",
+               "run_plan": saved if saved is not None else run_plan.resolve(cfg).to_dict()}
+    return Preview(split, tokenizer, cfg.dataset.prompt_format, t.max_length, summary)
 
 
 def token_count(ds) -> int | None:
