@@ -154,6 +154,9 @@ class TrainerConfig:
     # --- speed levers (issue 13; medchat.speed) ---
     fused_lora: str = "auto"  # auto: one fused autograd function per LoRA projection on a GPU | true | false
     compile: str = "auto"  # regional torch.compile of the decoder layers: auto (off until measured) | true | false
+    # every micro-batch padded to one shape (rows x max_length tokens; padding neither trained nor attended), the
+    # static shapes compile and CUDA graphs need: auto (off until measured faster on a GPU, issue 23) | true | false
+    fixed_shape: str = "auto"
     micro_batch: str = "auto"  # auto: largest micro-batch that fits memory_budget_gib at the same step batch | fixed
     activation_offloading: str = "auto"  # auto: offload checkpointed inputs only when nothing else fits | true | false
     train_sampling_strategy: str = "random"  # random | group_by_length (the notebooks' group_by_length=True)
@@ -303,6 +306,7 @@ CHOICES = {
     "trainer.truncation": ("drop", "keep"),
     "trainer.fused_lora": ("auto", "true", "false"),
     "trainer.compile": ("auto", "true", "false"),
+    "trainer.fixed_shape": ("auto", "true", "false"),
     "trainer.micro_batch": ("auto", "fixed"),
     "trainer.activation_offloading": ("auto", "true", "false"),
     "tracker.backend": ("wandb", "tensorboard", "none"),

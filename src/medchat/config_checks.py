@@ -16,7 +16,8 @@ from medchat.config import CHOICES, ConfigError, GenerationSettings
 
 # YAML booleans arrive as "True"/"False" in these str fields (they also take "auto").
 LOWERCASED = ("trainer.gradient_checkpointing", "trainer.use_liger_kernel", "trainer.fused_lora", "trainer.compile",
-              "trainer.micro_batch", "trainer.activation_offloading", "trainer.resume")
+              "trainer.micro_batch", "trainer.activation_offloading", "trainer.resume",
+              "trainer.fixed_shape")
 
 
 def _get(cfg: Any, dotted: str) -> Any:

@@ -237,6 +237,10 @@ def fit(stage, plan, run_dir: Path, args, tokenizer, data, trainer_cfg, lora_cfg
             "gradient_accumulation_steps": args.gradient_accumulation_steps,
             "activation_offloading": bool(getattr(args, "activation_offloading", False)),  # ORPOConfig has none
             **getattr(trainer, "medchat_speed", {}),  # fused LoRA projections, compiled layers
+            "fixed_shape_tokens": plan.fixed_shape_tokens,
+            "padding_share": training.padding_share(trainer, trainer.state.num_input_tokens_seen - tokens_at_start,
+                                                    plan.world_size)
+            if args.include_num_input_tokens_seen not in ("no", False) else None,
         },
         **stage.metrics(before, after, data),  # SFT: the perplexity definition; DPO/ORPO: rewards
     }

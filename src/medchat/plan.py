@@ -95,6 +95,8 @@ class RunPlan:
     # trainer.eval_steps resolved: from the config alone by resolve(), with the data's rows and tokens by
     # with_data() (what the run uses)
     evaluation: EvalPlan | None = None
+    # every micro-batch padded to fixed_shape_tokens (medchat.speed.apply.use_fixed_shape); None: shapes vary
+    fixed_shape_tokens: int | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -107,7 +109,8 @@ class RunPlan:
         return (f"run plan: {where}, world size {self.world_size}; dtype {m.dtype}, precision {self.precision}; "
                 f"attention {m.train_attention} (generation {m.generation_attention}); liger {self.liger}; "
                 f"optim {self.optim}; quant {m.quant.mode}; LoRA on {', '.join(self.target_modules)}; "
-                f"fused LoRA {self.fused_lora}; compile {self.compile}; batch {self.batch.reason}; "
+                f"fused LoRA {self.fused_lora}; compile {self.compile}; "
+                f"fixed shape {self.fixed_shape_tokens or 'no'}; batch {self.batch.reason}; "
                 f"checkpointing: {c.reason}")
 
 
@@ -296,7 +299,9 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
                    optim=choose_optimizer(t.optim, hw), liger=liger, target_modules=targets,
                    checkpointing=checkpointing, world_size=hw.world_size, fsdp=hw.fsdp, hardware=hw,
                    batch=batch, fused_lora=fused, compile=speed.use_compile(t, hw),
-                   evaluation=evaluation_plan(t, batch, hw.world_size))  # with_data() adds the data's counts
+                   evaluation=evaluation_plan(t, batch, hw.world_size),
+                   fixed_shape_tokens=speed.fixed_shape_tokens(t, batch.per_device_train_batch_size)
+                   if speed.use_fixed_shape(t) else None)  # with_data() adds the data's counts
 
 
 def tokenized_cache_dir(run_dir: str | Path) -> Path:

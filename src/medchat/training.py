@@ -38,6 +38,10 @@ def sft_config(trainer_cfg, tracker_cfg, run_dir: Path, plan):
         **training_arguments(trainer_cfg, tracker_cfg, run_dir, plan, SFTConfig),
         packing=trainer_cfg.packing,
         packing_strategy="bfd",  # padding-free: position_ids restart per example, so attention stays per document
+        # fixed shape: TRL's collator pads each micro-batch to this many tokens. Packed, the padding follows the
+        # micro-batch's documents with position_ids 0 (each pad token its own one-token document: it attends to
+        # itself only, and no real token attends to it) and label -100 (never trained); tests/test_fixed_shape.py
+        pad_to_multiple_of=plan.fixed_shape_tokens,
     )
 
 
@@ -232,11 +236,28 @@ class TokenWeightedEvalLoss:
         return out
 
 
+class CountPositions:
+    """A mixin for a trainer: the token positions this session's training micro-batches computed, padding
+    included (a shape known on the host: no device sync), for the padding share metrics.json reports."""
+
+    train_positions = 0
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        self.train_positions += int(inputs["input_ids"].numel())
+        return super().training_step(model, inputs, *args, **kwargs)
+
+
+def padding_share(trainer, real_tokens: int, world_size: int) -> float | None:
+    """Share of the positions computed in training that were padding: 1 - real tokens / positions (all ranks)."""
+    positions = getattr(trainer, "train_positions", 0) * world_size
+    return 1 - real_tokens / positions if positions else None
+
+
 @functools.cache
 def _sft_trainer_class():
     from trl import SFTTrainer
 
-    return type("MedchatSFTTrainer", (TokenWeightedEvalLoss, SFTTrainer), {})
+    return type("MedchatSFTTrainer", (TokenWeightedEvalLoss, CountPositions, SFTTrainer), {})
 
 
 def build_trainer(trainer_cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=()):

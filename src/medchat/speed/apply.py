@@ -56,6 +56,19 @@ def use_compile(trainer_cfg, hw: Hardware) -> bool:
     return _switch(trainer_cfg, "compile") == "true"
 
 
+def use_fixed_shape(trainer_cfg) -> bool:
+    """auto: off. Fixed shapes cost padding (the last micro-batches of a packed epoch, short rows padded) and pay
+    only where they let compile or CUDA graphs run; neither is measured yet (issue 23). true: on."""
+    return _switch(trainer_cfg, "fixed_shape") == "true"
+
+
+def fixed_shape_tokens(trainer_cfg, per_device_train_batch_size: int) -> int:
+    """The one length every training micro-batch is padded to: packed, its rows' documents flattened into one
+    sequence of rows x max_length tokens; padded rows, max_length each."""
+    rows = per_device_train_batch_size if trainer_cfg.packing else 1
+    return rows * int(trainer_cfg.max_length)
+
+
 def offload_choice(trainer_cfg) -> str:
     return _switch(trainer_cfg, "activation_offloading")
 

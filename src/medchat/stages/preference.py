@@ -70,11 +70,12 @@ def open_init_run(stage_cfg, model_cfg, dataset_cfg, plan) -> InitRun | None:
 
 def stage_plan(plan, init: InitRun | None):
     """The run plan as a preference stage uses it: a continued adapter keeps its own target modules (lora.*
-    does not apply), and issue 13's fused LoRA / compile switches, SFT-only, are off (DPO holds two adapters)."""
-    if plan.fused_lora or plan.compile:
-        log.info("trainer.fused_lora / trainer.compile: SFT-only; off for this preference stage")
+    does not apply), and the fused LoRA / compile / fixed-shape switches, SFT-only, are off (DPO holds two
+    adapters; pairs are padded per batch by TRL's preference collators)."""
+    if plan.fused_lora or plan.compile or plan.fixed_shape_tokens:
+        log.info("trainer.fused_lora / trainer.compile / trainer.fixed_shape: SFT-only; off for this preference stage")
     targets = tuple(init.run.adapter_targets()) if init is not None else plan.target_modules
-    return replace(plan, target_modules=targets, fused_lora=False, compile=False)
+    return replace(plan, target_modules=targets, fused_lora=False, compile=False, fixed_shape_tokens=None)
 
 
 def check_pairs_respect_split(init: InitRun, split) -> None:
