@@ -155,6 +155,8 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
     # the LR schedule's length into attempts.json, rebuilt when a deliberate resume changed it (medchat.resume)
     trainer.add_callback(training.ScheduleCallback(run_dir, resumed=checkpoint is not None))
     before = training.evaluate_before_training(trainer) if eval_ds is not None and not checkpoint else {}
+    if before and cfg.stage.name != "sft":  # each held-out pair's rewards, for length-matched reward accuracy
+        before.update(pref.pair_metrics(trainer, eval_ds, "eval_before_"))
     if before and is_main_process():  # all of it: a preference stage's rewards before training too
         write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"], **before})
     tokens_at_start = _tokens_in_checkpoint(checkpoint)
@@ -162,6 +164,8 @@ def _fit(cfg, plan, run_dir, args, tokenizer, train_ds, eval_ds, split, checkpoi
     if preempt.stopped_at is not None:  # stopped on a signal after saving: no final eval, no adapter
         raise Interrupted(stop.signum, preempt.stopped_at, str(Path(args.output_dir) / f"checkpoint-{preempt.stopped_at}"))
     after = training.final_evaluation(trainer) if eval_ds is not None else {}
+    if after and cfg.stage.name != "sft":
+        after.update(pref.pair_metrics(trainer, eval_ds, "eval_"))
 
     # Written beside RUN/adapter and renamed: a kill mid-save never leaves a half adapter that looks whole.
     partial = run_dir / ".adapter.partial"
