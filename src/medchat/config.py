@@ -210,7 +210,7 @@ class GenerationSettings:
     @staticmethod
     def of(cfg) -> "GenerationSettings":
         """These keys alone, from a config that holds them among others (evaluate.py's generation, eval.*)."""
-        return GenerationSettings(**{f.name: cfg[f.name] for f in dataclasses.fields(GenerationSettings)})
+        return GenerationSettings(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(GenerationSettings)})
 
     def check(self, prefix: str = "") -> None:
         """ConfigError naming the key (`prefix` + field) of a value generate() cannot take."""
