@@ -75,8 +75,9 @@ def banner(settings, system_prompt: str | None) -> str:
     if not settings.do_sample:
         how = f"greedy, repetition penalty {settings.repetition_penalty:g}"
     else:
-        how = (f"sampled: temperature {settings.temperature:g}, top_p {settings.top_p:g}, top_k {settings.top_k} "
-               f"{'(off)' if settings.top_k == 0 else ''}, repetition penalty {settings.repetition_penalty:g}")
+        top_k = "top_k off" if settings.top_k == 0 else f"top_k {settings.top_k}"
+        how = (f"sampled: temperature {settings.temperature:g}, top_p {settings.top_p:g}, {top_k}, repetition penalty "
+               f"{settings.repetition_penalty:g}")
     same = not settings.do_sample and settings.repetition_penalty == 1.0
     note = "as evaluate.py decodes" if same else "evaluate.py decodes greedily, without penalty: decoding=eval"
     system = f"system prompt: {system_prompt!r}" if system_prompt else "system prompt: none (the chat template's default)"
