@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from medchat.config import GenerationSettings  # noqa: E402
 from medchat.evaluation.generation import GenerationStats, generate  # noqa: E402
 
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -141,13 +142,13 @@ def prompts_for(args, tokenizer) -> list[list[int]]:
 def timed(model, tokenizer, prompts, batch_size, args, cache=None):
     if cache in ("static", "auto"):  # warm up on the timed run's one padded shape (compiles once, outside the timing)
         longest = max(prompts, key=len)
-        generate(model, tokenizer, [longest] * min(batch_size, len(prompts)), batch_size=batch_size,
-                 max_new_tokens=args.max_new_tokens, cache_implementation=cache)
+        generate(model, tokenizer, [longest] * min(batch_size, len(prompts)),
+                 GenerationSettings(max_new_tokens=args.max_new_tokens), batch_size=batch_size, cache_implementation=cache)
     else:
-        generate(model, tokenizer, prompts[:batch_size], batch_size=batch_size, max_new_tokens=4)
+        generate(model, tokenizer, prompts[:batch_size], GenerationSettings(max_new_tokens=4), batch_size=batch_size)
     stats = GenerationStats()
-    out = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=args.max_new_tokens,
-                   cache_implementation=cache, stats=stats)
+    out = generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=args.max_new_tokens),
+                   batch_size=batch_size, cache_implementation=cache, stats=stats)
     return out, stats
 
 

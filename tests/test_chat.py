@@ -207,9 +207,9 @@ def test_banner_shows_the_decoding_and_decoding_eval_chats_as_evaluate_py_decode
         return OmegaConf.structured(ChatConfig(run_dir=str(trained_run), max_new_tokens=12, **kw))
 
     sampled = settings_from(chat_cfg())  # the default
-    assert banner(sampled, None) == ("[decoding: sampled: temperature 0.7, top_p 0.9, repetition penalty 1.1, at most "
-                                     "12 new tokens (evaluate.py decodes greedily, without penalty: decoding=eval); "
-                                     "system prompt: none (the chat template's default)]")
+    assert banner(sampled, None) == ("[decoding: sampled: temperature 0.7, top_p 0.9, top_k off, repetition penalty "
+                                     "1.1, at most 12 new tokens (evaluate.py decodes greedily, without penalty: "
+                                     "decoding=eval); system prompt: none (the chat template's default)]")
     greedy = settings_from(chat_cfg(temperature=0))
     assert not greedy.do_sample and banner(greedy, None).startswith(
         "[decoding: greedy, repetition penalty 1.1, at most 12 new tokens (evaluate.py decodes greedily")

@@ -12,7 +12,7 @@ from conftest import DIALOGUES, shared
 from medchat import modeling
 from medchat.hardware import Hardware
 from medchat.plan import model_plan
-from medchat.config import ModelConfig, QuantConfig
+from medchat.config import GenerationSettings, ModelConfig, QuantConfig
 from medchat.data import DataError
 from medchat.evaluation import mcq, mcq_data
 from medchat.evaluation.generation import _cut, generate
@@ -40,8 +40,8 @@ def conversations():
 def test_batched_greedy_equals_one_prompt_at_a_time(model, tiny_tokenizer, conversations):
     prompts = [prompt_ids(tiny_tokenizer, c[:-1], "chat_template") for c in conversations]
     assert len({len(p) for p in prompts}) > 3  # different lengths, so left padding is exercised
-    one = [generate(model, tiny_tokenizer, [p], batch_size=1, max_new_tokens=24)[0] for p in prompts]
-    batched = generate(model, tiny_tokenizer, prompts, batch_size=len(prompts), max_new_tokens=24)
+    one = [generate(model, tiny_tokenizer, [p], GenerationSettings(max_new_tokens=24), batch_size=1)[0] for p in prompts]
+    batched = generate(model, tiny_tokenizer, prompts, GenerationSettings(max_new_tokens=24), batch_size=len(prompts))
     assert [g.token_ids for g in batched] == [g.token_ids for g in one]
     assert [g.text for g in batched] == [g.text for g in one]
     assert all(g.token_ids for g in one)  # something was generated
@@ -49,8 +49,8 @@ def test_batched_greedy_equals_one_prompt_at_a_time(model, tiny_tokenizer, conve
 
 def test_sampling_is_seeded(model, tiny_tokenizer, conversations):
     prompts = [prompt_ids(tiny_tokenizer, c[:-1], "chat_template") for c in conversations[:3]]
-    kw = dict(batch_size=3, max_new_tokens=12, do_sample=True, temperature=0.7, top_p=0.9)
-    a, b = generate(model, tiny_tokenizer, prompts, seed=1, **kw), generate(model, tiny_tokenizer, prompts, seed=1, **kw)
+    sampled = GenerationSettings(max_new_tokens=12, do_sample=True, temperature=0.7, top_p=0.9)
+    a, b = (generate(model, tiny_tokenizer, prompts, sampled, batch_size=3, seed=1) for _ in range(2))
     assert [g.token_ids for g in a] == [g.token_ids for g in b]
 
 
@@ -65,7 +65,7 @@ def test_generation_stops_at_eos_and_pad_is_not_eos(model, tiny_tokenizer):
         model.lm_head.bias = torch.nn.Parameter(torch.zeros(model.lm_head.out_features))
         model.lm_head.bias[eos] = 1e4
     try:
-        out = generate(model, tiny_tokenizer, [[5, 6, 7], [8, 9]], batch_size=2, max_new_tokens=8)
+        out = generate(model, tiny_tokenizer, [[5, 6, 7], [8, 9]], GenerationSettings(max_new_tokens=8), batch_size=2)
     finally:
         model.lm_head.bias = None
     assert [(g.token_ids, g.ended_with_eos, g.text) for g in out] == [([], True, ""), ([], True, "")]

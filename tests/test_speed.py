@@ -288,6 +288,7 @@ def test_checkpoint_counts_are_what_every_n_layers_expresses():
 # ----- generation under a static cache -----------------------------------------------------------------
 
 def test_static_generation_shape_is_one_per_eval_set_and_results_equal_dynamic():
+    from medchat.config import GenerationSettings
     from medchat.evaluation.generation import generate, resolve_cache, static_shape
 
     assert resolve_cache("auto", torch.device("cpu")) is None
@@ -312,8 +313,9 @@ def test_static_generation_shape_is_one_per_eval_set_and_results_equal_dynamic()
             return " ".join(map(str, ids))
 
     prompts = [[1, 5, 9, 13], [1, 7], [1, 3, 4, 5, 6, 8, 10], [1, 11, 12]]
-    dynamic = generate(model, Tok(), prompts, batch_size=3, max_new_tokens=6)
-    padded = generate(model, Tok(), prompts, batch_size=3, max_new_tokens=6, cache_implementation="static")
+    dynamic = generate(model, Tok(), prompts, GenerationSettings(max_new_tokens=6), batch_size=3)
+    padded = generate(model, Tok(), prompts, GenerationSettings(max_new_tokens=6), batch_size=3,
+                      cache_implementation="static")
     assert [g.token_ids for g in padded] == [g.token_ids for g in dynamic]
     assert all(len(g.token_ids) > 0 for g in dynamic)
 

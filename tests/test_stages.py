@@ -79,7 +79,7 @@ def test_make_pairs_keeps_each_row_on_its_side_of_the_split(trained_run, pairs):
     assert all(r["chosen"] != r["rejected"] and r["prompt"][-1]["role"] == "user" for r in rows)
     prov = json.loads(pairs.with_name(pairs.name + ".provenance.json").read_text())
     assert prov["run_dir"] == str(trained_run) and prov["answers_from"] == "sft"
-    assert prov["settings"]["max_new_tokens"] == 24 and prov["settings"]["do_sample"] is False
+    assert prov["settings"]["max_new_tokens"] == 24 and prov["settings"]["generation"]["do_sample"] is False
     assert set(prov["source_ids"]["eval"]) == eval_ids and prov["packages"]["trl"]
 
 
@@ -148,6 +148,46 @@ def test_dpo_from_an_sft_run_raises_the_margin_on_its_training_pairs(trained_run
     after = _margins(_load(run), train_pairs)
     assert after.mean() > before.mean() + 1.0, (before.mean(), after.mean())
     assert (after > before).float().mean() > 0.8
+
+
+def test_per_pair_and_length_matched_reward_accuracy_match_the_adapters(trained_run, dpo_run):
+    """metrics.json's per-pair reward accuracy, overall, length-matched and by length ratio, against rewards
+    computed here from the two saved adapters: a DPO reward is beta x (policy - reference) log-probability, so
+    chosen beats rejected exactly where the DPO adapter's chosen-minus-rejected margin exceeds the SFT one's."""
+    from medchat import modeling
+    from medchat.data.preference import load_pairs, tokenize_pairs
+
+    run, cfg, metrics = dpo_run
+    tokenizer = modeling.load_tokenizer(cfg.model)
+    held_out, _ = tokenize_pairs(load_pairs(cfg.dataset).eval, tokenizer, "chat_template", 128)
+    gain = _margins(_load(run), held_out) - _margins(_load(trained_run), held_out)
+    assert (gain.abs() > 1e-3).all(), gain  # no near-tie whose sign the adapters' numerics could flip
+    wins = (gain > 0).tolist()
+    ratios = [len(c) / len(r) for c, r in zip(held_out["chosen_ids"], held_out["rejected_ids"])]
+    matched = [w for w, x in zip(wins, ratios) if 0.8 <= x <= 1.25]
+    assert metrics["pairs"] == len(wins)
+    assert metrics["reward_accuracy_per_pair_after"] == pytest.approx(sum(wins) / len(wins))
+    assert metrics["length_matched_pairs"] == len(matched)
+    assert metrics["reward_accuracy_length_matched_after"] == (pytest.approx(sum(matched) / len(matched))
+                                                                if matched else None)
+    bins = metrics["reward_accuracy_by_length_ratio_after"]
+    assert sum(b["pairs"] for b in bins.values()) == len(wins) and bins["0.8-1.25"]["pairs"] == len(matched)
+    # before training the policy is its reference: every reward is 0, no pair is won
+    assert metrics["reward_accuracy_per_pair_before"] == 0
+
+
+def test_length_ratio_bins_have_exact_edges():
+    from medchat.stages.preference import length_ratio_bin, pair_reward_metrics
+
+    # chosen/rejected token counts -> bin: the edges 0.5, 0.8, 1.25 and 2 fall as documented
+    cases = {(1, 3): "<0.5", (1, 2): "0.5-0.8", (3, 4): "0.5-0.8", (4, 5): "0.8-1.25", (1, 1): "0.8-1.25",
+             (5, 4): "0.8-1.25", (4, 3): "1.25-2", (2, 1): "1.25-2", (5, 2): ">2"}
+    assert {k: length_ratio_bin(*k) for k in cases} == cases
+    out = pair_reward_metrics([(1.0, 0.0), (0.0, 1.0), (2.0, 1.0)], [(10, 10), (10, 9), (30, 10)])
+    assert out["reward_accuracy_per_pair"] == pytest.approx(2 / 3)
+    assert out["length_matched_pairs"] == 2 and out["reward_accuracy_length_matched"] == 0.5
+    assert out["reward_accuracy_by_length_ratio"][">2"] == {"pairs": 1, "reward_accuracy": 1.0}
+    assert out["reward_accuracy_by_length_ratio"]["<0.5"] == {"pairs": 0, "reward_accuracy": None}
 
 
 def test_evaluate_scores_a_dpo_run_like_an_sft_run(dpo_run):

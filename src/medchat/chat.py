@@ -9,7 +9,8 @@
 
 With `prompt=...` the answer alone goes to stdout (for scripts); the medical disclaimer, the decoding
 settings and the system prompt in use (a banner), and any diagnostics go to stderr. Chat samples by
-default (temperature 0.7, top_p 0.9, repetition penalty 1.1) while evaluate.py decodes greedily with no
+default (temperature 0.7, top_p 0.9, top_k 0 = off, repetition penalty 1.1; medchat.decoding builds the
+config, so the model's own generation defaults never apply) while evaluate.py decodes greedily with no
 penalty: `decoding=eval` chats with evaluate.py's settings (greedy, repetition_penalty 1.0, and the
 max_new_tokens of the run's full evaluation when there is one), so the answers are the ones evaluated. Interactive commands: /reset (forget the conversation), /exit (or Ctrl-D).
 """
@@ -43,6 +44,7 @@ class ChatConfig:
     max_new_tokens: int = 256
     temperature: float = 0.7
     top_p: float = 0.9
+    top_k: int = 0  # 0: no top-k cut (top_p alone), as evaluate.py samples; never the model's own default
     repetition_penalty: float = 1.1
     decoding: str = "sample"  # sample: the settings above | eval: evaluate.py's (greedy, no repetition penalty)
     seed: Optional[int] = None
@@ -59,7 +61,7 @@ def settings_from(cfg):
         raise ConfigError(f"decoding={cfg.decoding!r} is not one of sample, eval")
     if cfg.decoding == "eval":  # evaluate.py's defaults: greedy, no repetition penalty
         return chat_settings(_evaluated_max_new_tokens(cfg.run_dir) or cfg.max_new_tokens, 0, 1.0, 1.0)
-    return chat_settings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.repetition_penalty)
+    return chat_settings(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.repetition_penalty, cfg.top_k)
 
 
 def _evaluated_max_new_tokens(run_dir) -> int | None:
@@ -73,7 +75,8 @@ def banner(settings, system_prompt: str | None) -> str:
     if not settings.do_sample:
         how = f"greedy, repetition penalty {settings.repetition_penalty:g}"
     else:
-        how = (f"sampled: temperature {settings.temperature:g}, top_p {settings.top_p:g}, repetition penalty "
+        top_k = "top_k off" if settings.top_k == 0 else f"top_k {settings.top_k}"
+        how = (f"sampled: temperature {settings.temperature:g}, top_p {settings.top_p:g}, {top_k}, repetition penalty "
                f"{settings.repetition_penalty:g}")
     same = not settings.do_sample and settings.repetition_penalty == 1.0
     note = "as evaluate.py decodes" if same else "evaluate.py decodes greedily, without penalty: decoding=eval"

@@ -11,6 +11,7 @@ checks that need the model's architecture (LoRA target modules) live in `medchat
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -198,14 +199,21 @@ class TrackerConfig:
 
 @dataclass
 class GenerationSettings:
-    """How answers are generated: chat and the app (built from their flat keys), evaluate.py's `generation`
-    and training's `eval` all use this one class."""
+    """How answers are generated: chat and the app (built from their flat keys), evaluate.py's `generation`,
+    training's `eval` and make_pairs all use this one class, turned into transformers' GenerationConfig by
+    medchat.decoding (the model's own generation config never adds to it)."""
 
     max_new_tokens: int = 256
     do_sample: bool = False  # false: greedy
     temperature: float = 0.7
     top_p: float = 0.9
+    top_k: int = 0  # when sampling: keep the k likeliest tokens; 0 = no top-k cut (top_p alone)
     repetition_penalty: float = 1.0
+
+    @staticmethod
+    def of(cfg) -> "GenerationSettings":
+        """These keys alone, from a config that holds them among others (evaluate.py's generation, eval.*)."""
+        return GenerationSettings(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(GenerationSettings)})
 
     def check(self, prefix: str = "") -> None:
         """ConfigError naming the key (`prefix` + field) of a value generate() cannot take."""
@@ -217,15 +225,10 @@ class GenerationSettings:
             raise ConfigError(f"sampling ({prefix}do_sample=true) needs {prefix}temperature > 0")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"{prefix}top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ConfigError(f"{prefix}top_k must be >= 0 (0 = no top-k cut), got {self.top_k}")
         if self.repetition_penalty <= 0:
             raise ConfigError(f"{prefix}repetition_penalty must be > 0, got {self.repetition_penalty}")
-
-    def generate_kwargs(self) -> dict:
-        kwargs = {"max_new_tokens": int(self.max_new_tokens), "do_sample": bool(self.do_sample),
-                  "repetition_penalty": float(self.repetition_penalty)}
-        if self.do_sample:
-            kwargs.update(temperature=float(self.temperature), top_p=float(self.top_p))
-        return kwargs
 
 
 @dataclass

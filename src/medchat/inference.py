@@ -32,11 +32,11 @@ DISCLAIMER = (
 QUANT_MODES = CHOICES["quant.mode"]
 
 
-def chat_settings(max_new_tokens: int, temperature: float, top_p: float,
-                  repetition_penalty: float) -> GenerationSettings:
+def chat_settings(max_new_tokens: int, temperature: float, top_p: float, repetition_penalty: float,
+                  top_k: int = 0) -> GenerationSettings:
     """Chat's and the app's knobs (temperature 0 = greedy) -> checked GenerationSettings."""
     settings = GenerationSettings(max_new_tokens=int(max_new_tokens), do_sample=float(temperature) > 0,
-                                  temperature=float(temperature), top_p=float(top_p),
+                                  temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
                                   repetition_penalty=float(repetition_penalty))
     settings.check()
     return settings
@@ -67,9 +67,6 @@ class ChatModel:
         self._cache_kwarg = "past_key_values"
         on_gpu = getattr(getattr(model, "device", None), "type", "cpu") == "cuda"
         self._graph_state = _cuda_graph_state() if on_gpu else {}
-        from medchat.formatting import stop_token_ids
-
-        self.eos_token_ids = stop_token_ids(tokenizer, model)  # every end token of the family, not only eos
 
     @classmethod
     def load(cls, run_dir, quant: str | None = None, base: str | None = None, check_base: bool = True,
@@ -121,12 +118,16 @@ class ChatModel:
         import torch
         from transformers import TextIteratorStreamer
 
+        from medchat import decoding
+
         if len(ids) + settings.max_new_tokens > self.max_context:
             raise ConfigError(f"prompt ({len(ids)} tokens) + max_new_tokens ({settings.max_new_tokens}) exceed "
                               f"max_context ({self.max_context})")
         ids = torch.tensor([ids], device=self.model.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = settings.generate_kwargs()
+        # evaluate.py's and make_pairs' config for the same settings (stop ids included); the KV cache is chat's own
+        config = decoding.generation_config(settings, self.model, self.tokenizer)
+        kwargs = {}
         cache = self._reusable_cache()
         if cache is not None:
             cache.reset()
@@ -137,9 +138,8 @@ class ChatModel:
             try:
                 _adopt_cuda_graph_state(self._graph_state)
                 with torch.no_grad():
-                    self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                                        eos_token_id=self.eos_token_ids, pad_token_id=self.tokenizer.pad_token_id,
-                                        use_cache=True, **kwargs)
+                    decoding.generate(self.model, config, input_ids=ids, attention_mask=torch.ones_like(ids),
+                                      streamer=streamer, **kwargs)
             except BaseException as e:  # surfaced in the caller's thread below, after the streamer is released
                 failure.append(e)
                 streamer.end()

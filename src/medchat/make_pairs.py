@@ -4,10 +4,15 @@
     python -m medchat.make_pairs run_dir=runs/SFT out=pairs.jsonl answers_from=base max_new_tokens=96 train_limit=200
 
 For every row of the run's split, chosen = the doctor's answer and rejected = the model's own greedy answer to
-the same prompt (medchat.evaluation.generation, batched). Each pair keeps the side of the split its row was on
+the same prompt (medchat.evaluation.generation, batched, with medchat.decoding's settings as evaluate.py and chat).
+A rejected answer cut at max_new_tokens before its EOS is generated again with `regenerate_max_new_tokens` of
+room; one still cut then is kept under `eos_rule: no_eos_scored` (training scores neither answer's EOS, see
+medchat.data.preference), every other pair is `both_eos`. Without this, DPO would learn to prefer the answer
+that ends over the one that was cut, whatever either says. Each pair keeps the side of the split its row was on
 (`split: train | eval`): pairs from the run's held-out rows are held out from DPO too. The run's training rows
 are re-read from its dataset config and must reproduce its split.json fingerprint (else the data changed).
-Beside OUT, OUT.provenance.json records the model, run, settings and source row ids.
+Beside OUT, OUT.provenance.json records the model, run, settings (the generation config in full), the source row
+ids, and counts: pairs per side and per eos rule, answers regenerated and how many of those then ended.
 Keys are checked against `Settings`: a typo fails naming the key.
 """
 
@@ -33,10 +38,16 @@ class Settings:
     out: str = "???"
     answers_from: str = "sft"  # sft: the run's adapter on its base | base: the base model alone
     max_new_tokens: int = 96
+    # room for a second try at the answers cut at max_new_tokens (null: 4 x max_new_tokens; equal to
+    # max_new_tokens: no second try). Greedy, so the second answer continues the first.
+    regenerate_max_new_tokens: Optional[int] = None
     batch_size: int = 8
     train_limit: Optional[int] = None  # first N of the run's (shuffled) train rows; null: all
     eval_limit: Optional[int] = None
     quant: Optional[str] = None  # null: the run's own quantization | none | nf4 | int8
+    # true: the adapter folded into the (dequantized) base, as evaluate.py and chat generate by default, so the
+    # rejected answers are the ones evaluate.py scores; false: unmerged on the base as `quant` says
+    merge: bool = True
 
 
 def parse(argv: list[str]) -> Settings:
@@ -57,10 +68,15 @@ def parse(argv: list[str]) -> Settings:
         raise ConfigError(f"answers_from={s.answers_from!r} is not one of sft, base")
     if s.quant not in (None, "none", "nf4", "int8"):
         raise ConfigError(f"quant={s.quant!r} is not one of none, nf4, int8 (or unset: the run's own)")
-    for key in ("max_new_tokens", "batch_size", "train_limit", "eval_limit"):
+    for key in ("max_new_tokens", "batch_size", "train_limit", "eval_limit", "regenerate_max_new_tokens"):
         value = getattr(s, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
+    if s.regenerate_max_new_tokens is None:
+        s.regenerate_max_new_tokens = 4 * s.max_new_tokens
+    if s.regenerate_max_new_tokens < s.max_new_tokens:
+        raise ConfigError(f"regenerate_max_new_tokens={s.regenerate_max_new_tokens} is below max_new_tokens="
+                          f"{s.max_new_tokens}: the second try must have at least as much room")
     return s
 
 
@@ -88,7 +104,7 @@ def load_answerer(run, s: Settings):
     from medchat import run_models
 
     if s.answers_from == "sft":
-        return run_models.load_for_generation(run, quant=s.quant)
+        return run_models.load_for_generation(run, quant=s.quant, merge=s.merge)
     tokenizer = run_models.run_tokenizer(run)
     path = run_models.check_base(run, tokenizer=tokenizer)
     quant_cfg = run.cfg.quant if s.quant is None else OmegaConf.merge(run.cfg.quant, {"mode": s.quant})
@@ -97,10 +113,36 @@ def load_answerer(run, s: Settings):
     return model, tokenizer
 
 
+def config_of(s: Settings, max_new_tokens: int):
+    """make_pairs' decoding: greedy, no repetition penalty, as evaluate.py scores answers by default."""
+    from medchat.config import GenerationSettings
+
+    return GenerationSettings(max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.0)
+
+
+def answers(model, tokenizer, prompts: list[list[int]], s: Settings, stats, counts: dict) -> list:
+    """[(Generation, regenerated)] per prompt: greedy answers, the ones cut at max_new_tokens generated again
+    with regenerate_max_new_tokens of room (counted)."""
+    from medchat.evaluation.generation import generate
+
+    first = generate(model, tokenizer, prompts, config_of(s, s.max_new_tokens), batch_size=s.batch_size,
+                     stats=stats)
+    out = [(g, False) for g in first]
+    cut = [i for i, g in enumerate(first) if not g.ended_with_eos]
+    if cut and s.regenerate_max_new_tokens > s.max_new_tokens:
+        again = generate(model, tokenizer, [prompts[i] for i in cut], config_of(s, s.regenerate_max_new_tokens),
+                         batch_size=s.batch_size, stats=stats)
+        for i, g in zip(cut, again):
+            out[i] = (g, True)
+        counts["regenerated"] += len(cut)
+        counts["regenerated_ended_with_eos"] += sum(g.ended_with_eos for g in again)
+    return out
+
+
 def make_pairs(s: Settings) -> dict:
-    from medchat import modeling, provenance, runs
+    from medchat import decoding, modeling, provenance, runs
     from medchat.evaluation import heldout
-    from medchat.evaluation.generation import GenerationStats, generate
+    from medchat.evaluation.generation import GenerationStats
     from medchat.formatting import prompt_ids
 
     started = time.time()
@@ -112,20 +154,24 @@ def make_pairs(s: Settings) -> dict:
     prompt_format = run_cfg.dataset.prompt_format
     model, tokenizer = load_answerer(run, s)
     quant_mode = run_cfg.quant.mode if s.quant is None else s.quant
-    stats, pairs, counts = GenerationStats(), [], {"identical_answers": 0, "rejected_without_eos": 0}
+    stats, pairs = GenerationStats(), []
+    counts = {"identical_answers": 0, "regenerated": 0, "regenerated_ended_with_eos": 0,
+              "rejected_without_eos": 0, "both_eos": 0, "no_eos_scored": 0}
     for side, rows in sides.items():
         contexts, references = zip(*(heldout.context_and_reference(r) for r in rows)) if rows else ((), ())
         prompts = [prompt_ids(tokenizer, ctx, prompt_format) for ctx in contexts]
-        gens = generate(model, tokenizer, prompts, batch_size=s.batch_size, max_new_tokens=s.max_new_tokens,
-                        stats=stats)
-        for r, ctx, ref, g in zip(rows, contexts, references, gens):
+        gens = answers(model, tokenizer, prompts, s, stats, counts)
+        for r, ctx, ref, (g, regenerated) in zip(rows, contexts, references, gens):
             if g.text.strip() == ref.strip():  # the model already gives the doctor's answer: no preference
                 counts["identical_answers"] += 1
                 continue
+            rule = "both_eos" if g.ended_with_eos else "no_eos_scored"
             counts["rejected_without_eos"] += not g.ended_with_eos
+            counts[rule] += 1
             pairs.append({"id": f"{side}-{r['id']}", "source_id": r["id"], "source_row": r["row"], "split": side,
                           "prompt": list(ctx), "chosen": ref, "rejected": g.text,
-                          "rejected_ended_with_eos": g.ended_with_eos})
+                          "rejected_ended_with_eos": g.ended_with_eos, "rejected_regenerated": regenerated,
+                          "eos_rule": rule})
         counts[side] = sum(p["split"] == side for p in pairs)
     out = Path(s.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +184,10 @@ def make_pairs(s: Settings) -> dict:
         "base_model": path,
         "answers_from": s.answers_from,
         "adapter": str(run.adapter) if s.answers_from == "sft" else None,
-        "settings": {**asdict(s), "do_sample": False, "prompt_format": prompt_format, "quant": quant_mode},
+        "settings": {**asdict(s), "prompt_format": prompt_format, "quant": quant_mode,
+                     "merge": s.merge if s.answers_from == "sft" else None,  # base: no adapter to merge
+                     "generation": decoding.decoding_values(config_of(s, s.max_new_tokens)),
+                     "regeneration": decoding.decoding_values(config_of(s, s.regenerate_max_new_tokens))},
         "counts": counts,
         "source_ids": {side: [r["id"] for r in rows] for side, rows in sides.items()},
         "split_fingerprint": manifest["fingerprint"],

@@ -187,6 +187,8 @@ def fit(stage, plan, run_dir: Path, args, tokenizer, data, trainer_cfg, lora_cfg
     # the LR schedule's length into attempts.json, rebuilt when a deliberate resume changed it (medchat.resume)
     trainer.add_callback(training.ScheduleCallback(run_dir, resumed=checkpoint is not None))
     before = training.evaluate_before_training(trainer) if data.eval is not None and not checkpoint else {}
+    if before:  # what the stage measures on the held-out rows beside the loss (DPO/ORPO: each pair's rewards)
+        before.update(stage.held_out(trainer, data, "eval_before_"))
     if before and is_main_process():  # all of it: a preference stage's rewards before training too
         write_json(run_dir / "metrics_before.json", {"eval_loss_before": before["eval_before_loss"], **before})
     tokens_at_start = _tokens_in_checkpoint(checkpoint)
@@ -194,6 +196,8 @@ def fit(stage, plan, run_dir: Path, args, tokenizer, data, trainer_cfg, lora_cfg
     if preempt.stopped_at is not None:  # stopped on a signal after saving: no final eval, no adapter
         raise Interrupted(stop.signum, preempt.stopped_at, str(Path(args.output_dir) / f"checkpoint-{preempt.stopped_at}"))
     after = training.final_evaluation(trainer) if data.eval is not None else {}
+    if after:
+        after.update(stage.held_out(trainer, data, "eval_"))
 
     # Written beside RUN/adapter and renamed: a kill mid-save never leaves a half adapter that looks whole.
     partial = run_dir / ".adapter.partial"

@@ -13,6 +13,13 @@ an SFT run's eval rows never reach DPO training; without one, `dataset.eval_size
 Tokens are made here, with the same template rendering and the same loss span (the doctor's turn through its
 EOS) as SFT, and handed to TRL already tokenized: both trainers then score exactly the tokens SFT trained.
 Answers that do not fit `trainer.max_length` are cut here and counted (TRL would cut them silently).
+
+The end of an answer is scored only where both answers really end. A pair's `eos_rule` (a column
+`medchat.make_pairs` writes; absent: both answers are complete texts) says which: `both_eos` scores each
+answer through its EOS; `no_eos_scored` scores both answers without their EOS, because one of them (a model
+answer cut at max_new_tokens) never produced one. Scoring an EOS after a cut answer would let DPO separate
+the pair by its ending rather than its content. A pair whose answer `trainer.max_length` cuts becomes
+`no_eos_scored` too (the cut side lost its EOS, so the other side's is not scored either).
 """
 
 from __future__ import annotations
@@ -26,8 +33,11 @@ from medchat.formatting import prompt_ids, tokenize_conversation
 log = logging.getLogger(__name__)
 
 COLUMNS = {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected", "messages": "messages",
-           "system": "system", "id": "id", "split": "split"}
+           "system": "system", "id": "id", "split": "split", "eos_rule": "eos_rule"}
 SPLITS = ("train", "eval")
+# both_eos: both answers ended on their own, each scored through its EOS | no_eos_scored: one did not (a model
+# answer cut at max_new_tokens), so neither side's EOS is scored
+EOS_RULES = ("both_eos", "no_eos_scored")
 
 
 def _columns(cfg) -> dict[str, str]:
@@ -81,6 +91,7 @@ def normalise_pairs(table, cfg, source: str) -> ReadResult:
                             f"dataset.columns.{role}=NAME")
     result = ReadResult(records=[], source=source)
     has_split = cols["split"] in names
+    has_rule = cols["eos_rule"] in names
     for i, row in enumerate(table):
         prompt = _prompt(row, cols, source, i, cfg.system_prompt)
         chosen = _answer(row[cols["chosen"]], source, i, cols["chosen"])
@@ -97,6 +108,11 @@ def normalise_pairs(table, cfg, source: str) -> ReadResult:
             if side not in SPLITS:
                 raise DataError(f"{source} row {i}: column {cols['split']!r} is {side!r}, expected train or eval")
             record["split"] = side
+        rule = row[cols["eos_rule"]] if has_rule else "both_eos"
+        if rule not in EOS_RULES:
+            raise DataError(f"{source} row {i}: column {cols['eos_rule']!r} is {rule!r}, expected one of "
+                            f"{', '.join(EOS_RULES)}")
+        record["eos_rule"] = rule
         result.records.append(record)
     for reason, count in result.dropped.items():
         log.warning("%s: dropped %d pairs with %s (rows %s...)", source, count, reason.replace("_", " "),
@@ -125,14 +141,26 @@ def load_pairs(cfg) -> Split:
     return _fixed_split(read, cfg) if read.records and "split" in read.records[0] else split(read, cfg)
 
 
+def _without_end(answer: list[int], stops: set[int]) -> list[int]:
+    """An answer's scored tokens without the turn-ending token(s) it closes with (its EOS)."""
+    end = len(answer)
+    while end and answer[end - 1] in stops:
+        end -= 1
+    return answer[:end]
+
+
 def tokenize_pair(tokenizer, record: dict, prompt_format: str, max_length: int,
                   truncation: str = "keep") -> tuple[dict | None, list[str]]:
-    """-> ({"prompt_ids", "chosen_ids", "rejected_ids"} or None if dropped, what happened to fit max_length:
-    medchat.formatting.TRUNCATION_EVENTS names, as for SFT rows). truncation=keep cuts an answer that does not
-    fit (counted; TRL would cut it silently), drop drops the pair."""
+    """-> ({"prompt_ids", "chosen_ids", "rejected_ids"} or None if dropped, what happened: the
+    medchat.formatting.TRUNCATION_EVENTS names, as for SFT rows, and the eos rule applied, `eos_rule:<rule>`).
+    truncation=keep cuts an answer that does not fit (counted; TRL would cut it silently), drop drops the pair.
+    Under `no_eos_scored` (the record's rule, or an answer cut here) neither answer ends with an EOS."""
+    from medchat.formatting import stop_token_ids
+
     prompt = record["messages"][:-1]
     p = prompt_ids(tokenizer, prompt, prompt_format)
     out, events = {"prompt_ids": p}, []
+    rule = record.get("eos_rule", "both_eos")
     for side, answer in (("chosen", record["messages"][-1]["content"]), ("rejected", record["rejected"])):
         tok = tokenize_conversation(tokenizer, prompt + [{"role": "assistant", "content": answer}], prompt_format)
         ids, mask = tok["input_ids"], tok["assistant_masks"]
@@ -141,32 +169,40 @@ def tokenize_pair(tokenizer, record: dict, prompt_format: str, max_length: int,
                             "prompt + answer, so the answer's tokens cannot be located")
         out[f"{side}_ids"] = [t for t, m in zip(ids[len(p):], mask[len(p):]) if m]  # the answer through its EOS
     longest = len(p) + max(len(out["chosen_ids"]), len(out["rejected_ids"]))
-    if longest <= max_length:
-        return out, events
-    if truncation == "drop":
-        return None, ["too_long", "dropped_too_long"]
-    events = ["too_long", "cut_to_max_length"]
-    room = max_length - len(p)
-    if room <= 0:  # the prompt alone fills max_length: no answer token left to compare
-        return None, events + ["dropped_no_trained_token"]
-    eos = tokenizer.eos_token_id
-    for side in ("chosen", "rejected"):
-        answer = out[f"{side}_ids"]
-        if len(answer) > room:
-            out[f"{side}_ids"] = answer[:room]
-            if answer[-1] == eos and "cut_answer_lost_eos" not in events:
-                events.append("cut_answer_lost_eos")
-    return out, events
+    if longest > max_length:
+        if truncation == "drop":
+            return None, ["too_long", "dropped_too_long"]
+        events = ["too_long", "cut_to_max_length"]
+        room = max_length - len(p)
+        if room <= 0:  # the prompt alone fills max_length: no answer token left to compare
+            return None, events + ["dropped_no_trained_token"]
+        eos = tokenizer.eos_token_id
+        for side in ("chosen", "rejected"):
+            answer = out[f"{side}_ids"]
+            if len(answer) > room:
+                out[f"{side}_ids"] = answer[:room]
+                rule = "no_eos_scored"  # this side's EOS is gone: the other side's must not be scored alone
+                if answer[-1] == eos and "cut_answer_lost_eos" not in events:
+                    events.append("cut_answer_lost_eos")
+    if rule == "no_eos_scored":
+        stops = set(stop_token_ids(tokenizer))
+        for side in ("chosen", "rejected"):
+            out[f"{side}_ids"] = _without_end(out[f"{side}_ids"], stops)
+        if not out["chosen_ids"] or not out["rejected_ids"]:
+            return None, events + ["dropped_no_trained_token"]
+    return out, events + [f"eos_rule:{rule}"]
 
 
 def tokenize_pairs(records: list[dict], tokenizer, prompt_format: str, max_length: int, truncation: str = "keep"):
     """Records -> (a datasets.Dataset of token ids, counts in data.cache.fit_rows' form: rows, each
-    TRUNCATION_EVENTS name, kept), so split.json's tokenization reads the same for every stage."""
+    TRUNCATION_EVENTS name, kept; plus `eos_rule:<rule>`, the pairs kept under each rule), so split.json's
+    tokenization reads the same for every stage."""
     import datasets
 
     from medchat.formatting import TRUNCATION_EVENTS
 
-    rows, counts = [], {"rows": len(records), **{e: 0 for e in TRUNCATION_EVENTS}}
+    rows = []
+    counts = {"rows": len(records), **{e: 0 for e in TRUNCATION_EVENTS}, **{f"eos_rule:{r}": 0 for r in EOS_RULES}}
     for r in records:
         row, events = tokenize_pair(tokenizer, r, prompt_format, max_length, truncation)
         for e in events:

@@ -74,10 +74,13 @@ def conversation_hash(record: dict) -> str:
 def record_hash(record: dict) -> str:
     """What makes two records the same example (dedup, the data fingerprint): the conversation, and for a
     preference pair also its rejected answer. Several rejected answers for one prompt are distinct pairs, and a
-    pairs file changed only in a rejected answer has another fingerprint (so a resume refuses it)."""
+    pairs file changed only in a rejected answer has another fingerprint (so a resume refuses it). A pair's
+    eos_rule changes which tokens are scored, so a rule other than the default both_eos is part of it too."""
     if "rejected" not in record:
         return conversation_hash(record)
-    return hashlib.sha256((conversation_hash(record) + record["rejected"]).encode()).hexdigest()[:16]
+    rule = record.get("eos_rule", "both_eos")
+    blob = conversation_hash(record) + record["rejected"] + ("" if rule == "both_eos" else f"\0{rule}")
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def question_key(record: dict) -> str:

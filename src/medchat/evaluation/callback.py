@@ -24,6 +24,7 @@ import torch
 
 from transformers import TrainerCallback
 
+from medchat.config import GenerationSettings
 from medchat.evaluation.generation import generate
 from medchat.evaluation.heldout import context_and_reference
 from medchat.formatting import prompt_ids
@@ -63,9 +64,8 @@ class GenerationCallback(TrainerCallback):
         # CPU and every CUDA device's RNG restored afterwards: sampling must not move training's dropout/data order
         devices = range(torch.cuda.device_count())
         with torch.random.fork_rng(devices=devices), attention_for_generation(model, self.attention):
-            gens = generate(model, self.tokenizer, self.prompts, batch_size=len(self.prompts),
-                            max_new_tokens=c.max_new_tokens, do_sample=c.do_sample, temperature=c.temperature,
-                            top_p=c.top_p, seed=step, repetition_penalty=c.repetition_penalty)
+            gens = generate(model, self.tokenizer, self.prompts, GenerationSettings.of(c),
+                            batch_size=len(self.prompts), seed=step)
         texts = [g.text for g in gens]
         scores = text_metrics(texts, self.references, names=list(c.metrics))
         values = {f"gen/{k}": v for k, v in scores.corpus.items() if v is not None}

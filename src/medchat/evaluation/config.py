@@ -20,8 +20,9 @@ TEXT_METRICS = ("bleu", "rouge", "meteor", "bertscore")
 
 @dataclass
 class BatchGenerationSettings(GenerationSettings):
-    """medchat's GenerationSettings (max_new_tokens, do_sample, temperature, top_p, repetition_penalty) plus
-    what batched evaluation adds. do_sample=false: greedy; true: sampled with temperature / top_p and `seed`."""
+    """medchat's GenerationSettings (max_new_tokens, do_sample, temperature, top_p, top_k, repetition_penalty)
+    plus what batched evaluation adds. do_sample=false: greedy; true: sampled with temperature / top_p / top_k
+    and `seed`."""
 
     batch_size: int = 16  # prompts per generate() call, left-padded
     seed: int = 0
@@ -132,8 +133,7 @@ def validate(cfg) -> None:
     if unknown:
         raise ConfigError(f"metrics.names: unknown {', '.join(unknown)}; known: {', '.join(TEXT_METRICS)}")
     g = cfg.generation
-    GenerationSettings(**{k: g[k] for k in ("max_new_tokens", "do_sample", "temperature", "top_p",
-                                            "repetition_penalty")}).check("generation.")
+    GenerationSettings.of(g).check("generation.")
     for key, value in {"generation.batch_size": g.batch_size, "mcq.batch_size": cfg.mcq.batch_size, "metrics.bertscore_batch_size":
                        cfg.metrics.bertscore_batch_size, "metrics.perplexity_batch_size":
                        cfg.metrics.perplexity_batch_size}.items():

@@ -1,4 +1,4 @@
-"""Batched answer generation: left padding, EOS-aware cutting, greedy or sampled.
+"""Batched answer generation: left padding, EOS-aware cutting, greedy or sampled (medchat.decoding's config).
 
 Prompts are sorted by length and cut into batches of `batch_size`, each left-padded with the tokenizer's
 pad token (never EOS), so every row's last prompt token sits at the end of the batch and new tokens line
@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-
-from medchat.formatting import stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -48,28 +46,6 @@ def left_pad(prompts: list[list[int]], pad_id: int, width: int | None = None) ->
     return ids, mask
 
 
-def generation_config(model, tokenizer, max_new_tokens: int, do_sample: bool = False, temperature: float = 0.7,
-                      top_p: float = 0.9, cache_implementation: str | None = None, repetition_penalty: float = 1.0):
-    """A fresh GenerationConfig: the model's own defaults (e.g. an instruct model's do_sample=True) do not leak in."""
-    from transformers import GenerationConfig
-
-    # pad may be one of the stop ids (Qwen2's <|endoftext|> is both): only finished rows are padded. It must
-    # not be the eos, which is what load_tokenizer guarantees.
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise ValueError("generation needs a pad token distinct from EOS (medchat.modeling.load_tokenizer sets one)")
-    sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample else {}
-    return GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=do_sample,
-        repetition_penalty=repetition_penalty,
-        eos_token_id=stop_token_ids(tokenizer, model),
-        pad_token_id=tokenizer.pad_token_id,
-        use_cache=True,
-        cache_implementation=cache_implementation if cache_implementation != "dynamic" else None,
-        **sampling,
-    )
-
-
 def _cut(row: list[int], stops: set[int], pad_id: int) -> tuple[list[int], bool, int]:
     """New tokens up to the first stop id -> (tokens, ended_with_eos, tokens generated incl. the stop)."""
     for k, t in enumerate(row):
@@ -96,20 +72,20 @@ def static_shape(prompts: list[list[int]], batch_size: int, multiple: int = 64) 
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, max_new_tokens: int = 256,
-             do_sample: bool = False, temperature: float = 0.7, top_p: float = 0.9, seed: int = 0,
-             cache_implementation: str | None = None, stats: GenerationStats | None = None,
-             repetition_penalty: float = 1.0) -> list[Generation]:
-    """One Generation per prompt (token id lists), in the prompts' order."""
+def generate(model, tokenizer, prompts: list[list[int]], settings, batch_size: int = 16, seed: int = 0,
+             cache_implementation: str | None = None, stats: GenerationStats | None = None) -> list[Generation]:
+    """One Generation per prompt (token id lists), in the prompts' order, decoded as `settings`
+    (medchat.config.GenerationSettings) say through medchat.decoding; `seed` seeds torch when sampling."""
+    from medchat import decoding
+
     device = next(model.parameters()).device
     cache_implementation = resolve_cache(cache_implementation, device)
-    config = generation_config(model, tokenizer, max_new_tokens, do_sample, temperature, top_p, cache_implementation,
-                               repetition_penalty)
+    config = decoding.generation_config(settings, model, tokenizer, cache_implementation)
     stops = set(config.eos_token_id)
     rows, width = static_shape(prompts, batch_size) if cache_implementation == "static" else (None, None)
     was_training = model.training
     model.eval()
-    if do_sample:
+    if settings.do_sample:
         torch.manual_seed(seed)
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     results: list[Generation | None] = [None] * len(prompts)
@@ -119,7 +95,7 @@ def generate(model, tokenizer, prompts: list[list[int]], batch_size: int = 16, m
             batch = order[b : b + batch_size]
             fill = [batch[0]] * (rows - len(batch)) if rows else []  # same shape as every other batch
             ids, mask = left_pad([prompts[i] for i in batch + fill], tokenizer.pad_token_id, width)
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
+            out = decoding.generate(model, config, input_ids=ids.to(device), attention_mask=mask.to(device))
             for i, row in zip(batch, out[: len(batch), ids.shape[1]:].tolist()):
                 kept, ended, produced = _cut(row, stops, tokenizer.pad_token_id)
                 results[i] = Generation(tokenizer.decode(kept, skip_special_tokens=True).strip(), kept, ended)

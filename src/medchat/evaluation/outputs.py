@@ -147,7 +147,8 @@ def _perplexity_note(metrics: dict) -> str:
 
 def summary(metrics: dict, rows: list[dict], results: dict) -> str:
     s = metrics["generation"]
-    decoding = (f"sampled (temperature {s['temperature']}, top_p {s['top_p']}, seed {s['seed']})"
+    decoding = (f"sampled (temperature {s['temperature']}, top_p {s['top_p']}, top_k {s.get('top_k', 0)} (0: off), "
+                f"seed {s['seed']})"
                 if s["do_sample"] else "greedy")
     where = f"`{metrics['run_dir']}`" if metrics["run_dir"] else "the given rows"
     if metrics["split"] == "eval.jsonl":

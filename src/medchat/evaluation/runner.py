@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from medchat.config import GenerationSettings
 from medchat.evaluation import heldout, intervals, outputs
 from medchat.evaluation.generation import GenerationStats, generate
 from medchat.evaluation.metrics import text_metrics
@@ -53,10 +54,8 @@ def score_model(model, tokenizer, rows: list[dict], cfg, plan: Plan) -> tuple[di
     contexts, references = zip(*(heldout.context_and_reference(r) for r in rows))
     prompts = [prompt_ids(tokenizer, ctx, plan.prompt_format) for ctx in contexts]
     stats = GenerationStats()
-    gens = generate(model, tokenizer, prompts, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens,
-                    do_sample=g.do_sample, temperature=g.temperature, top_p=g.top_p, seed=g.seed,
-                    cache_implementation=g.cache_implementation, stats=stats,
-                    repetition_penalty=g.repetition_penalty)
+    gens = generate(model, tokenizer, prompts, GenerationSettings.of(g), batch_size=g.batch_size, seed=g.seed,
+                    cache_implementation=g.cache_implementation, stats=stats)
     texts = [x.text for x in gens]
     m = cfg.metrics
     scores = text_metrics(texts, list(references), names=list(m.names), bertscore_model=m.bertscore_model,

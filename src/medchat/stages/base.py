@@ -47,6 +47,10 @@ class Stage(Protocol):
     def build(self, plan, lora_cfg, trainer_cfg, tokenizer, data: StageData, args, callbacks) -> tuple:
         """-> (model, trainer): the base as planned with its adapter, inside its TRL trainer."""
 
+    def held_out(self, trainer, data: StageData, prefix: str) -> dict:
+        """What it measures on the held-out rows beside the trainer's evaluation, before and after training
+        (keys start with `prefix`)."""
+
     def metrics(self, before: dict, after: dict, data: StageData) -> dict:
         """What metrics.json adds for this stage, from the held-out metrics before and after training."""
 

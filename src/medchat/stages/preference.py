@@ -30,6 +30,44 @@ REWARD_KEYS = {"rewards/accuracies": "reward_accuracy", "rewards/margins": "rewa
                "logps/chosen": "logps_chosen", "logps/rejected": "logps_rejected"}
 
 
+# Reward accuracy by chosen/rejected length ratio (scored tokens of each answer): a pair inside [0.8, 1.25] is
+# "length-matched", where a preference learned from answer length alone cannot show as accuracy. Bins, by ratio:
+# < 0.5, [0.5, 0.8), [0.8, 1.25], (1.25, 2], > 2 (ratios compared exactly, in integers).
+LENGTH_RATIO_BINS = ("<0.5", "0.5-0.8", "0.8-1.25", "1.25-2", ">2")
+
+
+def length_ratio_bin(chosen: int, rejected: int) -> str:
+    """The LENGTH_RATIO_BINS name of chosen/rejected (token counts, both > 0)."""
+    if 2 * chosen < rejected:
+        return "<0.5"
+    if 5 * chosen < 4 * rejected:
+        return "0.5-0.8"
+    if 4 * chosen <= 5 * rejected:
+        return "0.8-1.25"
+    return "1.25-2" if chosen <= 2 * rejected else ">2"
+
+
+def pair_reward_metrics(rewards: list[tuple[float, float]], lengths: list[tuple[int, int]]) -> dict:
+    """Per-pair reward accuracy (chosen reward > rejected), overall, on length-matched pairs, and per length-ratio
+    bin; accuracy is None where a bin holds no pair."""
+    def accuracy(idx):
+        return sum(rewards[i][0] > rewards[i][1] for i in idx) / len(idx) if idx else None
+
+    bins = [length_ratio_bin(c, r) for c, r in lengths]
+    by_bin = {b: [i for i, x in enumerate(bins) if x == b] for b in LENGTH_RATIO_BINS}
+    return {"reward_accuracy_per_pair": accuracy(range(len(rewards))), "pairs": len(rewards),
+            "reward_accuracy_length_matched": accuracy(by_bin["0.8-1.25"]),
+            "length_matched_pairs": len(by_bin["0.8-1.25"]),
+            "reward_accuracy_by_length_ratio": {b: {"pairs": len(idx), "reward_accuracy": accuracy(idx)}
+                                                for b, idx in by_bin.items()}}
+
+
+def pair_metrics(trainer, eval_ds, prefix: str) -> dict:
+    """{prefix + "pairs": pair_reward_metrics of the trainer's held-out pairs now} (prefix: eval_before_ / eval_)."""
+    lengths = [(len(c), len(r)) for c, r in zip(eval_ds["chosen_ids"], eval_ds["rejected_ids"])]
+    return {f"{prefix}pairs": pair_reward_metrics(trainer.pair_rewards(), lengths)}
+
+
 @dataclass(frozen=True)
 class InitRun:
     """The finished SFT run a DPO stage continues, and the hashes of both sides of its split: whole
@@ -165,12 +203,24 @@ class PreferenceStage:
         training.add_callbacks(trainer, trainer_cfg)
         return model, trainer
 
+    def held_out(self, trainer, data: StageData, prefix: str) -> dict:
+        """Each held-out pair's rewards, for reward accuracy per pair, length-matched and by length ratio."""
+        return pair_metrics(trainer, data.eval, prefix)
+
     def metrics(self, before: dict, after: dict, data: StageData) -> dict:
-        """Held-out reward accuracy and margins before and after training. `before` may be the first attempt's
+        """Held-out reward accuracy and margins before and after training, and reward accuracy per pair, on
+        length-matched pairs and by length ratio (pair_metrics). `before` may be the first attempt's
         metrics_before.json (a resume)."""
         out = {"stage": self.name, "init_from": str(self.init.run.dir) if self.init else None,
                "beta": float(self.cfg.beta), "packing": False}
         for key, name in REWARD_KEYS.items():
             out[f"{name}_before"] = before.get(f"eval_before_{key}", before.get(f"eval_{key}"))
             out[f"{name}_after"] = after.get(f"eval_{key}")
+        # per pair (TRL's reward_accuracy_* above is a mean of batch means), length-matched and by length ratio
+        for when, pairs in (("before", before.get("eval_before_pairs")), ("after", after.get("eval_pairs"))):
+            for key, value in (pairs or {}).items():
+                if key in ("pairs", "length_matched_pairs"):
+                    out[key] = value
+                else:
+                    out[f"{key}_{when}"] = value
         return out

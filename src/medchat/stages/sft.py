@@ -47,6 +47,9 @@ class SFT:
                                          callbacks=callbacks)
         return model, trainer
 
+    def held_out(self, trainer, data: StageData, prefix: str) -> dict:
+        return {}  # the token-weighted held-out loss is the trainer's own evaluation (training.TokenWeightedEvalLoss)
+
     def metrics(self, before: dict, after: dict, data: StageData) -> dict:
         if data.eval is None:
             return {}
