@@ -13,7 +13,6 @@ import torch
 from omegaconf import OmegaConf
 
 from medchat import export as export_mod
-from medchat.config import ConfigError
 from medchat.export import ExportConfig, export, merge_adapter, run
 
 EVAL_METRICS = {  # the format evaluate.py writes (see COMMON run dir contract), numbers made up for the card test

@@ -4,7 +4,6 @@ checks (medchat.launch_checks), without a GPU: the machine is a Hardware value, 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch

@@ -1,7 +1,9 @@
-"""A finished run as a chat partner: its model (opened by medchat.runs), prompt conventions, streamed answers.
+"""A finished run as a chat partner: its model (opened by medchat.runs, built by medchat.run_models), prompt
+conventions, streamed answers.
 
 What chat and the app share. The run's config says which chat template, system prompt and prompt format
-were trained; medchat.runs checks the run dir and the adapter against its base and builds the model.
+were trained; medchat.runs opens the run dir, medchat.run_models checks the adapter against its base and builds
+the model.
 
     from medchat.config import GenerationSettings
     from medchat.inference import ChatModel
