@@ -89,7 +89,8 @@ def test_trainer_keys_are_sftconfig_fields():
     medchat_only = {"precision", "resume", "truncation", "fail_at_step", "checkpoint_every_n_layers", "memory_budget_gib",
                     # transformers.EarlyStoppingCallback's argument names, not TrainingArguments'
                     "early_stopping_patience", "early_stopping_threshold",
-                    "fused_lora", "compile", "micro_batch"}  # medchat.speed (issue 13)
+                    "fused_lora", "compile", "micro_batch",  # medchat.speed (issue 13)
+                    "fixed_shape"}  # issue 23: the plan turns it into SFTConfig's pad_to_multiple_of
     ours = {f.name for f in dataclasses.fields(schema.TrainerConfig)} - medchat_only
     theirs = {f.name for f in dataclasses.fields(trl.SFTConfig)}
     assert ours <= theirs, ours - theirs
