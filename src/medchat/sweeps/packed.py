@@ -293,12 +293,13 @@ def packed_step(pack: Pack, batches: list[dict[str, torch.Tensor]], pad_token_id
 
 
 def job_state_dict(pack: Pack, j: int) -> dict[str, torch.Tensor]:
-    """Job j's adapter under PEFT's saved key names (`base_model.model.<module>.lora_A.weight`)."""
+    """A copy (a snapshot, not views of the live parameters) of job j's adapter under PEFT's saved key names
+    (`base_model.model.<module>.lora_A.weight`)."""
     out = {}
     for key, layer in pack.layers.items():
         if str(j) in layer.lora_A:
-            out[f"base_model.model.{key}.lora_A.weight"] = layer.lora_A[str(j)].weight.detach().cpu().contiguous()
-            out[f"base_model.model.{key}.lora_B.weight"] = layer.lora_B[str(j)].weight.detach().cpu().contiguous()
+            out[f"base_model.model.{key}.lora_A.weight"] = layer.lora_A[str(j)].weight.detach().to("cpu", copy=True)
+            out[f"base_model.model.{key}.lora_B.weight"] = layer.lora_B[str(j)].weight.detach().to("cpu", copy=True)
     return out
 
 
