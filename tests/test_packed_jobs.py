@@ -139,13 +139,19 @@ def packed(tiny_dir, data):
     return packed_run(tiny_dir, JOBS, data)
 
 
-def test_packed_jobs_equal_their_solo_peft_runs(tiny_dir, data, packed):
+@pytest.fixture(scope="module")
+def solo(tiny_dir, data):
+    """Each job trained alone (PEFT) on its micro-batches at the pack's width: (init, final, losses) per job."""
+    return [solo_run(tiny_dir, job, data[j]) for j, job in enumerate(JOBS)]
+
+
+def test_packed_jobs_equal_their_solo_peft_runs(data, packed, solo):
     from medchat.sweeps.packed import job_state_dict
 
     pack, packed_init, packed_losses = packed
     diffs = []
     for j, job in enumerate(JOBS):
-        solo_init, solo_final, solo_losses = solo_run(tiny_dir, job, data[j])
+        solo_init, solo_final, solo_losses = solo[j]
         assert max_diff(packed_init[j], solo_init) == 0.0  # same init from the same seed, no copying
         final = job_state_dict(pack, j)
         assert len(final) == 2 * 4 * len(job.target_modules)  # A and B on each targeted module of 4 layers
@@ -158,7 +164,7 @@ def test_packed_jobs_equal_their_solo_peft_runs(tiny_dir, data, packed):
     print("max |packed - solo| per job:", diffs)
 
 
-def test_padding_width_is_the_only_difference(tiny_dir, own_width, data, packed):
+def test_padding_width_is_the_only_difference(tiny_dir, own_width, packed, solo):
     """Against solo runs at their own (narrower) padding width, packed jobs differ by no more than that same solo
     run differs from itself padded to the pack's width: packing adds nothing to it beyond TOL."""
     from medchat.sweeps.packed import job_state_dict
@@ -167,7 +173,7 @@ def test_padding_width_is_the_only_difference(tiny_dir, own_width, data, packed)
     report = []
     for j, job in enumerate(JOBS):
         _, narrow, _ = solo_run(tiny_dir, job, own_width[j])
-        _, wide, _ = solo_run(tiny_dir, job, data[j])
+        _, wide, _ = solo[j]
         ours = max_diff(job_state_dict(pack, j), narrow)
         padding_alone = max_diff(wide, narrow)
         report.append((ours, padding_alone))
@@ -250,3 +256,45 @@ def test_causal_lm_loss_is_hf_loss(tiny_dir, data):
     with torch.no_grad():
         out = model(**batch)
     assert causal_lm_loss(out.logits, batch["labels"]).item() == pytest.approx(out.loss.item(), abs=1e-6)
+
+
+def load_4bit(tiny_dir):
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    pytest.importorskip("bitsandbytes")
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    return AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32, quantization_config=quant)
+
+
+def test_4bit_base_packed_jobs_equal_their_solo_peft_runs(tiny_dir, data):
+    """QLoRA: the MultiLoRA layer calls bitsandbytes' Linear4bit itself (one dequantize + GEMM over all jobs'
+    rows); two packed jobs over the 4-bit tiny model end where PEFT's own 4-bit LoRA layer trained alone ends."""
+    import bitsandbytes as bnb
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+    from transformers import get_scheduler
+
+    from medchat.sweeps.packed import job_state_dict
+
+    jobs, steps = [JOBS[0], JOBS[1]], 2
+    pack = pack_model(load_4bit(tiny_dir), jobs, max_steps=STEPS)
+    assert all(isinstance(layer.base_layer, bnb.nn.Linear4bit) for layer in pack.layers.values())
+    for k in range(steps):
+        packed_step(pack, [data[0][k], data[1][k]], pad_token_id=PAD)
+    for j, job in enumerate(jobs):
+        torch.manual_seed(job.seed)
+        model = get_peft_model(load_4bit(tiny_dir), LoraConfig(r=job.r, lora_alpha=job.lora_alpha, lora_dropout=0.0,
+                                                               target_modules=list(job.target_modules)))
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=job.learning_rate, weight_decay=job.weight_decay, foreach=False)
+        sched = get_scheduler(job.lr_scheduler_type, opt, num_warmup_steps=job.warmup_steps, num_training_steps=STEPS)
+        model.train()
+        for batch in data[j][:steps]:
+            model(**batch).loss.backward()
+            if job.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, job.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+        diff = max_diff(job_state_dict(pack, j), {k: v.detach() for k, v in get_peft_model_state_dict(model).items()})
+        print(f"4-bit job {j}: max |packed - solo| {diff:.2e}")
+        assert diff <= TOL, (j, diff)
