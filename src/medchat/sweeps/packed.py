@@ -1,0 +1,318 @@
+"""Packed jobs (issue 24): several LoRA jobs trained in one process on one frozen base, each as it would train alone.
+
+A sweep over adapter-side keys (r, alpha, dropout, targets, lr, schedule, weight decay, clipping, seed) trains N
+adapters on the same base. Run one after another, each job pays for its own base forward/backward, and each
+step is launch-bound. Packed, one step takes one micro-batch per job, concatenates them along the batch dim and
+runs every base projection once over all rows (one dequantize, one GEMM); each job's LoRA adds its delta to its
+own rows only.
+
+Why each job's result equals its solo run (tests/test_packed_jobs.py checks it against PEFT, within 1e-5 fp32):
+- rows never interact: attention is within a row, norms are per token, and a job's LoRA touches only its rows,
+  so job j's rows (and so its loss) depend on job j's parameters and the frozen base only;
+- each job's loss is normalised over its own trained tokens (labels != -100 after the shift), exactly as its
+  solo loss, and the packed loss is the plain sum: the jobs' parameter sets are disjoint, so d(sum)/d(theta_j) =
+  d(loss_j)/d(theta_j), one backward for all;
+- clipping, AdamW and the LR schedule are per job (own parameter list, own optimizer, own scheduler), so nothing
+  couples the jobs after the backward either (a global clip would: the norm would mix all jobs' gradients);
+- right padding: a row padded further to the pack's common length changes nothing before the padding (causal
+  attention), and the extra positions carry labels -100.
+- init: each job's A is drawn from its own torch.Generator seeded with the job's seed, replaying the draws PEFT
+  makes after `torch.manual_seed(seed)` (per targeted module, in `named_modules` order: nn.Linear's default init
+  of A, of B, then PEFT's kaiming_uniform_(A, a=sqrt(5)) and B = 0), so a packed job starts where its solo PEFT
+  run with that seed starts. Dropout masks come from a second per-job generator; they cannot match a solo run's
+  global-RNG masks draw for draw, so with dropout the equality is statistical (same distribution), not exact.
+
+Not here yet (later pieces of issue 24): the launcher's `pack=N` grouping, per-job run dirs, W&B, resume and
+the memory plan. The 4-bit path is served by calling the bitsandbytes module itself (never reimplementing its
+matmul); it is tested on CPU with an fp32 compute dtype (equal to PEFT's 4-bit LoRA trained alone), not yet on GPU
+with bf16 compute, where packed and solo runs see different GEMM shapes and so differ by bf16 rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class PackedJob:
+    """One job's adapter-side settings: everything in which jobs of one pack may differ."""
+
+    r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    target_modules: tuple[str, ...] = ALL_LINEAR
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0  # None or 0: no clipping
+    lr_scheduler_type: str = "constant"  # any name transformers.get_scheduler takes: constant, linear, cosine, ...
+    warmup_steps: int = 0
+    seed: int = 0
+
+    @property
+    def scaling(self) -> float:
+        return self.lora_alpha / self.r
+
+    def lora_config(self, base_model_name_or_path: str | None = None):
+        """The PEFT LoraConfig this job is equivalent to: used to match target modules exactly as PEFT matches
+        them, and written beside an exported adapter."""
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+                          target_modules=sorted(self.target_modules), bias="none", task_type="CAUSAL_LM",
+                          base_model_name_or_path=base_model_name_or_path)
+
+
+class PackContext:
+    """What every MultiLoRA layer of one packed model shares: the rows each job owns in the current forward,
+    and each job's dropout generator.
+
+    `rows[j]` is how many rows (batch dim) job j has; its rows are the j-th block of the concatenation. With
+    `rows` None the layer applies one job's LoRA (`only`) to all rows: the packed model restricted to one job,
+    as its exported adapter will behave."""
+
+    def __init__(self, jobs: list[PackedJob]):
+        self.jobs = jobs
+        self.rows: list[int] | None = None
+        self.only: int | None = None
+        # Dropout masks per job from the job's own generator: one job's dropout never shifts another's draws.
+        # Created lazily on the device the activations live on (a CPU generator cannot fill a CUDA tensor).
+        self._dropout_generators: dict[tuple[int, torch.device], torch.Generator] = {}
+
+    def generator(self, job: int, device: torch.device) -> torch.Generator:
+        key = (job, device)
+        if key not in self._dropout_generators:
+            # offset the seed so the dropout stream is not the init stream replayed
+            self._dropout_generators[key] = torch.Generator(device=device).manual_seed(self.jobs[job].seed + 1_000_003)
+        return self._dropout_generators[key]
+
+    def blocks(self, total_rows: int) -> list[tuple[int, int, int]]:
+        """(job, start, stop) of each job's rows in a batch of `total_rows`."""
+        if self.rows is None:
+            if self.only is None:
+                raise RuntimeError("packed model called with neither rows per job (packed) nor one job (ctx.restrict)")
+            return [(self.only, 0, total_rows)]
+        if sum(self.rows) != total_rows:
+            raise ValueError(f"rows per job {self.rows} sum to {sum(self.rows)}, the batch has {total_rows}")
+        out, start = [], 0
+        for j, n in enumerate(self.rows):
+            out.append((j, start, start + n))
+            start += n
+        return out
+
+    @contextmanager
+    def packed(self, rows: list[int]):
+        self.rows, self.only = list(rows), None
+        try:
+            yield
+        finally:
+            self.rows = None
+
+    @contextmanager
+    def restrict(self, job: int):
+        self.rows, self.only = None, job
+        try:
+            yield
+        finally:
+            self.only = None
+
+
+class MultiLoRA(nn.Module):
+    """A frozen base projection shared by N jobs, each with its own (or no) LoRA on it.
+
+    output = base(x) over all rows (the base module itself is called: plain nn.Linear or bitsandbytes
+    Linear4bit, so one dequantize and one GEMM for all jobs), then for each job j that targets this module,
+    s_j * B_j(A_j(dropout_j(x_j))) added to job j's rows only. Adapters are fp32 (as PEFT keeps them under
+    QLoRA); the delta is cast to the base output's dtype before the add, as PEFT's 4-bit layer does."""
+
+    def __init__(self, base_layer: nn.Linear, ctx: PackContext):
+        super().__init__()
+        self.base_layer = base_layer
+        self.ctx = ctx
+        # ModuleDicts keyed by job index: `lora_A.<j>.weight` maps 1:1 to PEFT's `lora_A.weight` on export
+        self.lora_A = nn.ModuleDict()
+        self.lora_B = nn.ModuleDict()
+        self.in_features = base_layer.in_features
+        self.out_features = base_layer.out_features
+
+    def add_job(self, j: int, job: PackedJob, generator: torch.Generator) -> None:
+        # The draws PEFT's LoraLayer.update_layer makes, in its order, from the job's generator instead of the
+        # global RNG: nn.Linear(in, r)'s default init, nn.Linear(r, out)'s default init (both kaiming_uniform_
+        # a=sqrt(5); bias=False), then reset_lora_parameters: kaiming_uniform_(A, a=sqrt(5)), B = 0. Replaying the
+        # two discarded draws keeps the stream aligned with PEFT's for the next targeted module.
+        a = nn.Linear(self.in_features, job.r, bias=False, dtype=torch.float32, device="cpu")
+        b = nn.Linear(job.r, self.out_features, bias=False, dtype=torch.float32, device="cpu")
+        with torch.no_grad():
+            nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5), generator=generator)
+            nn.init.kaiming_uniform_(b.weight, a=math.sqrt(5), generator=generator)
+            nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5), generator=generator)
+            nn.init.zeros_(b.weight)
+        device = next(self.base_layer.parameters()).device
+        self.lora_A[str(j)] = a.to(device)
+        self.lora_B[str(j)] = b.to(device)
+
+    def _dropout(self, x: torch.Tensor, j: int) -> torch.Tensor:
+        p = self.ctx.jobs[j].lora_dropout
+        if not self.training or p == 0.0:
+            return x
+        keep = torch.empty_like(x).bernoulli_(1.0 - p, generator=self.ctx.generator(j, x.device))
+        return x * keep * (1.0 / (1.0 - p))
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        out = self.base_layer(x, *args, **kwargs)
+        if len(self.lora_A) == 0:
+            return out
+        pieces = []
+        for j, start, stop in self.ctx.blocks(x.shape[0]):
+            out_j = out[start:stop]
+            key = str(j)
+            if key in self.lora_A:
+                a, b = self.lora_A[key], self.lora_B[key]
+                x_j = self._dropout(x[start:stop].to(a.weight.dtype), j)
+                delta = b(a(x_j)) * self.ctx.jobs[j].scaling
+                out_j = out_j + delta.to(out.dtype)
+            pieces.append(out_j)
+        # out of place (a new tensor, never an in-place add into the base output): bitsandbytes' 4-bit output may
+        # be a view autograd refuses to see modified (PEFT clones it for the same reason)
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
+
+
+def _targets(job: PackedJob, key: str) -> bool:
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    return bool(check_target_module_exists(job.lora_config(), key))
+
+
+@dataclass
+class Pack:
+    """A packed model and each job's training state (parameters, optimizer, scheduler)."""
+
+    model: nn.Module
+    jobs: list[PackedJob]
+    ctx: PackContext
+    params: list[list[nn.Parameter]] = field(default_factory=list)
+    optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
+    schedulers: list = field(default_factory=list)
+    layers: dict[str, MultiLoRA] = field(default_factory=dict)  # module path in the HF model -> layer
+
+
+def pack_model(model: nn.Module, jobs: list[PackedJob], max_steps: int) -> Pack:
+    """Freeze `model` (a HF causal LM) and wrap every Linear that at least one job targets in a MultiLoRA.
+
+    Target matching is PEFT's own (check_target_module_exists with the job's LoraConfig), modules in
+    `named_modules` order so each job's init replays its solo PEFT init (see the module docstring). Each job gets
+    torch.optim.AdamW(foreach=False) over its own LoRA parameters and transformers' get_scheduler with its own
+    type and warmup over `max_steps` (shared: every job of a pack steps together)."""
+    from transformers import get_scheduler
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    ctx = PackContext(jobs)
+    generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
+    pack = Pack(model=model, jobs=jobs, ctx=ctx)
+    for key, module in list(model.named_modules()):
+        if not isinstance(module, nn.Linear):  # bitsandbytes Linear4bit subclasses nn.Linear
+            continue
+        wanted = [j for j, job in enumerate(jobs) if _targets(job, key)]
+        if not wanted:
+            continue
+        layer = MultiLoRA(module, ctx)
+        for j in wanted:
+            layer.add_job(j, jobs[j], generators[j])
+        parent_name, _, child = key.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, layer)
+        pack.layers[key] = layer
+    for j, job in enumerate(jobs):
+        params = [p for layer in pack.layers.values() if str(j) in layer.lora_A
+                  for p in (layer.lora_A[str(j)].weight, layer.lora_B[str(j)].weight)]
+        if not params:
+            raise ValueError(f"job {j} targets no Linear module of the model ({job.target_modules})")
+        opt = torch.optim.AdamW(params, lr=job.learning_rate, weight_decay=job.weight_decay, foreach=False)
+        pack.params.append(params)
+        pack.optimizers.append(opt)
+        pack.schedulers.append(get_scheduler(job.lr_scheduler_type, opt, num_warmup_steps=job.warmup_steps,
+                                             num_training_steps=max_steps))
+    return pack
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the trained tokens (labels != -100 after the shift): a job's loss
+    normalised over its own tokens, as HF's causal-LM loss is for a solo micro-batch."""
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    n = (shift_labels != -100).sum()
+    total = nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                                        ignore_index=-100, reduction="sum")
+    return total / n.clamp(min=1)
+
+
+def concat_batches(batches: list[dict[str, torch.Tensor]], pad_token_id: int) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """Right-pad each job's micro-batch to the pack's longest and concatenate along the batch dim. Padding
+    positions get attention 0 and labels -100 (after the real tokens, so no real token sees them)."""
+    length = max(b["input_ids"].shape[1] for b in batches)
+
+    def pad(t: torch.Tensor, value: int) -> torch.Tensor:
+        return nn.functional.pad(t, (0, length - t.shape[1]), value=value)
+
+    merged = {"input_ids": torch.cat([pad(b["input_ids"], pad_token_id) for b in batches]),
+              "attention_mask": torch.cat([pad(b["attention_mask"], 0) for b in batches]),
+              "labels": torch.cat([pad(b["labels"], -100) for b in batches])}
+    return merged, [b["input_ids"].shape[0] for b in batches]
+
+
+def packed_step(pack: Pack, batches: list[dict[str, torch.Tensor]], pad_token_id: int = 0) -> list[float]:
+    """One optimizer step of every job: `batches[j]` is job j's micro-batch (input_ids, attention_mask, labels;
+    right padding). One forward over all rows, one backward of the summed per-job losses, then per job: its own
+    gradient clipping, AdamW step, scheduler step (the order HF's Trainer uses). Returns each job's loss."""
+    if len(batches) != len(pack.jobs):
+        raise ValueError(f"{len(batches)} micro-batches for {len(pack.jobs)} jobs")
+    pack.model.train()
+    merged, rows = concat_batches(batches, pad_token_id)
+    device = next(p for ps in pack.params for p in ps).device
+    merged = {k: v.to(device) for k, v in merged.items()}
+    with pack.ctx.packed(rows):
+        logits = pack.model(input_ids=merged["input_ids"], attention_mask=merged["attention_mask"]).logits
+    losses, start = [], 0
+    for n in rows:
+        losses.append(causal_lm_loss(logits[start:start + n], merged["labels"][start:start + n]))
+        start += n
+    torch.stack(losses).sum().backward()
+    for j, job in enumerate(pack.jobs):
+        if job.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(pack.params[j], job.max_grad_norm)
+        pack.optimizers[j].step()
+        pack.schedulers[j].step()
+        pack.optimizers[j].zero_grad(set_to_none=True)
+    return [loss.item() for loss in losses]
+
+
+def job_state_dict(pack: Pack, j: int) -> dict[str, torch.Tensor]:
+    """A copy (a snapshot, not views of the live parameters) of job j's adapter under PEFT's saved key names
+    (`base_model.model.<module>.lora_A.weight`)."""
+    out = {}
+    for key, layer in pack.layers.items():
+        if str(j) in layer.lora_A:
+            out[f"base_model.model.{key}.lora_A.weight"] = layer.lora_A[str(j)].weight.detach().to("cpu", copy=True)
+            out[f"base_model.model.{key}.lora_B.weight"] = layer.lora_B[str(j)].weight.detach().to("cpu", copy=True)
+    return out
+
+
+def save_job_adapter(pack: Pack, j: int, directory: str | Path) -> Path:
+    """Write job j's adapter as PEFT writes one (weights + LoraConfig), so PeftModel.from_pretrained loads it
+    and chat/evaluate/export see an ordinary run's adapter."""
+    from peft.utils.constants import SAFETENSORS_WEIGHTS_NAME
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(job_state_dict(pack, j), str(directory / SAFETENSORS_WEIGHTS_NAME), metadata={"format": "pt"})
+    name = getattr(getattr(pack.model, "config", None), "_name_or_path", None)
+    pack.jobs[j].lora_config(base_model_name_or_path=name).save_pretrained(str(directory))
+    return directory
