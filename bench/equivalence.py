@@ -81,7 +81,8 @@ class Setup:
     micro_rows: int | None = None  # rows (bins) per micro-batch; None: the config's
     checkpointing: str = "none"  # none | full | every2
     offload: bool = False
-    compile: bool = False
+    compile: bool = False  # regional compile; with fixed_shape for that one shape (dynamic=False), else dynamic
+    fixed_shape: bool = False  # every micro-batch padded to rows x max_length tokens (trainer.fixed_shape)
     dropout: float = 0.0
     dropout_seed: int = 0
     quant: str = "nf4"
@@ -167,11 +168,12 @@ def step_batches(cfg, steps: int, vocab: int, lengths: Path) -> list[list[dict]]
     return [bins[i * per_step:(i + 1) * per_step] for i in range(steps + 1)]
 
 
-def collate(bins: list[list[dict]], packed: bool, pad_id: int, device) -> dict:
+def collate(bins: list[list[dict]], packed: bool, pad_id: int, device, fixed_tokens: int | None = None) -> dict:
+    """TRL's collator, as the SFT trainer uses it (fixed_tokens: its pad_to_multiple_of under trainer.fixed_shape)."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     docs = [d for b in bins for d in b]
-    batch = DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=packed)(docs)
+    batch = DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=packed, pad_to_multiple_of=fixed_tokens)(docs)
     keep = ("input_ids", "labels", "position_ids", "attention_mask")  # what sdpa/flex use of TRL's batch
     return {k: v.to(device) for k, v in batch.items() if k in keep}
 
@@ -206,7 +208,7 @@ def build(setup: Setup, cfg, base, targets):
         else:
             inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={**kwargs, "every_n_layers": every})
     if setup.compile:
-        compile_layers(model)
+        compile_layers(model, dynamic=not setup.fixed_shape)
     model.train()
     return model
 
@@ -225,14 +227,12 @@ def replace_lora(lora_cfg, dropout: float, bias: str, lm_head: bool):
 
 def teardown(model):
     """The base back without the adapter or the switches (Liger's patches stay: Liger setups run last)."""
-    from medchat.speed.compile import decoder_layers
+    from medchat.speed.compile import uncompile_layers
 
     inner = model.get_base_model()
     if getattr(inner, "is_gradient_checkpointing", False):
         inner.gradient_checkpointing_disable()
-    layers = decoder_layers(model)
-    for layer in layers or []:
-        layer._compiled_call_impl = None
+    uncompile_layers(model)
     base = model.unload()
     gc.collect()
     torch.cuda.empty_cache() if CUDA else None
@@ -279,7 +279,7 @@ def run(setup: Setup, cfg, base, targets, steps_bins, pad_id, device, point: dic
         n_items = sum(sum(1 for x in d["labels"][1:] if x != -100) for b in bins for d in b)
         total = 0.0
         for mb in micro:
-            batch = collate(mb, setup.packed, pad_id, device)
+            batch = collate(mb, setup.packed, pad_id, device, rows * t.max_length if setup.fixed_shape else None)
             with offload:
                 with autocast:
                     loss = model(**batch, num_items_in_batch=torch.tensor(n_items, device=device)).loss
@@ -412,7 +412,13 @@ def setups_for(shape: str, plan, packed_levers: bool, ref_micro_rows: int | None
               note="the plan's choices at the default dropout 0.05"),
         Setup("liger", liger=True, **lv),
         Setup("compile_sdpa", compile=True, liger=plan.liger, note="regional compile (dynamic shapes), padded rows"),
-        Setup("compile_flex", compile=True, liger=plan.liger, packed=True, attention="flex_attention"),
+        # issue 23: the defaults on one fixed shape (padding masked out: exact), then compiled for it. (Regional
+        # compile of flex_attention on dynamic shapes fails in Inductor, torch 2.11: bench/RESULTS.md.)
+        Setup("fixed", **defaults, fixed_shape=True, note="the plan's choices, every micro-batch rows x max_length"),
+        Setup("compile_fixed", **defaults, fixed_shape=True, compile=True,
+              note="the plan's choices on one fixed shape, decoder layers compiled for it (dynamic=False)"),
+        Setup("compile_fixed_d05", ref="ref_d05", **defaults, fixed_shape=True, compile=True, dropout=0.05,
+              dropout_seed=1, note="compiled, at the default dropout 0.05"),
     ]
     return out
 

@@ -79,6 +79,17 @@ SETUPS = {
     "medchat_4x2048_ckpt_all": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048",
                                 "trainer.gradient_checkpointing=true"],
     # Unsloth's two memory points (bench/RESULTS.md), as a budget: auto picks micro-batch and checkpointing
+    # issue 23: one shape every step (trainer.fixed_shape), then decoder layers compiled for it (dynamic=False);
+    # `_cudagraphs`: the same compiled with mode="reduce-overhead" (CUDA graphs), a bench-only switch (see
+    # medchat_fit); `_d0`: LoRA dropout 0 (dropout's seeds are CPU tensors: graphs that read them skip CUDA graphs)
+    "medchat_fixed": ["trainer.fixed_shape=true"],
+    "medchat_compile_fixed": ["trainer.fixed_shape=true", "trainer.compile=true"],
+    "medchat_compile_fixed_d0": ["trainer.fixed_shape=true", "trainer.compile=true", "lora.lora_dropout=0"],
+    "medchat_compile_fixed_cudagraphs_d0": ["trainer.fixed_shape=true", "trainer.compile=true", "lora.lora_dropout=0"],
+    "medchat_4x2048_fixed": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048",
+                             "trainer.fixed_shape=true"],
+    "medchat_4x2048_compile_fixed": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048",
+                                     "trainer.fixed_shape=true", "trainer.compile=true"],
     "medchat_budget6": ["trainer.memory_budget_gib=6"],
     "medchat_budget23": ["trainer.memory_budget_gib=23"],
     # Unsloth in its own environment (bench/unsloth_throughput.py; needs --unsloth-site)
@@ -311,10 +322,16 @@ def medchat_fit(name: str, overrides: list[str], model_dir: Path, ds, work: Path
     keep = training.keep_adapter_fp32
     if name == "medchat_adapter_bf16":  # measure what keeping the adapter in fp32 costs
         training.keep_adapter_fp32 = lambda m: None
+    import medchat.speed.compile as compile_mod
+
+    compile_layers = compile_mod.compile_layers
+    if "_cudagraphs" in name:  # not a config key until measured: the bench passes the mode itself
+        compile_mod.compile_layers = lambda model, **kw: compile_layers(model, **{**kw, "mode": "reduce-overhead"})
     try:
         metrics = pipeline.fit(stage, plan, run_dir, args, tokenizer, data, cfg.trainer, cfg.lora, callbacks=[timer])
     finally:
         training.keep_adapter_fp32 = keep
+        compile_mod.compile_layers = compile_layers
     speed = metrics["speed"]
     every = speed["checkpoint_every_n_layers"]
     layers = timer.model_config.num_hidden_layers
@@ -326,6 +343,8 @@ def medchat_fit(name: str, overrides: list[str], model_dir: Path, ds, work: Path
         "activation_offloading": speed["activation_offloading"],
         "fused_lora_projections": speed.get("fused_lora_projections", 0),
         "compiled_layers": speed.get("compiled_layers", 0),
+        "fixed_shape_tokens": speed.get("fixed_shape_tokens"),
+        "padding_share": speed.get("padding_share"),
         "attn_implementation": speed["attn_implementation"],
         "use_liger_kernel": speed["use_liger_kernel"],
         "optim": speed["optim"],

@@ -141,5 +141,6 @@ def apply(trainer, plan) -> dict:
     if plan.compile:
         from medchat.speed.compile import compile_layers
 
-        done["compiled_layers"] = compile_layers(trainer.model)
+        # one shape for every step (trainer.fixed_shape): compile for it alone; else shapes are dynamic
+        done["compiled_layers"] = compile_layers(trainer.model, dynamic=plan.fixed_shape_tokens is None)
     return done

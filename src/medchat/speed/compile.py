@@ -4,7 +4,12 @@ Compiling the whole PEFT/bitsandbytes model breaks the graph at every 4-bit laye
 shape; compiling one decoder layer compiles once (all layers share the code, parameters become inputs) and
 cuts Python launch overhead inside each layer, which is where eager training of a 7B QLoRA model on an H200
 spends 20-32% of the step waiting (bench/RESULTS.md). Packed rows change length every step, so shapes are
-marked dynamic from the start instead of recompiling on the second shape.
+marked dynamic from the start instead of recompiling on the second shape, unless the plan fixed every
+micro-batch's shape (trainer.fixed_shape, issue 23): then each layer compiles once for that one shape
+(`dynamic=False`), the form Inductor lowers flex_attention in (torch 2.11 fails on it under dynamic shapes).
+
+Fused LoRA with dropout draws each projection's mask seed outside the compiled layers
+(medchat.speed.fused_lora.seed_tensors): a seeded Generator inside would break the graph in every projection.
 """
 
 from __future__ import annotations
@@ -26,18 +31,48 @@ def decoder_layers(model) -> torch.nn.ModuleList | None:
     return best
 
 
-def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = None) -> int:
-    """torch.compile every decoder layer in place (nn.Module.compile keeps names and state_dict keys)."""
+def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = None, backend: str = "inductor") -> int:
+    """torch.compile every decoder layer's forward for training steps; returns how many layers.
+
+    Only a training step (module in train mode, gradients on) runs the compiled forward: evaluation batches and
+    generation (a KV cache that grows every token) have other shapes, and on a fixed-shape plan each new shape
+    would be a recompilation (minutes on a 7B model, then Dynamo's limit and eager anyway). They run the eager
+    forward, the same function uncompiled. Names, parameters and state_dict keys are untouched."""
     layers = decoder_layers(model)
     if layers is None:
         log.warning("compile: no decoder layers found; nothing compiled")
         return 0
+    from medchat.speed.fused_lora import seed_tensors
+
+    seed_tensors(model)  # before compiling: the compiled fused projections read their dropout seeds from these
     for layer in layers:
-        layer.compile(dynamic=dynamic, mode=mode)
-    log.info("compile: %d decoder layers of %s (dynamic=%s, mode=%s)", len(layers), type(layers[0]).__name__,
-             dynamic, mode)
+        if is_compiled(layer):
+            continue
+        eager = layer.forward
+        compiled = torch.compile(eager, dynamic=dynamic, mode=mode, backend=backend)
+
+        def forward(*args, _layer=layer, _eager=eager, _compiled=compiled, **kwargs):
+            if _layer.training and torch.is_grad_enabled():
+                return _compiled(*args, **kwargs)
+            return _eager(*args, **kwargs)
+
+        layer.forward = forward
+        layer._medchat_eager_forward = eager
+    log.info("compile: %d decoder layers of %s for training steps (dynamic=%s, mode=%s)", len(layers),
+             type(layers[0]).__name__, dynamic, mode)
     return len(layers)
 
 
+def uncompile_layers(model) -> int:
+    """Undo compile_layers: every decoder layer back to its eager forward."""
+    count = 0
+    for layer in decoder_layers(model) or []:
+        if is_compiled(layer):
+            layer.forward = layer._medchat_eager_forward
+            del layer._medchat_eager_forward
+            count += 1
+    return count
+
+
 def is_compiled(module) -> bool:
-    return getattr(module, "_compiled_call_impl", None) is not None
+    return hasattr(module, "_medchat_eager_forward")

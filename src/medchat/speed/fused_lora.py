@@ -38,6 +38,7 @@ import torch
 
 log = logging.getLogger(__name__)
 FUSED_FLAG = "_medchat_fused_lora"
+SEED_ATTR = "_medchat_dropout_seed"
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -47,11 +48,31 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def _keep(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
-    """The dropout keep-mask (exact 0/1 in x's dtype), a pure function of (seed, shape, device)."""
+def _keep(x: torch.Tensor, p: float, seed) -> torch.Tensor:
+    """The dropout keep-mask (exact 0/1 in x's dtype), a pure function of (seed, shape, device). `seed`: an int,
+    or a CPU int64 tensor (the compiled path's, see `seed_tensors`), read inside the opaque op below."""
+    if isinstance(seed, torch.Tensor):
+        return dropout_keep(x, p, seed)
+    return _keep_mask(x, p, seed)
+
+
+def _keep_mask(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
     gen = torch.Generator(device=x.device)
     gen.manual_seed(seed)
     return torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p, generator=gen)
+
+
+# torch.compile cannot trace a seeded torch.Generator (a graph break in every projection), and a Python int seed
+# would be a constant that recompiles the layer every step. As a custom op the mask is opaque to the compiler:
+# its seed is a CPU tensor input (no device sync, no recompilation), its output the same mask as eager's.
+@torch.library.custom_op("medchat::dropout_keep", mutates_args=())
+def dropout_keep(x: torch.Tensor, p: float, seed: torch.Tensor) -> torch.Tensor:
+    return _keep_mask(x, p, int(seed))
+
+
+@dropout_keep.register_fake
+def _(x: torch.Tensor, p: float, seed: torch.Tensor) -> torch.Tensor:
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
 
 
 def _dropped(x: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
@@ -78,7 +99,7 @@ class LoRAFunction(torch.autograd.Function):
     `lora_only` makes it trainable (as in PEFT, where it is an ordinary parameter of the base layer)."""
 
     @staticmethod
-    def forward(ctx, x, lora_a, lora_b, bias, base, scale: float, p: float, seed: int):
+    def forward(ctx, x, lora_a, lora_b, bias, base, scale: float, p: float, seed):
         dtype = _compute_dtype(x)
         with torch.autocast(x.device.type, enabled=False):
             x = x.to(dtype)
@@ -90,20 +111,26 @@ class LoRAFunction(torch.autograd.Function):
             xd = _dropped(x2, _keep(x2, p, seed), p) if p > 0 else x2
             h = xd @ a.t()
             y = torch.addmm(y, h, b.t(), alpha=scale)
-        ctx.save_for_backward(x, h, lora_a, lora_b)
-        ctx.base, ctx.scale, ctx.p, ctx.seed, ctx.dtype = base, scale, p, seed, dtype
+        if isinstance(seed, torch.Tensor):  # the compiled path: a tensor input, saved as one
+            ctx.save_for_backward(x, h, lora_a, lora_b, seed)
+            ctx.seed = None
+        else:
+            ctx.save_for_backward(x, h, lora_a, lora_b)
+            ctx.seed = seed
+        ctx.base, ctx.scale, ctx.p, ctx.dtype = base, scale, p, dtype
         ctx.bias_dtype = bias.dtype if bias is not None else None
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
     @staticmethod
     def backward(ctx, dy):
-        x, h, lora_a, lora_b = ctx.saved_tensors
+        x, h, lora_a, lora_b, *seed = ctx.saved_tensors
+        seed = seed[0] if seed else ctx.seed
         dtype, scale, p = ctx.dtype, ctx.scale, ctx.p
         with torch.autocast(dy.device.type, enabled=False):
             dy2 = dy.reshape(-1, dy.shape[-1]).to(dtype)
             x2 = x.reshape(-1, x.shape[-1])
             a, b = lora_a.to(dtype), lora_b.to(dtype)
-            keep = _keep(x2, p, ctx.seed) if p > 0 else None
+            keep = _keep(x2, p, seed) if p > 0 else None
             dh = (dy2 @ b).mul_(scale)  # [T, r]
             grad_b = (dy2.t() @ h).mul_(scale) if lora_b.requires_grad else None
             grad_a = None
@@ -157,8 +184,13 @@ def _fused_forward(self, x, *args, **kwargs):
     name = active[0]
     dropout = self.lora_dropout[name]
     p = float(dropout.p) if isinstance(dropout, torch.nn.Dropout) else 0.0
-    # The seed comes from the CPU generator: no device sync, and reproducible under set_seed / resume.
-    seed = int(torch.randint(0, 2**62, (1,)).item()) if p > 0 else 0
+    # The seed comes from the CPU generator: no device sync, and reproducible under set_seed / resume. Under
+    # seed_tensors (what compile_layers installs) it is this module's seed tensor, drawn before each forward of
+    # the model, compiled or not: the same masks either way. (Compiled without it, the int seed would be a
+    # constant: a recompilation per step until Dynamo gives up and runs the layer eagerly. compile_layers installs it.)
+    seed = getattr(self, SEED_ATTR, None) if p > 0 else 0
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
     return LoRAFunction.apply(x, self.lora_A[name].weight, self.lora_B[name].weight, base.bias, base,
                               float(self.scaling[name]), p, seed)
 
@@ -186,3 +218,23 @@ def unfuse_lora(model) -> int:
             setattr(module, FUSED_FLAG, False)
             count += 1
     return count
+
+
+def seed_tensors(model) -> int:
+    """Give every fused projection with dropout a CPU seed tensor, redrawn from the CPU generator by a forward
+    pre-hook on `model` (outside any compiled layer) before each forward: the compiled layers read their masks'
+    seeds from these tensors (inputs, not constants). Gradient checkpointing's recompute runs within the same
+    forward's backward, so it reads the same seeds and regenerates the same masks. Returns how many."""
+    fused = [m for m in model.modules() if getattr(m, FUSED_FLAG, False)
+             and any(isinstance(d, torch.nn.Dropout) and d.p > 0 for d in m.lora_dropout.values())]
+    if not fused or getattr(model, "_medchat_seed_hook", None) is not None:
+        return len(fused)
+    for m in fused:
+        setattr(m, SEED_ATTR, torch.zeros((), dtype=torch.int64))
+
+    def draw(_module, _args):
+        for m, value in zip(fused, torch.randint(0, 2**62, (len(fused),)).tolist()):
+            getattr(m, SEED_ATTR).fill_(value)
+
+    model._medchat_seed_hook = model.register_forward_pre_hook(draw)
+    return len(fused)

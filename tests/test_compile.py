@@ -1,0 +1,110 @@
+"""Compiled decoder layers (issue 23) compute what the eager layers compute, without graph breaks.
+
+On CPU the compiler's front end (Dynamo + AOTAutograd, backend `aot_eager`) is what can be checked: that every
+decoder layer, with PEFT LoRA fused (medchat.speed.fused_lora) over a 4-bit bitsandbytes base and dropout on,
+traces into one graph (no break per projection, no recompilation per layer or per step on a fixed shape), and
+that the traced forward and backward equal the eager ones with the same dropout masks. Inductor's generated
+kernels and flex_attention are GPU matters: bench/equivalence.py's record (bench/RESULTS.md, issue 23).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from medchat.speed.compile import compile_layers, decoder_layers
+from medchat.speed.fused_lora import fuse_lora, seed_tensors
+
+TOKENS = 96
+
+
+def lora_model(tiny_dir, quant: bool, dropout: float):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    kw = {"dtype": torch.float32, "attn_implementation": "sdpa"}
+    if quant:
+        pytest.importorskip("bitsandbytes")
+        kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                       bnb_4bit_use_double_quant=True,
+                                                       bnb_4bit_compute_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, **kw)
+    model.config.use_cache = False
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=dropout, target_modules="all-linear",
+                                             task_type="CAUSAL_LM"))
+    for name, p in model.named_parameters():  # B starts at zero in PEFT: make every adapter act
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    model.train()
+    return model
+
+
+def packed_batch(vocab: int):
+    """One fixed-shape micro-batch: three documents flattened into one row (positions restart per document)."""
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(4, vocab, (1, TOKENS), generator=g)
+    pos = torch.cat([torch.arange(40), torch.arange(30), torch.arange(26)])[None]
+    return {"input_ids": ids, "position_ids": pos, "labels": ids.clone()}
+
+
+def step(model, batch, seed: int):
+    """Forward + backward with the CPU generator (the dropout seeds' source) at `seed`; loss and LoRA grads."""
+    model.zero_grad()
+    torch.manual_seed(seed)
+    loss = model(**batch).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("quant", [False, True], ids=["fp32", "nf4"])
+def test_compiled_layers_equal_eager_with_dropout_and_trace_whole(tiny_dir, quant):
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    eager = lora_model(tiny_dir, quant, dropout=0.1)
+    assert fuse_lora(eager) == 7 * len(decoder_layers(eager))
+    compiled = copy.deepcopy(eager)
+    seed_tensors(eager)  # the same seed source for both: each forward draws the masks' seeds up front
+    assert compile_layers(compiled, dynamic=False, backend="aot_eager") == len(decoder_layers(compiled))
+    batch = packed_batch(eager.config.vocab_size)
+
+    results = {}
+    for name, model in (("eager", eager), ("compiled", compiled)):
+        results[name] = [step(model, batch, seed) for seed in (10, 11, 10)]
+    for (loss_e, grads_e), (loss_c, grads_c) in zip(results["eager"], results["compiled"]):
+        torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-6)
+        for n in grads_e:
+            torch.testing.assert_close(grads_c[n], grads_e[n], rtol=1e-4, atol=1e-6, msg=n)
+    # dropout really acts and is redrawn per forward: seeds 10 and 11 differ, 10 twice is the same
+    (l10, _), (l11, _), (l10b, _) = results["compiled"]
+    assert l10 != l11 and l10 == l10b
+
+    assert dict(counters["graph_break"]) == {}, dict(counters["graph_break"])
+    # one graph for layer 0 (its input needs no grad: the embedding is frozen) and one shared by all others;
+    # three steps of one shape compile nothing more
+    assert counters["stats"]["unique_graphs"] <= 2, dict(counters["stats"])
+
+
+
+def test_only_training_steps_run_compiled(tiny_dir):
+    """Evaluation and generation shapes differ from the one fixed training shape: they run the eager forward (no
+    recompilation per eval batch or per generated token), training steps the compiled one."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = lora_model(tiny_dir, False, dropout=0.0)
+    compile_layers(model, dynamic=False, backend="aot_eager")
+    batch = packed_batch(model.config.vocab_size)
+    model.eval()
+    with torch.no_grad():
+        model(**batch)
+        model.generate(input_ids=batch["input_ids"][:, :8], max_new_tokens=3, do_sample=False)
+    assert counters["stats"].get("unique_graphs", 0) == 0  # nothing compiled for eval or generation
+    model.train()
+    step(model, batch, 0)
+    assert counters["stats"]["unique_graphs"] >= 1
