@@ -122,3 +122,47 @@ def test_packed_adapters_equal_their_solo_runs(solo, packed):
         assert results[i]["num_input_tokens_seen"] == solo_metrics[i]["num_input_tokens_seen"]
         assert results[i]["trainable_parameters"] == solo_metrics[i]["trainable_parameters"]
     print("max |packed - solo| per job:", diffs)
+
+
+def test_a_job_whose_loss_turns_nan_fails_alone(tmp_path, packed):
+    """trainer.learning_rate=inf: job 1's first update makes its weights inf/NaN, its loss NaN at step 2. It fails
+    with the reason; job 0 trains on to the end, as it would have beside a healthy job."""
+    from medchat.rundir import read_status
+    from medchat.sweeps.pack_train import train_pack
+
+    runs = [tmp_path / "0", tmp_path / "1"]
+    results = train_pack([compose(*CHEAP, *JOBS[0]), compose(*CHEAP, *JOBS[1], "trainer.learning_rate=inf")], runs)
+    bad = read_status(runs[1])
+    assert bad["state"] == "failed" and "FloatingPointError" in bad["reason"] and "loss is nan" in bad["reason"], bad
+    assert "failed" in results[1] and not (runs[1] / "adapter").exists()
+    assert read_status(runs[0])["state"] == "done" and results[0]["global_step"] == 4
+    assert max_diff(adapter(runs[0]), adapter(packed[0] / "0")) <= TOL
+
+
+def test_an_interrupted_pack_resumes_every_job_to_the_uninterrupted_result(tmp_path, packed, monkeypatch):
+    """SIGTERM after step 2 (medchat.preemption's handler, the signal sent by the test hook): every job saves
+    checkpoint-2 and is left interrupted; the same jobs again with trainer.resume=auto continue from it and end
+    equal to the uninterrupted packed run."""
+    import os
+    import signal
+
+    from medchat.rundir import read_status
+    from medchat.sweeps import pack_train
+
+    runs = [tmp_path / str(i) for i in range(len(JOBS))]
+    monkeypatch.setattr(pack_train, "after_step", lambda step: os.kill(os.getpid(), signal.SIGTERM) if step == 2 else None)
+    with pytest.raises(SystemExit):
+        pack_train.train_pack([compose(*CHEAP, *job) for job in JOBS], runs)
+    for run in runs:
+        status = read_status(run)
+        assert status["state"] == "interrupted" and status["step"] == 2, status
+        assert (run / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists()
+        assert not (run / "adapter").exists()
+    monkeypatch.setattr(pack_train, "after_step", None)
+    results = pack_train.train_pack([compose(*CHEAP, *job, "trainer.resume=auto") for job in JOBS], runs)
+    for i, run in enumerate(runs):
+        assert results[i]["resumed_from"].endswith("checkpoint-2") and results[i]["global_step"] == 4
+        diff = max_diff(adapter(run), adapter(packed[0] / str(i)))
+        assert diff <= 1e-7, (i, diff)  # the same process's arithmetic: the resume adds nothing
+        assert results[i]["eval_loss_before"] == packed[1][i]["eval_loss_before"]  # the first session's
+        assert results[i]["num_input_tokens_seen"] == packed[1][i]["num_input_tokens_seen"]
