@@ -121,6 +121,9 @@ def test_packed_adapters_equal_their_solo_runs(solo, packed):
         assert results[i]["global_step"] == solo_metrics[i]["global_step"] == 4
         assert results[i]["num_input_tokens_seen"] == solo_metrics[i]["num_input_tokens_seen"]
         assert results[i]["trainable_parameters"] == solo_metrics[i]["trainable_parameters"]
+        # plan.json records what the pack ran: each job's solo micro-batch, both jobs' rows in one forward
+        pack = json.loads((root / str(i) / "plan.json").read_text())["pack"]
+        assert pack["rows_per_job"] == [2, 2] and pack["rows_per_forward"] == 4 and pack["jobs"] == 2
     print("max |packed - solo| per job:", diffs)
 
 
