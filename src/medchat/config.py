@@ -247,6 +247,9 @@ class LauncherConfig:
 
     parallel: int = 1  # jobs at a time on CPU
     gpus_per_job: int = 1
+    # up to this many jobs that differ only in adapter-side keys (lora.r, learning rate, seed, ...) train in one
+    # process on one shared base (medchat.sweeps.grouping, medchat.sweeps.pack_train); 1: every job alone
+    pack: int = 1
 
 
 @dataclass

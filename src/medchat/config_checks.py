@@ -48,6 +48,8 @@ def validate(cfg: Any) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
+    if cfg.launcher.pack < 1:
+        raise ConfigError(f"launcher.pack must be >= 1 (1: every sweep job in its own process), got {cfg.launcher.pack}")
     if cfg.quant.quant_storage is not None and cfg.quant.quant_storage not in ("bfloat16", "float16", "float32", "uint8"):
         raise ConfigError(f"quant.quant_storage={cfg.quant.quant_storage!r} is not one of bfloat16, float16, float32, uint8")
     if cfg.trainer.memory_budget_gib is not None and cfg.trainer.memory_budget_gib <= 0:

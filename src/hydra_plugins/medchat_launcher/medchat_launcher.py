@@ -5,6 +5,7 @@ The default for `-m` (conf/config.yaml selects it):
     python train.py -m trainer=debug lora.r=2,4 trainer.learning_rate=1e-4,2e-4 launcher.parallel=2 hydra.sweep.dir=S
     python train.py -m model=mistral7b lora.r=8,16,32 launcher.gpus_per_job=2     # 4 GPUs: 2 jobs at a time
     python train.py -m lora.r=8,16 hydra.launcher.dry_run=true                     # print the jobs, run nothing
+    python train.py -m lora.r=8,16 trainer.learning_rate=1e-4,2e-4 launcher.pack=4   # 4 jobs, one process, one base
 
 Per job: its run dir is fixed under the sweep dir before launch (a re-run finds it again by the job's
 overrides), finished jobs are skipped, unfinished ones resume from their last checkpoint, and the sweep
@@ -102,7 +103,8 @@ class MedchatLauncher(Launcher):
 
     # -- Hydra's entry point --------------------------------------------------------------------------
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from medchat.sweeps.launch import Runner, make_slots
+        from medchat.sweeps.launch import make_slots
+        from medchat.sweeps.pack_launch import PackRunner, work_items
         from medchat.sweeps.summary import print_status, save_status
         from medchat.sweeps.state import gpu_ids
 
@@ -112,20 +114,25 @@ class MedchatLauncher(Launcher):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         jobs, configs = self._plan(job_overrides, initial_job_idx, sweep_dir)
         slots = make_slots(gpu_ids(self.gpus) if self.gpus_per_job > 0 else [], self.gpus_per_job, self.parallel)
-        runner = Runner(slots, sweep_dir.name, self._script(), self._base_args(), self.accelerate_args, self.poll_s)
+        groups = self._groups(jobs, configs)
+        config_dir, search_dirs = self._config_dirs()
+        runner = PackRunner(slots, sweep_dir.name, self._script(), self._base_args(), self.accelerate_args,
+                            self.poll_s, sweep_dir=sweep_dir, config_dir=config_dir,
+                            config_name=str(self.config.hydra.job.config_name), search_dirs=search_dirs)
         where = f"{len(slots)} at a time on " + (
             "GPUs " + " | ".join(",".join(s.gpus) for s in slots) if slots[0].gpus else "CPU")
         if self.dry_run:
             for job in jobs:
                 print(f"#{job.num} {job.action:6s} {job.run_dir} (W&B name {job.wandb_name})\n"
                       f"    {' '.join(runner.job_args(job))}")
+            self._print_groups(jobs, configs, groups)
             print(f"dry run: {len(jobs)} jobs into {sweep_dir}, {where}; nothing started")
             return [self._job_return(job, cfg, None) for job, cfg in zip(jobs, configs)]
         todo = sum(j.action != "skip" for j in jobs)
         done = sum(j.action == "skip" and (j.status or {}).get("state") == "done" for j in jobs)
         log.info("medchat launcher: %d jobs into %s (%d to run, %d already done, %d refused), %s",
                  len(jobs), sweep_dir, todo, done, len(jobs) - todo - done, where)
-        runner.run([j for j in jobs if j.status is None])
+        runner.run([item for item in work_items(jobs, groups) if item.status is None])
         save_status(sweep_dir, jobs)
         print_status(sweep_dir, jobs)  # one line per job; a failed one's error and log path under it
         failed = [j for j in jobs if j.status and j.status.get("state") != "done"]
@@ -134,6 +141,43 @@ class MedchatLauncher(Launcher):
             # above already says what failed and where its log is, so end here, non-zero, without a traceback
             raise SystemExit(f"medchat launcher: {len(failed)} of {len(jobs)} jobs failed (see above)")
         return [self._job_return(job, cfg, job.status) for job, cfg in zip(jobs, configs)]
+
+    # -- launcher.pack: which jobs share a process (medchat.sweeps.grouping) ----------------------------
+    def _groups(self, jobs, configs):
+        """Groups of the jobs that will run (none refused, done or skipped), in job order."""
+        from medchat.sweeps.grouping import group_jobs
+
+        plain = [OmegaConf.to_container(_task_cfg(cfg), resolve=True) if job.status is None and job.action != "skip"
+                 else None for job, cfg in zip(jobs, configs)]
+        packs = {int(p["launcher"]["pack"]) for p in plain if p is not None}
+        pack = max(packs) if packs else 1
+        return group_jobs(plain, pack, gpus_per_job=self.gpus_per_job, accelerate_args=self.accelerate_args)
+
+    def _print_groups(self, jobs, configs, groups) -> None:
+        from medchat.sweeps.grouping import differing_keys
+
+        print("processes (launcher.pack):")
+        for g in groups:
+            members = [jobs[i] for i in g.members]
+            nums = ", ".join(f"#{j.num}" for j in members)
+            if g.packed:
+                keys = differing_keys([OmegaConf.to_container(_task_cfg(configs[i]), resolve=True)
+                                       for i in g.members])
+                print(f"  pack of {len(members)} in one process: {nums} (they differ only in {', '.join(keys)})")
+            else:
+                print(f"  alone: {nums}: {g.reason}")
+
+    def _config_dirs(self):
+        """The primary config dir and any --config-dir: how pack_train composes each job as train.py does."""
+        main, extra = None, []
+        for source in self.config.hydra.runtime.config_sources:
+            if source.schema != "file":
+                continue
+            if source.provider == "main":
+                main = str(source.path)
+            elif source.provider == "command-line":
+                extra.append(str(source.path))
+        return main, extra
 
     def _plan(self, job_overrides, initial_job_idx: int, sweep_dir: Path):
         from medchat.config import Config, ConfigError

@@ -27,7 +27,7 @@ from medchat.rundir import read_status
 
 JOB_FILE = "job.json"
 # Keys that change how a job is launched, not what it computes.
-LAUNCH_KEYS = ("launcher.parallel", "launcher.gpus_per_job", "trainer.resume")
+LAUNCH_KEYS = ("launcher.parallel", "launcher.gpus_per_job", "launcher.pack", "trainer.resume")
 SEED_KEYS = ("trainer.seed", "dataset.seed")
 
 

@@ -1,0 +1,765 @@
+"""Several sweep jobs trained in one process on one shared base, each as its solo `train.py` run would train it
+(issue 24; launcher.pack=N starts this module for each group medchat.sweeps.grouping made).
+
+    python -m medchat.sweeps.pack_train SPEC.json      # what the medchat launcher runs; SPEC names each job
+
+Top to bottom, `train_pack(cfgs, run_dirs)` is pipeline.train for N jobs:
+
+1. every job's config checked as train() checks it (check_keys, validate, the stage's check, the run plan), and
+   the jobs checked to share everything but adapter-side keys, before any weights load;
+2. each job's run dir claimed (medchat.attempt: a done run refused, a checkpoint found to resume);
+3. the tokenizer and the data once (the jobs share dataset.* and trainer.max_length, so the same split and rows),
+   each job's TRL config (stage.trainer_config: what its solo trainer would get) and run-dir record;
+4. the base loaded (and quantized) once by medchat.modeling, wrapped by medchat.sweeps.packed.pack_model with one
+   PackedJob per job (its own LoRA init, replaying its solo PEFT init from its seed);
+5. the steps: each job's micro-batches in its solo order (TRL's own dataset preparation and collator, the
+   sampler accelerate seeds with the job's trainer.seed), one forward over all jobs' rows, each job's loss
+   normalised over the trained tokens of its whole accumulated step (HF's num_items_in_batch), then per job:
+   clipping, its optimizer (the one its plan picks, built by transformers), its scheduler;
+6. per job: held-out loss before and after, checkpoints every trainer.save_steps, its adapter and tokenizer,
+   metrics.json, status, and its own W&B run.
+
+A job whose loss turns NaN or inf fails alone (status failed, its W&B run failed); the others train on. SIGTERM
+or SIGINT: every job finishes the step, saves a checkpoint and is left `interrupted` (medchat.preemption); a
+killed process leaves each job at its last checkpoint, and the launcher's re-run resumes each from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+STATE_FILE = "pack_state.pt"  # a packed checkpoint's extra state: dropout generator, losses, tokens
+# Test hook: called after every packed optimizer step with the step number (tests send SIGTERM from it).
+after_step = None
+
+
+@dataclass
+class Member:
+    """One job of the pack and everything it owns."""
+
+    index: int
+    cfg: DictConfig
+    run_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    wandb_run_id: str | None = None
+    wandb_name: str | None = None
+    plan: object = None
+    args: object = None
+    attempt: object = None
+    tracker: object = None
+    plain: dict | None = None
+    optimizer: object = None
+    scheduler: object = None
+    step: int = 0
+    losses: list = field(default_factory=list)  # (step, loss) per optimizer step
+    log_history: list = field(default_factory=list)
+    tokens: int = 0
+    tokens_at_start: int = 0
+    before: dict = field(default_factory=dict)
+    failed: str | None = None
+    done: bool = False
+    max_steps: int = 0
+    grad_norm: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.failed is None and not self.done
+
+
+# ----- 1. checks, before any weights load --------------------------------------------------------------
+
+def check_jobs(cfgs: list[DictConfig]) -> None:
+    """Every check pipeline.train makes before weights load, per job, and the pack's own: all jobs share
+    every key but the adapter-side ones, and none needs what the packed loop does not serve."""
+    from medchat.config import Config, ConfigError
+    from medchat.config_checks import check_keys, validate
+    from medchat.stages import stage_for
+    from medchat.sweeps.grouping import shared_key, why_alone
+
+    plains = []
+    for cfg in cfgs:
+        check_keys(cfg, Config)
+        validate(cfg)
+        stage_for(cfg.stage).check(cfg.dataset)
+        plains.append(OmegaConf.to_container(cfg, resolve=True))
+    for i, p in enumerate(plains):
+        reason = why_alone(p)
+        if reason:
+            raise ConfigError(f"job {i} cannot train in a pack: {reason}")
+        if shared_key(p) != shared_key(plains[0]):
+            from medchat.sweeps.grouping import differing_keys
+
+            raise ConfigError(f"job {i} differs from job 0 in more than adapter-side keys: "
+                              f"{', '.join(differing_keys([plains[0], p]))}")
+
+
+# ----- 3. the data each job sees, as its solo trainer would ---------------------------------------------
+
+def prepare_dataset(ds, tokenizer, args, name: str):
+    """TRL's own SFTTrainer preparation of medchat's tokenized rows (labels from the assistant masks, BFD
+    packing when trainer.packing), called on a stand-in for the trainer (the rows are already tokenized: it
+    reads no other trainer state), then the columns the Trainer keeps for the collator."""
+    from trl import SFTTrainer
+
+    stand_in = SimpleNamespace(completion_only_loss=False, chat_template=None, _is_vision_dataset=False)
+    packing = args.packing if name == "train" or args.eval_packing is None else args.eval_packing
+    ds = SFTTrainer._prepare_dataset(stand_in, ds, tokenizer, args, packing, None, name)
+    return ds.select_columns([c for c in ("input_ids", "labels", "seq_lengths") if c in ds.column_names])
+
+
+def collator(tokenizer, args):
+    """The collator SFTTrainer builds for these args (padding-free when packing with BFD)."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    padding_free = args.padding_free or (args.packing and args.packing_strategy in {"bfd", "bfd_split"})
+    return DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=padding_free,
+                                           pad_to_multiple_of=args.pad_to_multiple_of)
+
+
+@dataclass
+class Schedule:
+    """How many optimizer steps, in how many epochs, of how many micro-batches: transformers'
+    Trainer.set_initial_training_values for one process."""
+
+    batches_per_epoch: int
+    steps_per_epoch: int
+    max_steps: int
+    epochs: int
+    accumulation: int
+
+    @classmethod
+    def of(cls, rows: int, args) -> "Schedule":
+        batches = math.ceil(rows / args.per_device_train_batch_size)
+        ga = args.gradient_accumulation_steps
+        per_epoch = max(batches // ga + int(batches % ga > 0), 1)
+        if args.max_steps > 0:
+            max_steps = args.max_steps
+            epochs = max_steps // per_epoch + int(max_steps % per_epoch > 0)
+        else:
+            max_steps = math.ceil(args.num_train_epochs * per_epoch)
+            epochs = math.ceil(args.num_train_epochs)
+        return cls(batches, per_epoch, max_steps, epochs, ga)
+
+
+def solo_order(rows: int, seed: int, epoch: int) -> list[int]:
+    """The row order of one epoch of a solo run: transformers hands its RandomSampler to accelerate, which (with
+    TrainingArguments' default use_seedable_sampler) replaces it by a SeedableRandomSampler seeded with
+    data_seed + epoch (data_seed = trainer.seed in medchat.training): a randperm of a generator so seeded."""
+    generator = torch.Generator(device="cpu")
+    generator.manual_seed(seed + epoch)
+    return torch.randperm(rows, generator=generator).tolist()
+
+
+def optimizer_steps(ds, collate, args, schedule: Schedule, start_step: int = 0):
+    """Yield (step, [micro-batches]) for each optimizer step after `start_step`, in the solo run's order: every
+    epoch's batches of per_device_train_batch_size rows, grouped by gradient_accumulation_steps (the epoch's last
+    step takes the remainder). Steps before `start_step` (a resume) are skipped without collating."""
+    bs, ga = args.per_device_train_batch_size, schedule.accumulation
+    step = 0
+    for epoch in range(schedule.epochs):
+        order = solo_order(len(ds), args.data_seed if args.data_seed is not None else args.seed, epoch)
+        batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+        for update in range(schedule.steps_per_epoch):
+            if step >= schedule.max_steps:
+                return
+            step += 1
+            chunk = batches[update * ga:(update + 1) * ga]
+            if step <= start_step or not chunk:
+                continue
+            yield step, [collate([ds[i] for i in idx]) for idx in chunk]
+
+
+def trained_tokens(batch: dict) -> int:
+    """HF's num_items_in_batch of one micro-batch: the shifted labels that are trained."""
+    labels = batch["shift_labels"] if "shift_labels" in batch else batch["labels"][..., 1:]
+    return int(labels.ne(-100).sum())
+
+
+def concat_rows(batches: list[dict | None], pad_token_id: int) -> tuple[dict, list[int]]:
+    """Each job's micro-batch (None: the job takes no part in this forward) right-padded to the longest and
+    stacked along the batch dim. Padding-free rows (position_ids, no attention mask) are padded with
+    position_ids 0: each pad token its own one-token document that no real token attends to (as TRL's collator
+    pads); padded rows get attention 0. Labels -100 on padding: never trained."""
+    present = [b for b in batches if b is not None]
+    width = max(b["input_ids"].shape[1] for b in present)
+    padding_free = "position_ids" in present[0] and "attention_mask" not in present[0]
+
+    def pad(t, value):
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    out = {"input_ids": torch.cat([pad(b["input_ids"], pad_token_id) for b in present]),
+           "labels": torch.cat([pad(b["labels"], -100) for b in present])}
+    if padding_free:
+        out["position_ids"] = torch.cat([pad(b["position_ids"], 0) for b in present])
+    else:
+        out["attention_mask"] = torch.cat([pad(b["attention_mask"], 0) for b in present])
+    return out, [0 if b is None else b["input_ids"].shape[0] for b in batches]
+
+
+def summed_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum of the next-token NLL over the trained tokens (labels shifted by one, -100 ignored), fp32, and their
+    count: what TRL's loss sums before dividing by num_items_in_batch."""
+    shift = labels[:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), shift.reshape(-1),
+                                            ignore_index=-100, reduction="sum")
+    return nll, int(shift.ne(-100).sum())
+
+
+# ----- 4. lm_head trained in full (lora.targets=all_linear_lm_head) ---------------------------------------
+
+class PackedHead(torch.nn.Module):
+    """The output projection for a pack: each job with lora.targets=all_linear_lm_head trains its own full copy
+    of lm_head (PEFT's modules_to_save: a copy of the base module, trained), the others use the frozen base."""
+
+    def __init__(self, base: torch.nn.Linear, ctx, owners: list[int]):
+        super().__init__()
+        self.base_layer, self.ctx = base, ctx
+        self.copies = torch.nn.ParameterDict({str(j): torch.nn.Parameter(base.weight.detach().clone().float(),
+                                                                         requires_grad=True) for j in owners})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pieces = []
+        for j, start, stop in self.ctx.blocks(x.shape[0]):
+            x_j = x[start:stop]
+            if str(j) in self.copies:
+                w = self.copies[str(j)]
+                pieces.append(torch.nn.functional.linear(x_j.to(w.dtype), w, self.base_layer.bias))
+            else:
+                pieces.append(self.base_layer(x_j))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
+
+
+HEAD_KEY = "base_model.model.lm_head.weight"  # PEFT's saved name of a modules_to_save lm_head
+
+
+def job_weights(pack, head: PackedHead | None, j: int) -> dict[str, torch.Tensor]:
+    from medchat.sweeps.packed import job_state_dict
+
+    out = job_state_dict(pack, j)
+    if head is not None and str(j) in head.copies:
+        out[HEAD_KEY] = head.copies[str(j)].detach().to("cpu", copy=True)
+    return out
+
+
+def job_parameters(pack, head: PackedHead | None, j: int) -> list[torch.nn.Parameter]:
+    params = list(pack.params[j])
+    if head is not None and str(j) in head.copies:
+        params.append(head.copies[str(j)])
+    return params
+
+
+def load_job_weights(pack, head: PackedHead | None, j: int, weights: dict[str, torch.Tensor]) -> None:
+    """A checkpoint's adapter (PEFT names) back into job j's parameters."""
+    prefix = "base_model.model."
+    with torch.no_grad():
+        for key, layer in pack.layers.items():
+            if str(j) in layer.lora_A:
+                layer.lora_A[str(j)].weight.copy_(weights[f"{prefix}{key}.lora_A.weight"])
+                layer.lora_B[str(j)].weight.copy_(weights[f"{prefix}{key}.lora_B.weight"])
+        if head is not None and str(j) in head.copies:
+            head.copies[str(j)].copy_(weights[HEAD_KEY])
+
+
+def save_adapter(pack, head, j: int, member: Member, tokenizer, directory: Path) -> None:
+    """Job j's adapter as its solo run writes RUN/adapter: PEFT's weights and config (modules_to_save for a
+    trained lm_head), and the tokenizer (training.save_adapter writes it beside the adapter)."""
+    from peft.utils.constants import SAFETENSORS_WEIGHTS_NAME
+    from safetensors.torch import save_file
+
+    from medchat import modeling
+
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(job_weights(pack, head, j), str(directory / SAFETENSORS_WEIGHTS_NAME), metadata={"format": "pt"})
+    config = modeling.lora_config(member.cfg.lora, list(member.plan.target_modules))
+    config.base_model_name_or_path = member.plan.model.path
+    config.save_pretrained(str(directory))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory))
+
+
+# ----- 5. the packed loop -------------------------------------------------------------------------------
+
+def build_optimizer(member: Member, params: list, max_steps: int):
+    """The optimizer and scheduler the job's solo Trainer creates: transformers' class and kwargs for its
+    `optim` (adamw_torch on CPU, fused AdamW on a GPU: medchat.plan), weight decay on every trained weight (HF
+    exempts biases and norms, which LoRA does not train), get_scheduler with its warmup over max_steps."""
+    from transformers import Trainer, get_scheduler
+
+    args = member.args
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    optimizer = cls([{"params": params, "weight_decay": args.weight_decay}], **kwargs)
+    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(max_steps),
+                              num_training_steps=max_steps, scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+    return optimizer, scheduler
+
+
+def held_out_loss(model, ctx, eval_batches: list[dict], members: list[Member], pad_token_id: int, device,
+                  autocast) -> dict[int, tuple[float, int]]:
+    """Token-weighted held-out NLL per job (medchat's one perplexity definition, training.TokenWeightedEvalLoss):
+    each eval batch repeated once per job in one forward, each copy scored with its job's adapter."""
+    totals = {m.index: [0.0, 0] for m in members}
+    model.eval()
+    with torch.no_grad():
+        for batch in eval_batches:
+            merged, counts = concat_rows([batch] * len(members), pad_token_id)
+            merged = {k: v.to(device) for k, v in merged.items()}
+            with ctx.packed(_rows_for_all(ctx, members, counts)), autocast():
+                logits = model(**{k: v for k, v in merged.items() if k != "labels"}).logits
+            start = 0
+            for m, n in zip(members, counts):
+                if n:
+                    nll, count = summed_nll(logits[start:start + n], merged["labels"][start:start + n])
+                    totals[m.index][0] += float(nll)
+                    totals[m.index][1] += count
+                start += n
+    return {i: (t / c if c else float("nan"), c) for i, (t, c) in totals.items()}
+
+
+def _rows_for_all(ctx, members: list[Member], counts: list[int]) -> list[int]:
+    """Rows per job of the whole pack (ctx.jobs) from the rows of `members` (jobs not in it: none)."""
+    rows = [0] * len(ctx.jobs)
+    for m, n in zip(members, counts):
+        rows[m.index] = n
+    return rows
+
+
+def packed_optimizer_step(model, ctx, members: list[Member], steps: dict[int, list[dict]], params: dict,
+                          pad_token_id: int, device, autocast) -> dict[int, float]:
+    """One optimizer step of every job in `steps` (job -> its micro-batches): the k-th forward takes every job's
+    k-th micro-batch; job j's loss is its summed NLL over num_items_in_batch (the trained tokens of all its
+    micro-batches of this step), so the accumulated gradient is its solo run's. Jobs whose loss is not finite are
+    left out of the backward (their gradients stay None) and returned as NaN. -> the step's loss per job."""
+    model.train()
+    items = {j: sum(trained_tokens(b) for b in batches) for j, batches in steps.items()}
+    loss = {j: 0.0 for j in steps}
+    for k in range(max(len(b) for b in steps.values())):
+        batches = [steps[m.index][k] if m.index in steps and k < len(steps[m.index]) else None for m in members]
+        if all(b is None for b in batches):
+            continue
+        merged, counts = concat_rows(batches, pad_token_id)
+        merged = {key: v.to(device) for key, v in merged.items()}
+        with ctx.packed(_rows_for_all(ctx, members, counts)), autocast():
+            logits = model(**{key: v for key, v in merged.items() if key != "labels"}).logits
+        terms, start = [], 0
+        for m, n in zip(members, counts):
+            if n:
+                nll, _ = summed_nll(logits[start:start + n], merged["labels"][start:start + n])
+                job_loss = nll / max(items[m.index], 1)
+                if torch.isfinite(job_loss):
+                    terms.append(job_loss)
+                    loss[m.index] += float(job_loss.detach())
+                else:
+                    loss[m.index] = float("nan")
+            start += n
+        if terms:
+            torch.stack(terms).sum().backward()
+    for j in steps:
+        member = members[j]
+        if not math.isfinite(loss[j]):
+            for p in params[j]:
+                p.grad = None
+            continue
+        if member.args.max_grad_norm and member.args.max_grad_norm > 0:
+            member.grad_norm = float(torch.nn.utils.clip_grad_norm_(params[j], member.args.max_grad_norm))
+        member.optimizer.step()
+        member.scheduler.step()
+        member.optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
+# ----- checkpoints ----------------------------------------------------------------------------------------
+
+def save_checkpoint(pack, head, member: Member, ctx, device) -> Path:
+    """RUN/checkpoints/checkpoint-N of one job: its adapter (PEFT names, what resume.check_checkpoint reads),
+    optimizer, scheduler, dropout generator, losses and tokens; trainer_state.json last (a checkpoint without it
+    is incomplete and skipped, medchat.resume), the folder written beside and renamed."""
+    from medchat import training
+
+    root = training.checkpoints_dir(member.run_dir)
+    final = root / f"checkpoint-{member.step}"
+    partial = root / f".checkpoint-{member.step}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    save_adapter(pack, head, member.index, member, None, partial)
+    torch.save(member.optimizer.state_dict(), partial / "optimizer.pt")
+    torch.save(member.scheduler.state_dict(), partial / "scheduler.pt")
+    torch.save({"step": member.step, "dropout_rng": ctx.generator(member.index, device).get_state(),
+                "losses": member.losses, "tokens": member.tokens}, partial / STATE_FILE)
+    (partial / "trainer_state.json").write_text(json.dumps(
+        {"global_step": member.step, "max_steps": member.max_steps, "num_input_tokens_seen": member.tokens,
+         "log_history": member.log_history, "packed": True}, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    limit = member.args.save_total_limit
+    if limit:
+        kept = sorted((p for p in root.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
+                      key=lambda p: int(p.name.split("-")[1]))
+        for old in kept[:-limit]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(pack, head, member: Member, ctx, device, checkpoint: str) -> None:
+    from peft.utils.constants import SAFETENSORS_WEIGHTS_NAME
+    from safetensors.torch import load_file
+
+    path = Path(checkpoint)
+    load_job_weights(pack, head, member.index, load_file(str(path / SAFETENSORS_WEIGHTS_NAME)))
+    member.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+    member.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+    state = torch.load(path / STATE_FILE, weights_only=False)
+    ctx.generator(member.index, device).set_state(state["dropout_rng"])
+    member.step, member.losses, member.tokens = state["step"], list(state["losses"]), state["tokens"]
+    member.tokens_at_start = member.tokens
+    member.log_history = json.loads((path / "trainer_state.json").read_text()).get("log_history", [])
+
+
+# ----- the whole pack -----------------------------------------------------------------------------------
+
+def _fail(member: Member, error: BaseException) -> None:
+    member.failed = f"{type(error).__name__}: {error}"
+    log.error("job %d (%s) failed alone: %s", member.index, member.run_dir, member.failed)
+    member.attempt.ended(error, member.tracker)
+    member.tracker = None
+
+
+def _open_tracker(member: Member, data_counts: dict):
+    """The job's own W&B run (its id and name from the launcher's job.json, else its run dir), several open in one
+    process (wandb's reinit="create_new", set once by train_pack)."""
+    from medchat.tracking import Tracker
+
+    saved = {k: os.environ.get(k) for k in ("WANDB_RUN_ID", "WANDB_NAME", "WANDB_RESUME")}
+    for key, value in (("WANDB_RUN_ID", member.wandb_run_id), ("WANDB_NAME", member.wandb_name)):
+        if value:
+            os.environ[key] = value
+        else:
+            os.environ.pop(key, None)
+    try:
+        return Tracker(member.cfg.tracker, member.run_dir, member.plain, member.overrides,
+                       extra={"data": data_counts})
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def pack_memory(members: list[Member]) -> dict:
+    """What the pack runs per forward, recorded in each job's plan.json (`pack`): each job's micro-batch is its
+    solo plan's (so its accumulation and effective batch are its solo run's), and one forward holds all jobs'."""
+    rows = [m.args.per_device_train_batch_size for m in members]
+    return {"jobs": len(members), "rows_per_job": rows, "rows_per_forward": sum(rows),
+            "gradient_accumulation_steps": [m.args.gradient_accumulation_steps for m in members],
+            "activation_factor_vs_solo": len(members)}
+
+
+def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides: list[list[str]] | None = None,
+               wandb_ids: list[str | None] | None = None, wandb_names: list[str | None] | None = None) -> list[dict]:
+    """Train every job of `cfgs` (composed configs, one per run dir) in one process; -> each job's metrics
+    (failed jobs: {"failed": reason}). Each job's run dir ends as its solo train.py run's would."""
+    from transformers import set_seed
+
+    from medchat import modeling, training
+    from medchat import plan as run_plan
+    from medchat.attempt import Attempt
+    from medchat.pipeline import token_count
+    from medchat.preemption import Interrupted, StopRequest
+    from medchat.stages import stage_for
+    from medchat.sweeps.packed import PackedJob, pack_model
+
+    n = len(cfgs)
+    members = [Member(i, cfg, Path(run_dirs[i]), list((overrides or [[]] * n)[i]),
+                      (wandb_ids or [None] * n)[i], (wandb_names or [None] * n)[i]) for i, cfg in enumerate(cfgs)]
+    # 1. checks without weights, every job, then the run plan per job
+    check_jobs(cfgs)
+    stage = stage_for(cfgs[0].stage)
+    for m in members:
+        m.plan = stage.plan(run_plan.resolve(m.cfg), m.cfg.model, m.cfg.dataset)
+        log.info("job %d: %s", m.index, m.plan.describe())
+    # 2. each run dir claimed (a done run refused; the checkpoint to resume found)
+    for m in members:
+        m.attempt = Attempt(m.run_dir, m.cfg.trainer.resume, True)
+        m.attempt.claim(training.checkpoints_dir(m.run_dir))
+    # 3. tokenizer and data once; each job's TRL config and record
+    first = members[0]
+    tokenizer = modeling.load_tokenizer(first.cfg.model)
+    data = stage.data(first.cfg.dataset, first.cfg.trainer, tokenizer, run_plan.tokenized_cache_dir(first.run_dir))
+    memory = None
+    for m in members:
+        m.plan = run_plan.with_data(m.plan, m.cfg, train_rows=len(data.train), train_tokens=token_count(data.train),
+                                    eval_rows=len(data.eval) if data.eval is not None else 0,
+                                    eval_tokens=token_count(data.eval))
+        m.args = stage.trainer_config(m.cfg.trainer, m.cfg.tracker, m.run_dir, m.plan)
+        m.plain = OmegaConf.to_container(m.cfg, resolve=True)
+    memory = pack_memory(members)
+    log.info("pack: %s", memory)
+    for m in members:
+        plan = {**m.plan.to_dict(), "pack": {**memory, "process_jobs": [str(x.run_dir) for x in members]}}
+        m.attempt.record(OmegaConf.to_yaml(m.cfg, resolve=True), m.plain, data.split, data.tokenization, plan,
+                         world_size=1, per_device_train_batch_size=m.args.per_device_train_batch_size,
+                         gradient_accumulation_steps=m.args.gradient_accumulation_steps)
+    stop = StopRequest().install()
+    if any(m.cfg.tracker.backend == "wandb" for m in members):
+        import wandb
+
+        wandb.setup(settings=wandb.Settings(reinit="create_new"))  # one W&B run per job, all open at once
+    try:
+        for m in members:
+            try:
+                m.tracker = _open_tracker(m, data.counts)
+            except Exception as e:  # a job whose W&B run cannot start fails alone
+                _fail(m, e)
+        return _train(members, stage, data, tokenizer, memory, stop, set_seed, PackedJob, pack_model, Interrupted)
+    finally:
+        stop.uninstall()
+
+
+def _train(members, stage, data, tokenizer, memory, stop, set_seed, PackedJob, pack_model, Interrupted) -> list[dict]:
+    from medchat import modeling, training
+    from medchat.atomic import write_json
+    from medchat.evaluation.perplexity import PERPLEXITY_DEFINITION
+
+    first = members[0]
+    plan = first.plan
+    train_ds = prepare_dataset(data.train, tokenizer, first.args, "train")
+    eval_ds = prepare_dataset(data.eval, tokenizer, first.args, "eval") if data.eval is not None else None
+    collate = collator(tokenizer, first.args)
+    schedule = Schedule.of(len(train_ds), first.args)
+    for m in members:
+        m.max_steps = Schedule.of(len(train_ds), m.args).max_steps
+        m.grad_norm = None
+
+    # 4. the base once, every job's adapter on it (LoRA init replayed from each job's seed)
+    set_seed(first.args.seed)
+    model = modeling.load_model(plan.model)
+    jobs = [PackedJob(r=int(m.cfg.lora.r), lora_alpha=float(m.cfg.lora.lora_alpha),
+                      lora_dropout=float(m.cfg.lora.lora_dropout), target_modules=tuple(m.plan.target_modules),
+                      learning_rate=float(m.args.learning_rate), weight_decay=float(m.args.weight_decay),
+                      max_grad_norm=float(m.args.max_grad_norm), lr_scheduler_type=str(m.args.lr_scheduler_type.value
+                      if hasattr(m.args.lr_scheduler_type, "value") else m.args.lr_scheduler_type),
+                      warmup_steps=m.args.get_warmup_steps(m.max_steps), seed=int(m.args.seed)) for m in members]
+    pack = pack_model(model, jobs, max_steps=schedule.max_steps)  # its own optimizers are replaced below
+    owners = [m.index for m in members if m.cfg.lora.targets == "all_linear_lm_head"]
+    head = None
+    if owners:
+        head = PackedHead(model.get_output_embeddings(), pack.ctx, owners)
+        model.set_output_embeddings(head)
+    device = next(p for ps in pack.params for p in ps).device
+    params = {m.index: job_parameters(pack, head, m.index) for m in members}
+    for m in members:
+        m.optimizer, m.scheduler = build_optimizer(m, params[m.index], m.max_steps)
+        if m.attempt.checkpoint and m.active:
+            load_checkpoint(pack, head, m, pack.ctx, device, m.attempt.checkpoint)
+    if plan.precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if plan.precision == "bf16" else torch.float16
+
+        def autocast():
+            return torch.autocast(device.type, dtype=dtype)
+    else:
+        from contextlib import nullcontext as autocast
+    pad = tokenizer.pad_token_id
+    eval_batches = []
+    if eval_ds is not None:
+        bs = first.args.per_device_eval_batch_size
+        eval_batches = [collate([eval_ds[i] for i in range(s, min(s + bs, len(eval_ds)))])
+                        for s in range(0, len(eval_ds), bs)]
+
+    # held-out loss before training (a fresh start only, as a solo run)
+    fresh = [m for m in members if m.active and not m.attempt.checkpoint]
+    if eval_batches and fresh:
+        for i, (loss, count) in held_out_loss(model, pack.ctx, eval_batches, fresh, pad, device, autocast).items():
+            m = members[i]
+            m.before = {"eval_loss_before": loss, "eval_before_loss": loss, "eval_before_scored_tokens": count}
+            m.log_history.append({"eval_loss": loss, "step": 0})
+            write_json(m.run_dir / "metrics_before.json", m.before)
+            if m.tracker and m.tracker.run:
+                m.tracker.run.log({"eval/loss": loss, "train/global_step": 0})
+
+    # 5. the steps
+    iterators = {m.index: optimizer_steps(train_ds, collate, m.args, Schedule.of(len(train_ds), m.args), m.step)
+                 for m in members}
+    started = time.time()
+    while True:
+        active = [m for m in members if m.active]
+        if not active:
+            break
+        steps = {}
+        for m in active:
+            nxt = next(iterators[m.index], None)
+            if nxt is None:
+                m.done = True
+            else:
+                steps[m.index] = nxt[1]
+        if not steps:
+            break
+        losses = packed_optimizer_step(model, pack.ctx, members, steps, params, pad, device, autocast)
+        for j, loss in losses.items():
+            m = members[j]
+            if not math.isfinite(loss):
+                _fail(m, FloatingPointError(f"training loss is {loss} at step {m.step + 1}; the pack's other jobs "
+                                            "went on without this one"))
+                continue
+            m.step += 1
+            m.tokens += sum(int(b["input_ids"].ne(pad).sum()) if "attention_mask" not in b
+                            else int(b["attention_mask"].sum()) for b in steps[j])
+            m.losses.append((m.step, loss))
+            if m.step % m.args.logging_steps == 0 or m.step == m.max_steps:
+                entry = {"loss": loss, "learning_rate": m.scheduler.get_last_lr()[0], "grad_norm": m.grad_norm,
+                         "step": m.step, "num_input_tokens_seen": m.tokens}
+                m.log_history.append(entry)
+                log.info("job %d step %d/%d: loss %.4f", j, m.step, m.max_steps, loss)
+                print(f"step {m.step}/{m.max_steps} ({100 * m.step // m.max_steps}%): loss {loss:.4f}, job {j}",
+                      flush=True)
+                if m.tracker and m.tracker.run:
+                    m.tracker.run.log({"train/loss": loss, "train/learning_rate": entry["learning_rate"],
+                                       "train/grad_norm": m.grad_norm, "train/global_step": m.step})
+            if m.step % m.args.save_steps == 0 or (stop.requested and m.step < m.max_steps):
+                save_checkpoint(pack, head, m, pack.ctx, device)
+        if after_step is not None:
+            after_step(max(m.step for m in members))
+        if stop.requested:
+            for m in members:
+                if m.active and m.step < m.max_steps:
+                    checkpoint = training.checkpoints_dir(m.run_dir) / f"checkpoint-{m.step}"
+                    m.attempt.ended(Interrupted(stop.signum, m.step, str(checkpoint)), m.tracker)
+                    m.tracker, m.failed = None, "interrupted"
+            if any(m.failed == "interrupted" for m in members):
+                raise Interrupted(stop.signum, max(m.step for m in members), None)
+    runtime = time.time() - started
+
+    # 6. held-out loss after, adapters, metrics, status
+    finished = [m for m in members if m.failed is None]
+    after = held_out_loss(model, pack.ctx, eval_batches, finished, pad, device, autocast) if eval_batches else {}
+    results = []
+    total_tokens = sum(m.tokens - m.tokens_at_start for m in finished)
+    for m in members:
+        if m.failed is not None:
+            results.append({"failed": m.failed, "run_dir": str(m.run_dir)})
+            continue
+        try:
+            partial = m.run_dir / ".adapter.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            save_adapter(pack, head, m.index, m, tokenizer, partial)
+            shutil.rmtree(m.run_dir / "adapter", ignore_errors=True)
+            partial.rename(m.run_dir / "adapter")
+            before = m.before
+            if not before and m.attempt.checkpoint:  # resumed: keep the first session's numbers
+                previous = m.run_dir / "metrics_before.json"
+                before = json.loads(previous.read_text()) if previous.exists() else {}
+            eval_before = before.get("eval_loss_before")
+            eval_after, scored = after.get(m.index, (None, None))
+            trainable = sum(p.numel() for p in params[m.index])
+            metrics = {
+                "eval_loss_before": eval_before, "eval_loss_after": eval_after,
+                "perplexity_before": training.perplexity(eval_before),
+                "perplexity_after": training.perplexity(eval_after),
+                "train_loss": sum(loss for _, loss in m.losses) / len(m.losses) if m.losses else None,
+                "train_runtime_s": runtime,
+                # this job's real tokens over the pack's wall time (the pack's aggregate is in "packed")
+                "train_tokens_per_second": (m.tokens - m.tokens_at_start) / runtime if runtime else None,
+                "global_step": m.step, "num_input_tokens_seen": m.tokens,
+                "peak_memory_gib": training.peak_memory_gib(plan.model.cuda),
+                "trainable_parameters": trainable,
+                "total_parameters": trainable + sum(p.numel() for p in model.parameters() if not p.requires_grad),
+                "target_modules": list(m.plan.target_modules), "data": data.counts,
+                "resumed_from": m.attempt.checkpoint, "world_size": 1,
+                "speed": {"attn_implementation": model.config._attn_implementation,
+                          "optim": m.args.optim if isinstance(m.args.optim, str) else m.args.optim.value,
+                          "per_device_train_batch_size": m.args.per_device_train_batch_size,
+                          "gradient_accumulation_steps": m.args.gradient_accumulation_steps,
+                          "fixed_shape_tokens": plan.fixed_shape_tokens},
+                "perplexity_definition": PERPLEXITY_DEFINITION, "eval_scored_tokens": scored,
+                "packed": {"jobs": len(members), "process_jobs": [str(x.run_dir) for x in members],
+                           "aggregate_tokens_per_second": total_tokens / runtime if runtime else None,
+                           "memory": memory},
+                "tokenization": data.tokenization,
+            }
+            m.log_history.append({"eval_loss": eval_after, "step": m.step})
+            if m.tracker is not None:
+                m.tracker.log_summary(metrics)
+                m.tracker.log_model(m.run_dir / "adapter")
+                metrics["tracker"] = m.tracker.description
+            else:
+                metrics["tracker"] = "none"
+            metrics["tokenized_cache"] = data.cache
+            metrics["run_dir"] = str(m.run_dir)
+            m.attempt.done(metrics)
+            if m.tracker is not None:
+                m.tracker.finish()
+            results.append(metrics)
+        except Exception as e:  # one job's save or record failing fails that job alone
+            _fail(m, e)
+            results.append({"failed": m.failed, "run_dir": str(m.run_dir)})
+    return results
+
+
+# ----- the launcher's entry point -----------------------------------------------------------------------
+
+def compose_job(spec: dict, job: dict) -> DictConfig:
+    """A job's config composed as train.py composes it: the same config dir(s) and name, the job's overrides
+    (+ trainer.resume=auto for a job the launcher resumes)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from medchat.config import register_configs
+    from medchat.rundir import register_resolvers
+
+    register_configs()
+    register_resolvers()
+    extra = [f"hydra.searchpath=[{','.join('file://' + d for d in spec['search_dirs'])}]"] if spec["search_dirs"] else []
+    overrides = [*extra, *spec.get("hydra_overrides", []), *job["overrides"]]
+    if job.get("action") == "resume":
+        overrides.append("trainer.resume=auto")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=spec["config_dir"], version_base="1.3"):
+        return compose(spec["config_name"], overrides=overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from medchat import console
+    from medchat.config import ConfigError
+    from medchat.preemption import EXIT_INTERRUPTED, Interrupted
+
+    console.install()
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="[%(asctime)s][%(name)s][%(levelname)s] - "
+                        "%(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    spec = json.loads(Path(argv[0]).read_text())
+    jobs = spec["jobs"]
+    try:
+        cfgs = [compose_job(spec, job) for job in jobs]
+        results = train_pack(cfgs, [j["run_dir"] for j in jobs], overrides=[j["overrides"] for j in jobs],
+                             wandb_ids=[j.get("wandb_run_id") for j in jobs],
+                             wandb_names=[j.get("wandb_name") for j in jobs])
+    except Interrupted:
+        return EXIT_INTERRUPTED
+    except ConfigError as e:  # refused before any weights load: every job of the pack says why
+        from medchat.rundir import write_status
+
+        for job in jobs:
+            write_status(Path(job["run_dir"]), "failed", reason=f"ConfigError: {e}")
+        print(f"pack_train: error: {e}", file=sys.stderr)
+        return 2
+    for r in results:
+        if "failed" in r:
+            print(f"{r['run_dir']}: failed: {r['failed']}")
+        else:
+            print(f"{r['run_dir']}: eval loss {r['eval_loss_before']} -> {r['eval_loss_after']}")
+    return 1 if any("failed" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
