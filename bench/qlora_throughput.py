@@ -50,7 +50,12 @@ SHAPES = {
                       num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=32768),
     "tiny": dict(vocab_size=2048, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096),
+    # Qwen2-0.5B (q/k/v biases, tied embeddings): the small end of the recipes, for packed sweeps (issue 24)
+    "qwen2_0_5b": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                       num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768),
 }
+QWEN2_SHAPES = ("qwen2_0_5b",)
+SHAPE_OVERRIDES: dict[str, list[str]] = {}  # per shape, on top of COMMON (none yet: every shape is a LoRA r32 run)
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 COMMON = ["model=mistral7b", "lora=r32", "quant=nf4", "tracker=none", "trainer.eval_strategy=no",
           "trainer.save_steps=1000000", "trainer.logging_steps=5"]
@@ -149,7 +154,7 @@ def versions() -> dict:
 
 def prepare_model(work: Path, shape: str) -> Path:
     """Random-weight model -> work/<shape>-nf4 (pre-quantized), with medchat's tiny tokenizer beside it."""
-    from transformers import MistralConfig, MistralForCausalLM
+    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     from medchat import hardware, modeling
     from medchat.config import ModelConfig, QuantConfig, TinyModelConfig
@@ -164,13 +169,14 @@ def prepare_model(work: Path, shape: str) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir(TinyModelConfig()))
     if not (bf16 / "config.json").exists():
         t0 = time.time()
-        config = MistralConfig(**SHAPES[shape], sliding_window=None, tie_word_embeddings=False,
-                               pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                               bos_token_id=None)
+        qwen2 = shape in QWEN2_SHAPES
+        config = (Qwen2Config if qwen2 else MistralConfig)(
+            **SHAPES[shape], sliding_window=None, tie_word_embeddings=qwen2, pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         torch.manual_seed(0)
         with torch.device(device):
-            model = MistralForCausalLM(config).to(torch.bfloat16)
+            model = (Qwen2ForCausalLM if qwen2 else MistralForCausalLM)(config).to(torch.bfloat16)
         model.save_pretrained(bf16)
         tokenizer.save_pretrained(bf16)
         del model

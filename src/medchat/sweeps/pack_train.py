@@ -179,7 +179,15 @@ def optimizer_steps(ds, collate, args, schedule: Schedule, start_step: int = 0):
             chunk = batches[update * ga:(update + 1) * ga]
             if step <= start_step or not chunk:
                 continue
-            yield step, [collate([ds[i] for i in idx]) for idx in chunk]
+            micro = []
+            for idx in chunk:
+                rows = [ds[i] for i in idx]
+                batch = collate(rows)
+                # the real tokens, counted before collation: neither padding nor (pad == eos tokenizers) EOS
+                # tokens can be told apart from the ids afterwards
+                batch["real_tokens"] = sum(len(r["input_ids"]) for r in rows)
+                micro.append(batch)
+            yield step, micro
 
 
 def trained_tokens(batch: dict) -> int:
@@ -613,8 +621,7 @@ def _train(members, stage, data, tokenizer, memory, stop, set_seed, PackedJob, p
                                             "went on without this one"))
                 continue
             m.step += 1
-            m.tokens += sum(int(b["input_ids"].ne(pad).sum()) if "attention_mask" not in b
-                            else int(b["attention_mask"].sum()) for b in steps[j])
+            m.tokens += sum(b["real_tokens"] for b in steps[j])
             m.losses.append((m.step, loss))
             if m.step % m.args.logging_steps == 0 or m.step == m.max_steps:
                 entry = {"loss": loss, "learning_rate": m.scheduler.get_last_lr()[0], "grad_norm": m.grad_norm,
