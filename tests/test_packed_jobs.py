@@ -298,3 +298,25 @@ def test_4bit_base_packed_jobs_equal_their_solo_peft_runs(tiny_dir, data):
         diff = max_diff(job_state_dict(pack, j), {k: v.detach() for k, v in get_peft_model_state_dict(model).items()})
         print(f"4-bit job {j}: max |packed - solo| {diff:.2e}")
         assert diff <= TOL, (j, diff)
+
+
+def test_equal_rows_take_the_batched_path_and_stay_equal_to_solo(tiny_dir, vocab, monkeypatch):
+    """Equal rows per job: a module every job targets (q_proj, v_proj here) runs all jobs' LoRA as two batched
+    GEMMs over zero-padded ranks (MultiLoRA._stacked); the others keep the per-job loop. Still each job's solo
+    PEFT run, within the same 1e-5."""
+    from medchat.sweeps.packed import MultiLoRA
+
+    own = [micro_batches(j, 2, vocab) for j in range(len(JOBS))]
+    widths = [max(batches[k]["input_ids"].shape[1] for batches in own) for k in range(STEPS)]
+    same = [[widened(b, widths[k]) for k, b in enumerate(batches)] for batches in own]
+    calls = []
+    stacked = MultiLoRA._stacked
+    monkeypatch.setattr(MultiLoRA, "_stacked", lambda self, *a: calls.append(1) or stacked(self, *a))
+    pack, _, _ = packed_run(tiny_dir, JOBS, same)
+    layers = len([k for k in pack.layers if k.endswith("q_proj")])
+    assert len(calls) == STEPS * 2 * layers  # q and v of every layer, every step; no other module
+    from medchat.sweeps.packed import job_state_dict
+
+    for j, job in enumerate(JOBS):
+        _, solo, _ = solo_run(tiny_dir, job, same[j])
+        assert max_diff(job_state_dict(pack, j), solo) < TOL, j

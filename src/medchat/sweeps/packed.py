@@ -169,8 +169,12 @@ class MultiLoRA(nn.Module):
         out = self.base_layer(x, *args, **kwargs)
         if len(self.lora_A) == 0:
             return out
+        blocks = self.ctx.blocks(x.shape[0])
+        if len(blocks) > 1 and all(str(j) in self.lora_A and stop - start == blocks[0][2] - blocks[0][1]
+                                   for j, start, stop in blocks):
+            return self._stacked(x, out, blocks)
         pieces = []
-        for j, start, stop in self.ctx.blocks(x.shape[0]):
+        for j, start, stop in blocks:
             out_j = out[start:stop]
             key = str(j)
             if key in self.lora_A:
@@ -182,6 +186,27 @@ class MultiLoRA(nn.Module):
         # out of place (a new tensor, never an in-place add into the base output): bitsandbytes' 4-bit output may
         # be a view autograd refuses to see modified (PEFT clones it for the same reason)
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
+
+
+    def _stacked(self, x: torch.Tensor, out: torch.Tensor, blocks) -> torch.Tensor:
+        """Every job of this forward targets this module with as many rows: all jobs' LoRA in two batched GEMMs
+        (torch.bmm over jobs) instead of a loop of small ones, the launch count of one job. Ranks differ: A and B
+        are zero-padded to the largest r, which adds exact zeros to every sum (and gets zero gradients, so AdamW
+        leaves the padding at zero: it is rebuilt from each job's own parameters every forward anyway)."""
+        jobs = [j for j, _, _ in blocks]
+        a = [self.lora_A[str(j)].weight for j in jobs]
+        b = [self.lora_B[str(j)].weight for j in jobs]
+        r = max(w.shape[0] for w in a)
+        a = torch.stack([nn.functional.pad(w, (0, 0, 0, r - w.shape[0])) for w in a])  # [n, r, in]
+        b = torch.stack([nn.functional.pad(w, (0, r - w.shape[1])) for w in b])  # [n, out, r]
+        xs = x.to(a.dtype).reshape(len(jobs), -1, x.shape[-1])  # job k's rows are the k-th block
+        if self.training and any(self.ctx.jobs[j].lora_dropout > 0 for j in jobs):
+            xs = torch.stack([self._dropout(xs[k], j) for k, j in enumerate(jobs)])
+        scale = torch.tensor([self.ctx.jobs[j].scaling for j in jobs], dtype=a.dtype, device=x.device)
+        # as PEFT: B(A(x)) then * scaling (not scaling folded into B: another rounding)
+        delta = torch.bmm(torch.bmm(xs, a.transpose(1, 2)), b.transpose(1, 2))
+        delta = (delta * scale.view(-1, 1, 1)).to(delta.dtype)  # PEFT's `* scaling`: in fp32, rounded once
+        return out + delta.reshape(out.shape).to(out.dtype)
 
 
 def _targets(job: PackedJob, key: str) -> bool:
