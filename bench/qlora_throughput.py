@@ -88,7 +88,7 @@ SETUPS = {
     # `_cudagraphs`: the same compiled with mode="reduce-overhead" (CUDA graphs), a bench-only switch (see
     # medchat_fit); `_d0`: LoRA dropout 0 (dropout's seeds are CPU tensors: graphs that read them skip CUDA graphs)
     "medchat_fixed": ["trainer.fixed_shape=true"],
-    "medchat_compile_fixed": ["trainer.fixed_shape=true", "trainer.compile=true"],
+    "medchat_compile_fixed": ["trainer.fixed_shape=true", "trainer.compile=true"],  # = trainer.compile=true (auto fixed shape)
     "medchat_compile_fixed_d0": ["trainer.fixed_shape=true", "trainer.compile=true", "lora.lora_dropout=0"],
     "medchat_compile_fixed_cudagraphs_d0": ["trainer.fixed_shape=true", "trainer.compile=true", "lora.lora_dropout=0"],
     "medchat_4x2048_fixed": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048",

@@ -29,11 +29,17 @@ def test_the_plan_sizes_the_shape_and_the_sft_config_carries_it(tmp_path):
     assert args.pad_to_multiple_of == 3 * 512 and args.packing
     padded = compose("trainer.fixed_shape=true", "trainer.max_length=512", "trainer.packing=false")
     assert plan.resolve(padded, Hardware()).fixed_shape_tokens == 512  # padded rows: each row max_length long
-    for value in ("auto", "false"):  # auto stays off until a GPU measurement says it pays (issue 23)
+    for value in ("auto", "false"):  # auto: only where the layers are compiled (off here)
         p = plan.resolve(compose(f"trainer.fixed_shape={value}"), Hardware())
         assert p.fixed_shape_tokens is None
         assert training.sft_config(cfg.trainer, cfg.tracker, tmp_path, p).pad_to_multiple_of is None
     assert "fixed shape 1536" in plan.resolve(cfg, Hardware()).describe()
+    # compiled layers get one shape under auto (flex_attention cannot be lowered dynamic-shaped); false keeps
+    # them dynamic
+    compiled = plan.resolve(compose("trainer.compile=true", "trainer.max_length=512"), Hardware())
+    assert compiled.compile and compiled.fixed_shape_tokens == 4 * 512
+    dynamic = plan.resolve(compose("trainer.compile=true", "trainer.fixed_shape=false"), Hardware())
+    assert dynamic.compile and dynamic.fixed_shape_tokens is None
 
 
 def _packed_rows(vocab: int, seed: int = 0) -> list[dict]:

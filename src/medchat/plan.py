@@ -295,13 +295,14 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
         checkpointing = speed.checkpointing_of(mb, arch.layers)
         batch = BatchPlan(mb.per_device_train_batch_size, mb.gradient_accumulation_steps,
                           speed.offload_choice(t) == "true" or mb.offload, mb)
+    compiled = speed.use_compile(t, hw)
     return RunPlan(model=model, precision=precision, use_cpu=not hw.cuda,
                    optim=choose_optimizer(t.optim, hw), liger=liger, target_modules=targets,
                    checkpointing=checkpointing, world_size=hw.world_size, fsdp=hw.fsdp, hardware=hw,
-                   batch=batch, fused_lora=fused, compile=speed.use_compile(t, hw),
+                   batch=batch, fused_lora=fused, compile=compiled,
                    evaluation=evaluation_plan(t, batch, hw.world_size),
                    fixed_shape_tokens=speed.fixed_shape_tokens(t, batch.per_device_train_batch_size)
-                   if speed.use_fixed_shape(t) else None)  # with_data() adds the data's counts
+                   if speed.use_fixed_shape(t, compiled) else None)  # with_data() adds the data's counts
 
 
 def tokenized_cache_dir(run_dir: str | Path) -> Path:

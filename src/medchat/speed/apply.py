@@ -56,10 +56,14 @@ def use_compile(trainer_cfg, hw: Hardware) -> bool:
     return _switch(trainer_cfg, "compile") == "true"
 
 
-def use_fixed_shape(trainer_cfg) -> bool:
-    """auto: off. Fixed shapes cost padding (the last micro-batches of a packed epoch, short rows padded) and pay
-    only where they let compile or CUDA graphs run; neither is measured yet (issue 23). true: on."""
-    return _switch(trainer_cfg, "fixed_shape") == "true"
+def use_fixed_shape(trainer_cfg, compiled: bool) -> bool:
+    """auto: on exactly where the decoder layers are compiled. Fixed shapes cost padding (the last micro-batches of
+    a packed epoch, short rows padded) and pay only where they let the compiler specialise on one shape: compiled
+    layers with flex_attention must have them (Inductor fails to lower flex_attention under dynamic shapes, torch
+    2.11: bench/RESULTS.md, issue 23), and a compiled layer without them recompiles or runs dynamic-shaped.
+    true / false: as said (compile on with fixed_shape=false: dynamic shapes)."""
+    value = _switch(trainer_cfg, "fixed_shape")
+    return value == "true" or (value == "auto" and compiled)
 
 
 def fixed_shape_tokens(trainer_cfg, per_device_train_batch_size: int) -> int:
