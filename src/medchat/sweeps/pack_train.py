@@ -43,6 +43,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from medchat.sweeps.pack_memory import JobAdapter, PackRows, plan_pack_rows
+from medchat.sweeps.packed import PackedJob, job_state_dict, pack_model
 
 log = logging.getLogger(__name__)
 STATE_FILE = "pack_state.pt"  # a packed checkpoint's extra state: dropout generator, losses, tokens
@@ -263,8 +264,6 @@ HEAD_KEY = "base_model.model.lm_head.weight"  # PEFT's saved name of a modules_t
 
 
 def job_weights(pack, head: PackedHead | None, j: int) -> dict[str, torch.Tensor]:
-    from medchat.sweeps.packed import job_state_dict
-
     out = job_state_dict(pack, j)
     if head is not None and str(j) in head.copies:
         out[HEAD_KEY] = head.copies[str(j)].detach().to("cpu", copy=True)
@@ -510,15 +509,12 @@ def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides:
                wandb_ids: list[str | None] | None = None, wandb_names: list[str | None] | None = None) -> list[dict]:
     """Train every job of `cfgs` (composed configs, one per run dir) in one process; -> each job's metrics
     (failed jobs: {"failed": reason}). Each job's run dir ends as its solo train.py run's would."""
-    from transformers import set_seed
-
     from medchat import modeling, training
     from medchat import plan as run_plan
     from medchat.attempt import Attempt
     from medchat.pipeline import token_count
-    from medchat.preemption import Interrupted, StopRequest
+    from medchat.preemption import StopRequest
     from medchat.stages import stage_for
-    from medchat.sweeps.packed import PackedJob, pack_model
 
     n = len(cfgs)
     members = [Member(i, cfg, Path(run_dirs[i]), list((overrides or [[]] * n)[i]),
@@ -568,15 +564,21 @@ def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides:
                 m.tracker = _open_tracker(m, data.counts)
             except Exception as e:  # a job whose W&B run cannot start fails alone
                 _fail(m, e)
-        return _train(members, stage, data, tokenizer, memory, stop, set_seed, PackedJob, pack_model, Interrupted)
+        return _train(members, data, tokenizer, memory, stop)
     finally:
         stop.uninstall()
 
 
-def _train(members, stage, data, tokenizer, memory, stop, set_seed, PackedJob, pack_model, Interrupted) -> list[dict]:
+def _train(members, data, tokenizer, memory, stop) -> list[dict]:
+    """Steps 4 to 6 of train_pack for the claimed, recorded members: the model, the steps, the results."""
+    # transformers (and medchat.preemption, which imports it) only here: importing this module stays light, and
+    # the launcher's main() hides known-harmless import-time lines (medchat.console) before they are imported
+    from transformers import set_seed
+
     from medchat import modeling, training
     from medchat.atomic import write_json
     from medchat.evaluation.perplexity import PERPLEXITY_DEFINITION
+    from medchat.preemption import Interrupted
 
     first = members[0]
     plan = first.plan
