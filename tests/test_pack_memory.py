@@ -111,3 +111,20 @@ def test_the_plan_applies_only_where_the_solo_auto_micro_batch_does(tmp_path):
     cfgs, plans, arch, rows = sweep(tmp_path, 70, H200, "trainer.micro_batch=fixed")
     assert (rows.rows_per_job, rows.accumulation, rows.fits) == (4, 1, False)
     assert rows.estimate_bytes == pytest.approx(reference_peak(arch, cfgs, plans, 4), abs=16)
+
+
+def test_pack_train_asks_the_plan_with_each_members_rows_per_step_and_adapter(tmp_path):
+    """pack_train.pack_rows (what train_pack calls) on members whose solo plans were resolved for the GPU-shaped
+    machine: the members' split (2 x 2 here) counts as one step of 4 rows, and the pack's split is chosen afresh
+    from the pack's estimate (at 200 GiB the reference fits 4 rows per job: 4 x 1)."""
+    from types import SimpleNamespace
+
+    from medchat.sweeps.pack_train import Member, pack_rows
+
+    cfgs, plans, arch, _ = sweep(tmp_path, 200)
+    members = [Member(i, c, tmp_path / str(i), plan=p,
+                      args=SimpleNamespace(per_device_train_batch_size=2, gradient_accumulation_steps=2))
+               for i, (c, p) in enumerate(zip(cfgs, plans))]
+    rows = pack_rows(members)
+    assert (rows.rows_per_job, rows.accumulation, rows.fits) == (4, 1, True)
+    assert rows.estimate_bytes == pytest.approx(reference_peak(arch, cfgs, plans, 4), abs=16)
