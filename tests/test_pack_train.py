@@ -105,6 +105,70 @@ def test_each_job_gets_its_solo_runs_micro_batches_in_its_order(solo, packed):
     assert not torch.equal(seen[0][0][0]["input_ids"], seen[1][0][0]["input_ids"])
 
 
+def steps_of(cfg, args, work):
+    """(micro-batches, num_items_in_batch) per optimizer step, as the packed loop feeds job `cfg` with `args`."""
+    from medchat import modeling
+    from medchat.stages import stage_for
+    from medchat.sweeps.pack_train import Schedule, collator, optimizer_steps, prepare_dataset, trained_tokens
+
+    tokenizer = modeling.load_tokenizer(cfg.model)
+    data = stage_for(cfg.stage).data(cfg.dataset, cfg.trainer, tokenizer, work / ".tok")
+    ds = prepare_dataset(data.train, tokenizer, args, "train")
+    return [(bs, sum(trained_tokens(b) for b in bs))
+            for _, bs in optimizer_steps(ds, collator(tokenizer, args), args, Schedule.of(len(ds), args))]
+
+
+def test_a_smaller_split_of_each_step_keeps_the_solo_steps_rows_and_token_count(solo, packed):
+    """What lets the memory plan split a job's optimizer step otherwise than its solo run (1 row x 4 accumulation
+    where the solo trainer ran 2 x 2): accelerate's permutation is cut into consecutive chunks, so step k takes the
+    same rows, in the same order, however they are split; and padding-free collation labels every document's
+    first token -100, so HF's num_items_in_batch (the step's trained tokens) is the same too."""
+    from medchat import plan as run_plan
+    from medchat.stages import stage_for
+
+    _, _, seen = solo
+    for i, job in enumerate(JOBS):
+        cfg = compose(*CHEAP, *job)
+        args = stage_for(cfg.stage).trainer_config(cfg.trainer, cfg.tracker, packed[0] / "x", run_plan.resolve(cfg))
+        args.per_device_train_batch_size, args.gradient_accumulation_steps = 1, 4
+        ours = steps_of(cfg, args, packed[0])
+        theirs = [seen[i][k:k + 2] for k in range(0, len(seen[i]), 2)]  # the solo trainer's 2 micro-batches a step
+        assert len(ours) == len(theirs) == 4 and all(len(bs) == 4 for bs, _ in ours)
+        for (bs, items), step in zip(ours, theirs):
+            assert items == step[0][1] == step[1][1]  # the solo trainer passes the step's count with each
+            for key in ("input_ids", "labels"):  # each micro-batch one flattened row: the step's rows in order
+                assert torch.equal(torch.cat([b[key] for b in bs], dim=1), torch.cat([t[key] for t, _ in step], dim=1))
+
+
+def test_a_pack_split_one_row_per_job_equals_the_solo_runs(tmp_path, solo, monkeypatch):
+    """The memory plan choosing 1 row x 4 accumulation per job (the real chooser over a memory model where only one
+    row per job fits) trains each job to its solo run's adapter (2 x 2 there), within the same tolerance."""
+    from medchat.sweeps import pack_memory, pack_train
+
+    def one_row_fits(jobs, *, rows_per_step, trainer_cfg, **_):
+        return pack_memory.choose_rows_per_job(jobs=len(jobs), rows_per_step=rows_per_step,
+                                               max_length=trainer_cfg.max_length,
+                                               budget_bytes=trainer_cfg.max_length, estimate=lambda tokens: tokens)
+
+    monkeypatch.setattr(pack_train, "plan_pack_rows", one_row_fits)
+    solo_root, solo_metrics, _ = solo
+    runs = [tmp_path / str(i) for i in range(len(JOBS))]
+    results = pack_train.train_pack([compose(*CHEAP, *job) for job in JOBS], runs)
+    for i, run in enumerate(runs):
+        pack = json.loads((run / "plan.json").read_text())["pack"]
+        assert (pack["rows_per_job"], pack["accumulation"], pack["rows_per_forward"], pack["fits"]) == (1, 4, 2, True)
+        assert pack["solo_split"] == [[2, 2], [2, 2]]
+        speed = results[i]["speed"]
+        assert (speed["per_device_train_batch_size"], speed["gradient_accumulation_steps"]) == (1, 4)
+        diff = max_diff(adapter(run), adapter(solo_root / str(i)))
+        print(f"job {i}: max |packed 1x4 - solo 2x2| = {diff:.2e}")
+        assert diff <= TOL, (i, diff)
+        assert results[i]["global_step"] == solo_metrics[i]["global_step"] == 4
+        assert results[i]["num_input_tokens_seen"] == solo_metrics[i]["num_input_tokens_seen"]
+        assert results[i]["eval_loss_after"] == pytest.approx(solo_metrics[i]["eval_loss_after"], abs=1e-5)
+        assert results[i]["train_loss"] == pytest.approx(solo_metrics[i]["train_loss"], abs=1e-5)
+
+
 def test_packed_adapters_equal_their_solo_runs(solo, packed):
     solo_root, solo_metrics, _ = solo
     root, results = packed
@@ -121,9 +185,10 @@ def test_packed_adapters_equal_their_solo_runs(solo, packed):
         assert results[i]["global_step"] == solo_metrics[i]["global_step"] == 4
         assert results[i]["num_input_tokens_seen"] == solo_metrics[i]["num_input_tokens_seen"]
         assert results[i]["trainable_parameters"] == solo_metrics[i]["trainable_parameters"]
-        # plan.json records what the pack ran: each job's solo micro-batch, both jobs' rows in one forward
+        # plan.json records what the pack ran: on CPU each job's solo micro-batch, both jobs' rows in one forward
         pack = json.loads((root / str(i) / "plan.json").read_text())["pack"]
-        assert pack["rows_per_job"] == [2, 2] and pack["rows_per_forward"] == 4 and pack["jobs"] == 2
+        assert (pack["rows_per_job"], pack["accumulation"], pack["rows_per_forward"], pack["jobs"]) == (2, 2, 4, 2)
+        assert pack["estimate_gib"] is None and "no GPU" in pack["reason"] and pack["solo_split"] == [[2, 2], [2, 2]]
     print("max |packed - solo| per job:", diffs)
 
 

@@ -9,7 +9,9 @@ Top to bottom, `train_pack(cfgs, run_dirs)` is pipeline.train for N jobs:
    the jobs checked to share everything but adapter-side keys, before any weights load;
 2. each job's run dir claimed (medchat.attempt: a done run refused, a checkpoint found to resume);
 3. the tokenizer and the data once (the jobs share dataset.* and trainer.max_length, so the same split and rows),
-   each job's TRL config (stage.trainer_config: what its solo trainer would get) and run-dir record;
+   each job's TRL config (stage.trainer_config: what its solo trainer would get) with the pack's split of its
+   optimizer step (medchat.sweeps.pack_memory: on a GPU, the rows per job whose forward over all N jobs fits the
+   memory budget; the rows per optimizer step stay the solo run's), and its run-dir record;
 4. the base loaded (and quantized) once by medchat.modeling, wrapped by medchat.sweeps.packed.pack_model with one
    PackedJob per job (its own LoRA init, replaying its solo PEFT init from its seed);
 5. the steps: each job's micro-batches in its solo order (TRL's own dataset preparation and collator, the
@@ -39,6 +41,9 @@ from types import SimpleNamespace
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+
+from medchat.sweeps.pack_memory import JobAdapter, PackRows, plan_pack_rows
+from medchat.sweeps.packed import PackedJob, job_state_dict, pack_model
 
 log = logging.getLogger(__name__)
 STATE_FILE = "pack_state.pt"  # a packed checkpoint's extra state: dropout generator, losses, tokens
@@ -166,7 +171,12 @@ def solo_order(rows: int, seed: int, epoch: int) -> list[int]:
 def optimizer_steps(ds, collate, args, schedule: Schedule, start_step: int = 0):
     """Yield (step, [micro-batches]) for each optimizer step after `start_step`, in the solo run's order: every
     epoch's batches of per_device_train_batch_size rows, grouped by gradient_accumulation_steps (the epoch's last
-    step takes the remainder). Steps before `start_step` (a resume) are skipped without collating."""
+    step takes the remainder). Steps before `start_step` (a resume) are skipped without collating.
+
+    Step k takes rows order[k*s:(k+1)*s] of its epoch (s = rows per optimizer step; steps per epoch
+    ceil(ceil(rows/bs)/ga) = ceil(rows/s)) whatever the split s = bs x ga, so the pack's memory plan may split a
+    step otherwise than the solo run does: the same rows, and (padding-free collation labels each document's first
+    token -100) the same num_items_in_batch; tests/test_pack_train.py checks it against the solo trainer."""
     bs, ga = args.per_device_train_batch_size, schedule.accumulation
     step = 0
     for epoch in range(schedule.epochs):
@@ -254,8 +264,6 @@ HEAD_KEY = "base_model.model.lm_head.weight"  # PEFT's saved name of a modules_t
 
 
 def job_weights(pack, head: PackedHead | None, j: int) -> dict[str, torch.Tensor]:
-    from medchat.sweeps.packed import job_state_dict
-
     out = job_state_dict(pack, j)
     if head is not None and str(j) in head.copies:
         out[HEAD_KEY] = head.copies[str(j)].detach().to("cpu", copy=True)
@@ -465,28 +473,48 @@ def _open_tracker(member: Member, data_counts: dict):
                 os.environ[key] = value
 
 
-def pack_memory(members: list[Member]) -> dict:
-    """What the pack runs per forward, recorded in each job's plan.json (`pack`): each job's micro-batch is its
-    solo plan's (so its accumulation and effective batch are its solo run's), and one forward holds all jobs'."""
-    rows = [m.args.per_device_train_batch_size for m in members]
-    return {"jobs": len(members), "rows_per_job": rows, "rows_per_forward": sum(rows),
-            "gradient_accumulation_steps": [m.args.gradient_accumulation_steps for m in members],
-            "activation_factor_vs_solo": len(members)}
+def pack_rows(members: list[Member]) -> PackRows:
+    """Rows per job and accumulation for one packed forward (medchat.sweeps.pack_memory): on a GPU with a known
+    budget and trainer.micro_batch=auto, the largest split of a job's rows per optimizer step whose forward over
+    every job fits; elsewhere each job's solo micro-batch. The jobs share their batch shape (check_jobs) and a solo
+    plan keeps the config's rows per step, so one R serves every job."""
+    from medchat import memory, modeling
+
+    first = members[0]
+    steps = {m.args.per_device_train_batch_size * m.args.gradient_accumulation_steps for m in members}
+    if len(steps) != 1:
+        from medchat.config import ConfigError
+
+        raise ConfigError(f"the pack's jobs take different rows per optimizer step ({sorted(steps)}): they cannot "
+                          "share one forward split")
+    plan = first.plan
+    # the architecture's shape numbers (config.json only, read again: the run plan keeps no Arch)
+    arch = memory.Arch.from_config(modeling.model_config(first.cfg.model, plan.model.path))
+    jobs = [JobAdapter(int(m.cfg.lora.r), tuple(m.plan.target_modules), float(m.cfg.lora.lora_dropout))
+            for m in members]
+    return plan_pack_rows(jobs, solo_rows=first.args.per_device_train_batch_size, rows_per_step=steps.pop(),
+                          trainer_cfg=first.cfg.trainer, quant_mode=first.cfg.quant.mode, hw=plan.hardware,
+                          arch=arch, liger=plan.liger, attention=plan.model.train_attention)
+
+
+def pack_memory(members: list[Member], rows: PackRows, solo: list[tuple[int, int]]) -> dict:
+    """What the pack runs per forward, recorded in each job's plan.json (`pack`): the rows per job and accumulation
+    the memory plan chose (each job's rows per optimizer step are its solo run's), its estimate, budget and
+    reason, and each job's solo split (rows, accumulation) for comparison."""
+    return {"jobs": len(members), **rows.to_dict(), "rows_per_forward": len(members) * rows.rows_per_job,
+            "solo_split": [list(s) for s in solo]}
 
 
 def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides: list[list[str]] | None = None,
                wandb_ids: list[str | None] | None = None, wandb_names: list[str | None] | None = None) -> list[dict]:
     """Train every job of `cfgs` (composed configs, one per run dir) in one process; -> each job's metrics
     (failed jobs: {"failed": reason}). Each job's run dir ends as its solo train.py run's would."""
-    from transformers import set_seed
-
     from medchat import modeling, training
     from medchat import plan as run_plan
     from medchat.attempt import Attempt
     from medchat.pipeline import token_count
-    from medchat.preemption import Interrupted, StopRequest
+    from medchat.preemption import StopRequest
     from medchat.stages import stage_for
-    from medchat.sweeps.packed import PackedJob, pack_model
 
     n = len(cfgs)
     members = [Member(i, cfg, Path(run_dirs[i]), list((overrides or [[]] * n)[i]),
@@ -505,14 +533,20 @@ def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides:
     first = members[0]
     tokenizer = modeling.load_tokenizer(first.cfg.model)
     data = stage.data(first.cfg.dataset, first.cfg.trainer, tokenizer, run_plan.tokenized_cache_dir(first.run_dir))
-    memory = None
     for m in members:
         m.plan = run_plan.with_data(m.plan, m.cfg, train_rows=len(data.train), train_tokens=token_count(data.train),
                                     eval_rows=len(data.eval) if data.eval is not None else 0,
                                     eval_tokens=token_count(data.eval))
         m.args = stage.trainer_config(m.cfg.trainer, m.cfg.tracker, m.run_dir, m.plan)
         m.plain = OmegaConf.to_container(m.cfg, resolve=True)
-    memory = pack_memory(members)
+    # the pack's split of each job's optimizer step, set before anything derives the data order from the args:
+    # the sampler's permutation is cut into consecutive chunks, so any split of a step keeps the step's rows
+    solo = [(m.args.per_device_train_batch_size, m.args.gradient_accumulation_steps) for m in members]
+    rows = pack_rows(members)
+    for m in members:
+        m.args.per_device_train_batch_size = rows.rows_per_job
+        m.args.gradient_accumulation_steps = rows.accumulation
+    memory = pack_memory(members, rows, solo)
     log.info("pack: %s", memory)
     for m in members:
         plan = {**m.plan.to_dict(), "pack": {**memory, "process_jobs": [str(x.run_dir) for x in members]}}
@@ -530,15 +564,21 @@ def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides:
                 m.tracker = _open_tracker(m, data.counts)
             except Exception as e:  # a job whose W&B run cannot start fails alone
                 _fail(m, e)
-        return _train(members, stage, data, tokenizer, memory, stop, set_seed, PackedJob, pack_model, Interrupted)
+        return _train(members, data, tokenizer, memory, stop)
     finally:
         stop.uninstall()
 
 
-def _train(members, stage, data, tokenizer, memory, stop, set_seed, PackedJob, pack_model, Interrupted) -> list[dict]:
+def _train(members, data, tokenizer, memory, stop) -> list[dict]:
+    """Steps 4 to 6 of train_pack for the claimed, recorded members: the model, the steps, the results."""
+    # transformers (and medchat.preemption, which imports it) only here: importing this module stays light, and
+    # the launcher's main() hides known-harmless import-time lines (medchat.console) before they are imported
+    from transformers import set_seed
+
     from medchat import modeling, training
     from medchat.atomic import write_json
     from medchat.evaluation.perplexity import PERPLEXITY_DEFINITION
+    from medchat.preemption import Interrupted
 
     first = members[0]
     plan = first.plan
