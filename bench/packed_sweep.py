@@ -14,8 +14,8 @@ iCliniq prompt/answer lengths.
   levers), one after another, each loading the base again.
 - `packed`: the four jobs through medchat.sweeps.pack_train's own step (what `launcher.pack=4` runs): the base
   loaded once, one forward over all jobs' micro-batches, each job's LoRA on its own rows, per-job optimizers.
-  `--pack-rows R` gives each job R rows a micro-batch with 4/R accumulation (the same optimizer step) where
-  four jobs' 4 x 1,024 tokens would not fit.
+  Rows per job a forward are what the pack's memory plan picks for the GPU's budget (medchat.sweeps.pack_memory;
+  `--pack-rows R` forces R rows with 4/R accumulation: the same optimizer step).
 
 Reported: each side's aggregate real (non-pad) tokens/s over the timed optimizer steps (after warm-up steps
 that absorb kernel compilation), the wall time of the whole sweep including model loading, and peak memory.
@@ -109,6 +109,14 @@ def packed(model_dir: Path, ds, work: Path, a) -> dict:
         m.args = stage.trainer_config(cfg.trainer, cfg.tracker, m.run_dir, m.plan)
         members.append(m)
     first = members[0]
+    if a.pack_rows is None:  # what launcher.pack's process chooses (medchat.sweeps.pack_memory)
+        from medchat.sweeps.pack_train import pack_rows
+
+        chosen = pack_rows(members)
+        for m in members:
+            m.args.per_device_train_batch_size = chosen.rows_per_job
+            m.args.gradient_accumulation_steps = chosen.accumulation
+        qt.say(f"pack rows: {chosen.to_dict()}")
     tokenizer = modeling.load_tokenizer(first.cfg.model)
     train_ds = prepare_dataset(ds, tokenizer, first.args, "train")
     collate = collator(tokenizer, first.args)
@@ -119,6 +127,7 @@ def packed(model_dir: Path, ds, work: Path, a) -> dict:
                       lr_scheduler_type=str(getattr(first.args.lr_scheduler_type, "value", first.args.lr_scheduler_type)),
                       warmup_steps=first.args.get_warmup_steps(steps), seed=int(first.args.seed)) for r, lr in JOBS]
     pack = pack_model(model, jobs, max_steps=steps)
+    peak_loaded = peak_gib()
     params = {m.index: pack.params[m.index] for m in members}
     for m in members:
         m.max_steps = steps
@@ -140,6 +149,8 @@ def packed(model_dir: Path, ds, work: Path, a) -> dict:
         batches = {m.index: next(iterators[m.index])[1] for m in members}
         loss = packed_optimizer_step(model, pack.ctx, members, batches, params, tokenizer.pad_token_id, device, autocast)
         sync()
+        if step == 0:
+            peak_first = peak_gib()
         if step >= a.warmup:
             tokens += sum(b["real_tokens"] for bs in batches.values() for b in bs)
         marks.append(time.perf_counter())
@@ -147,6 +158,8 @@ def packed(model_dir: Path, ds, work: Path, a) -> dict:
     timed = marks[-1] - marks[a.warmup - 1]
     out = {"tokens_per_s": round(tokens / timed, 1), "real_tokens": tokens, "timed_seconds": round(timed, 3),
            "wall_seconds": round(time.time() - t_all, 1), "load_seconds": round(loaded, 1), "peak_gib": peak_gib(),
+           "peak_after_load_gib": peak_loaded, "peak_after_first_step_gib": peak_first,
+           "rows_per_job": first.args.per_device_train_batch_size,
            "micro_batch": f"{first.args.per_device_train_batch_size} rows x {len(JOBS)} jobs a forward, "
                           f"accumulation {first.args.gradient_accumulation_steps}",
            "attn_implementation": model.config._attn_implementation, "optim": str(first.args.optim),
@@ -163,7 +176,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="timed optimizer steps per job")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--pack-rows", type=int, default=None, choices=(1, 2, 4),
-                    help="rows per job a packed micro-batch (accumulation 4/R); default: the plan's")
+                    help="rows per job a packed micro-batch (accumulation 4/R); default: what launcher.pack's "
+                         "memory plan chooses (medchat.sweeps.pack_memory)")
     ap.add_argument("--sides", default="packed,sequential")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()

@@ -490,8 +490,11 @@ def pack_rows(members: list[Member]) -> PackRows:
     plan = first.plan
     # the architecture's shape numbers (config.json only, read again: the run plan keeps no Arch)
     arch = memory.Arch.from_config(modeling.model_config(first.cfg.model, plan.model.path))
-    jobs = [JobAdapter(int(m.cfg.lora.r), tuple(m.plan.target_modules), float(m.cfg.lora.lora_dropout))
-            for m in members]
+    # Jobs sharing their targets run every adapted projection through StackedLoRA (equal rows per job), which
+    # keeps no dropped copy of the input; with differing targets some projections take the per-job loop, which does
+    same_targets = len({tuple(m.plan.target_modules) for m in members}) == 1
+    jobs = [JobAdapter(int(m.cfg.lora.r), tuple(m.plan.target_modules),
+                       0.0 if same_targets else float(m.cfg.lora.lora_dropout)) for m in members]
     return plan_pack_rows(jobs, solo_rows=first.args.per_device_train_batch_size, rows_per_step=steps.pop(),
                           trainer_cfg=first.cfg.trainer, quant_mode=first.cfg.quant.mode, hw=plan.hardware,
                           arch=arch, liger=plan.liger, attention=plan.model.train_attention)

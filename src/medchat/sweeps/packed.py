@@ -173,6 +173,11 @@ class MultiLoRA(nn.Module):
         if len(blocks) > 1 and all(str(j) in self.lora_A and stop - start == blocks[0][2] - blocks[0][1]
                                    for j, start, stop in blocks):
             return self._stacked(x, out, blocks)
+        return self._loop(x, out, blocks)
+
+    def _loop(self, x: torch.Tensor, out: torch.Tensor, blocks) -> torch.Tensor:
+        """Each job's LoRA on its own rows, one job after another (plain autograd: the reference StackedLoRA is
+        tested against)."""
         pieces = []
         for j, start, stop in blocks:
             out_j = out[start:stop]
@@ -187,26 +192,102 @@ class MultiLoRA(nn.Module):
         # be a view autograd refuses to see modified (PEFT clones it for the same reason)
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
 
-
     def _stacked(self, x: torch.Tensor, out: torch.Tensor, blocks) -> torch.Tensor:
         """Every job of this forward targets this module with as many rows: all jobs' LoRA in two batched GEMMs
-        (torch.bmm over jobs) instead of a loop of small ones, the launch count of one job. Ranks differ: A and B
-        are zero-padded to the largest r, which adds exact zeros to every sum (and gets zero gradients, so AdamW
-        leaves the padding at zero: it is rebuilt from each job's own parameters every forward anyway)."""
+        (StackedLoRA: torch.bmm over jobs, one job's launch count instead of N), keeping no copy of the input."""
         jobs = [j for j, _, _ in blocks]
-        a = [self.lora_A[str(j)].weight for j in jobs]
-        b = [self.lora_B[str(j)].weight for j in jobs]
-        r = max(w.shape[0] for w in a)
-        a = torch.stack([nn.functional.pad(w, (0, 0, 0, r - w.shape[0])) for w in a])  # [n, r, in]
-        b = torch.stack([nn.functional.pad(w, (0, r - w.shape[1])) for w in b])  # [n, out, r]
-        xs = x.to(a.dtype).reshape(len(jobs), -1, x.shape[-1])  # job k's rows are the k-th block
-        if self.training and any(self.ctx.jobs[j].lora_dropout > 0 for j in jobs):
-            xs = torch.stack([self._dropout(xs[k], j) for k, j in enumerate(jobs)])
-        scale = torch.tensor([self.ctx.jobs[j].scaling for j in jobs], dtype=a.dtype, device=x.device)
-        # as PEFT: B(A(x)) then * scaling (not scaling folded into B: another rounding)
-        delta = torch.bmm(torch.bmm(xs, a.transpose(1, 2)), b.transpose(1, 2))
-        delta = (delta * scale.view(-1, 1, 1)).to(delta.dtype)  # PEFT's `* scaling`: in fp32, rounded once
-        return out + delta.reshape(out.shape).to(out.dtype)
+        p = [self.ctx.jobs[j].lora_dropout if self.training else 0.0 for j in jobs]
+        generators = [self.ctx.generator(j, x.device) if pj > 0 else None for j, pj in zip(jobs, p)]
+        weights = [self.lora_A[str(j)].weight for j in jobs] + [self.lora_B[str(j)].weight for j in jobs]
+        delta = StackedLoRA.apply(x, [self.ctx.jobs[j].scaling for j in jobs], p, generators, *weights)
+        return out + delta.to(out.dtype)
+
+
+class StackedLoRA(torch.autograd.Function):
+    """For n jobs with equal row blocks of x: delta_k = scale_k * B_k(A_k(dropout_k(x_k))), as two batched GEMMs.
+
+    A and B are zero-padded to the largest r, which adds exact zeros to every sum and gives the padding zero
+    gradients (they are cut off before reaching the jobs' parameters). The arithmetic is the per-job loop's (and
+    PEFT's) step for step: dropout in fp32 then one rounding to the compute dtype (autocast's, else x's), the GEMMs
+    in the compute dtype, `* scaling` in fp32 and rounded once; its backward mirrors autograd's through those ops.
+
+    Memory: it keeps x itself (the base layer keeps the same tensor: no copy), h = dropout(x) A^T (rank-r: tiny)
+    and, per job with dropout, its generator's state before the mask was drawn: backward draws the same mask again
+    (medchat.speed.fused_lora's trick). The per-job loop instead keeps an fp32 copy of x, its mask and its dropped
+    copy per job and projection: on a 7B pack that is tens of GiB."""
+
+    @staticmethod
+    def forward(ctx, x, scales, p, generators, *weights):
+        n = len(scales)
+        a_list, b_list = weights[:n], weights[n:]
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        r = max(w.shape[0] for w in a_list)
+        with torch.autocast(x.device.type, enabled=False):
+            a = torch.stack([nn.functional.pad(w.to(dtype), (0, 0, 0, r - w.shape[0])) for w in a_list])
+            b = torch.stack([nn.functional.pad(w.to(dtype), (0, r - w.shape[1])) for w in b_list])
+            xs = x.reshape(n, -1, x.shape[-1])
+            states = [g.get_state() if g is not None else None for g in generators]
+            xd = StackedLoRA._dropped(xs, p, states, dtype, generators)
+            h = torch.bmm(xd, a.transpose(1, 2))
+            del xd
+            delta = torch.bmm(h, b.transpose(1, 2))
+            scale = torch.tensor(scales, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+            delta = (delta * scale).to(delta.dtype)
+        ctx.save_for_backward(x, h, *weights)
+        ctx.scales, ctx.p, ctx.states, ctx.dtype, ctx.r = scales, p, states, dtype, r
+        return delta.reshape(*x.shape[:-1], delta.shape[-1])
+
+    @staticmethod
+    def _dropped(xs, p, states, dtype, generators=None):
+        """Each job's block dropped (fp32: x * keep * 1/(1-p), then rounded once to `dtype`), masks drawn from the
+        job's generator (forward) or from a copy set to the state saved before that draw (backward)."""
+        if not any(pk > 0 for pk in p):
+            return xs.to(dtype)
+        blocks = []
+        for k, pk in enumerate(p):
+            block = xs[k].float()
+            if pk > 0:
+                gen = generators[k] if generators is not None else torch.Generator(device=xs.device)
+                if generators is None:
+                    gen.set_state(states[k])
+                keep = torch.empty_like(block).bernoulli_(1.0 - pk, generator=gen)
+                block = block * keep * (1.0 / (1.0 - pk))
+            blocks.append(block.to(dtype))
+        return torch.stack(blocks)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, h, *weights = ctx.saved_tensors
+        n, dtype, r = len(ctx.scales), ctx.dtype, ctx.r
+        a_list, b_list = weights[:n], weights[n:]
+        with torch.autocast(x.device.type, enabled=False):
+            a = torch.stack([nn.functional.pad(w.to(dtype), (0, 0, 0, r - w.shape[0])) for w in a_list])
+            b = torch.stack([nn.functional.pad(w.to(dtype), (0, r - w.shape[1])) for w in b_list])
+            scale = torch.tensor(ctx.scales, dtype=torch.float32, device=x.device).view(-1, 1, 1)
+            g = grad.reshape(n, -1, grad.shape[-1])
+            g = (g.float() * scale).to(dtype)  # through `(delta * scale).to(delta.dtype)`
+            dh = torch.bmm(g, b)  # [n, M, r]
+            grad_b = torch.bmm(g.transpose(1, 2), h)  # [n, out, r]
+            xs = x.reshape(n, -1, x.shape[-1])
+            xd = StackedLoRA._dropped(xs, ctx.p, ctx.states, dtype)
+            grad_a = torch.bmm(dh.transpose(1, 2), xd)  # [n, r, in]
+            del xd
+            dxd = torch.bmm(dh, a)  # [n, M, in]
+            dx = None
+            if ctx.needs_input_grad[0]:
+                blocks = []
+                for k, pk in enumerate(ctx.p):
+                    block = dxd[k].float()
+                    if pk > 0:  # dropout's backward: the same mask and scale
+                        gen = torch.Generator(device=x.device)
+                        gen.set_state(ctx.states[k])
+                        keep = torch.empty_like(block).bernoulli_(1.0 - pk, generator=gen)
+                        block = block * (1.0 / (1.0 - pk)) * keep
+                    blocks.append(block.to(x.dtype))
+                dx = torch.stack(blocks).reshape(x.shape)
+        grads_a = [grad_a[k, :w.shape[0]].to(w.dtype) for k, w in enumerate(a_list)]
+        grads_b = [grad_b[k, :, :w.shape[1]].to(w.dtype) for k, w in enumerate(b_list)]
+        return (dx, None, None, None, *grads_a, *grads_b)
 
 
 def _targets(job: PackedJob, key: str) -> bool:
