@@ -81,14 +81,23 @@ def _dropped(x: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
     return (x * keep).mul_(1.0 / (1.0 - p))
 
 
-def dequantized_weight(base: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
-    """The base layer's weight [out, in] in `dtype` (bitsandbytes 4-bit weights dequantized)."""
+def dequantized_weight(base: torch.nn.Module, dtype: torch.dtype, *, again: bool = False) -> torch.Tensor:
+    """The base layer's weight [out, in] in `dtype` (bitsandbytes 4-bit weights dequantized).
+
+    again=True (backward's call): the packed codes are passed under another shape (bitsandbytes reads them flat).
+    Compiled, forward's and backward's dequantize would otherwise be one call to the compiler (same op, same
+    inputs: AOTAutograd's common-subexpression pass merges them), whose result the partitioner must then keep from
+    forward to backward: every projection's full bf16 weight, 14 GiB on a 7B model (bench/RESULTS.md, issue 23).
+    Distinct inputs keep backward's dequantize in backward, as eager runs it."""
     weight = base.weight
     quant_state = getattr(weight, "quant_state", None)
     if quant_state is not None:
         import bitsandbytes.functional as bnbf
 
-        return bnbf.dequantize_4bit(weight.data, quant_state).to(dtype)
+        packed = weight.data
+        if again:
+            packed = packed.reshape(-1) if packed.dim() > 1 else packed.reshape(-1, 1)
+        return bnbf.dequantize_4bit(packed, quant_state).to(dtype)
     return weight.to(dtype)
 
 
@@ -141,7 +150,7 @@ class LoRAFunction(torch.autograd.Function):
             grad_bias = dy2.sum(0).to(ctx.bias_dtype) if ctx.needs_input_grad[3] else None
             dx = None
             if ctx.needs_input_grad[0]:
-                weight = dequantized_weight(ctx.base, dtype)
+                weight = dequantized_weight(ctx.base, dtype, again=True)
                 if keep is None:
                     dx = torch.addmm(dy2 @ weight, dh, a)
                 else:
