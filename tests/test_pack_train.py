@@ -20,7 +20,7 @@ from conftest import compose
 # 2e-3, measured). With the fp32 base the same two jobs agree within 2.1e-7 (measured), so the loop itself adds
 # nothing: the tolerance below holds for the fp32 base only.
 CHEAP = ["trainer=debug", "dataset.n=40", "dataset.eval_size=4", "trainer.max_length=128", "trainer.max_steps=4",
-         "trainer.save_steps=2", "trainer.logging_steps=1", "trainer.eval_steps=100",
+         "trainer.save_steps=2", "trainer.logging_steps=1", "trainer.eval_steps=2",
          "trainer.per_device_train_batch_size=2", "trainer.gradient_accumulation_steps=2", "lora.lora_dropout=0",
          "quant=none", "tracker=none"]
 # Two jobs differing in r, alpha, targets (job 0 also trains lm_head in full: the tiny model's all_linear_lm_head),
@@ -234,3 +234,17 @@ def test_an_interrupted_pack_resumes_every_job_to_the_uninterrupted_result(tmp_p
         assert diff <= 1e-7, (i, diff)  # the same process's arithmetic: the resume adds nothing
         assert results[i]["eval_loss_before"] == packed[1][i]["eval_loss_before"]  # the first session's
         assert results[i]["num_input_tokens_seen"] == packed[1][i]["num_input_tokens_seen"]
+
+
+def test_held_out_loss_during_training_is_the_solo_runs(solo, packed):
+    """trainer.eval_steps=2: each packed job scores the held-out rows at steps 2 and 4, as its solo Trainer does,
+    with the same token-weighted loss (the checkpoints' trainer_state.json log_history)."""
+    def evals(run: Path) -> dict[int, float]:
+        state = json.loads((run / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+        return {e["step"]: e["eval_loss"] for e in state["log_history"] if "eval_loss" in e and e["step"] > 0}
+
+    for i in range(len(JOBS)):
+        mine, theirs = evals(packed[0] / str(i)), evals(solo[0] / str(i))
+        assert sorted(mine) == sorted(theirs) == [2, 4], (mine, theirs)
+        for step in theirs:
+            assert abs(mine[step] - theirs[step]) < TOL, (i, step, mine[step], theirs[step])

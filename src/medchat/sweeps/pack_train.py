@@ -322,6 +322,18 @@ def build_optimizer(member: Member, params: list, max_steps: int):
     return optimizer, scheduler
 
 
+def eval_due(member: Member, schedule: Schedule) -> bool:
+    """Whether the job's solo Trainer scores the held-out rows after this step: every eval_steps optimizer steps
+    (eval_strategy=steps) or at each epoch's end (epoch); the final evaluation after training comes on top, as in
+    pipeline.fit."""
+    strategy = getattr(member.args.eval_strategy, "value", member.args.eval_strategy)
+    if strategy == "steps" and member.args.eval_steps:
+        return member.step % int(member.args.eval_steps) == 0
+    if strategy == "epoch":
+        return member.step % schedule.steps_per_epoch == 0 or member.step == member.max_steps
+    return False
+
+
 def held_out_loss(model, ctx, eval_batches: list[dict], members: list[Member], pad_token_id: int, device,
                   autocast) -> dict[int, tuple[float, int]]:
     """Token-weighted held-out NLL per job (medchat's one perplexity definition, training.TokenWeightedEvalLoss):
@@ -676,7 +688,20 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
                 if m.tracker and m.tracker.run:
                     m.tracker.run.log({"train/loss": loss, "train/learning_rate": entry["learning_rate"],
                                        "train/grad_norm": m.grad_norm, "train/global_step": m.step})
-            if m.step % m.args.save_steps == 0 or (stop.requested and m.step < m.max_steps):
+        # held-out loss during training where the job's solo Trainer would score it (after logging, before saving,
+        # as Trainer._maybe_log_save_evaluate does), for all due jobs in one pass over the eval rows
+        due = [members[j] for j in losses if members[j].active and eval_due(members[j], schedule)]
+        if due and eval_batches:
+            scored = held_out_loss(model, pack.ctx, eval_batches, due, pad, device, autocast)
+            for m in due:
+                loss, _ = scored[m.index]
+                m.log_history.append({"eval_loss": loss, "step": m.step})
+                print(f"held-out loss at step {m.step}/{m.max_steps}: {loss:.4f}, job {m.index}", flush=True)
+                if m.tracker and m.tracker.run:
+                    m.tracker.run.log({"eval/loss": loss, "train/global_step": m.step})
+        for j in losses:
+            m = members[j]
+            if m.active and (m.step % m.args.save_steps == 0 or (stop.requested and m.step < m.max_steps)):
                 save_checkpoint(pack, head, m, pack.ctx, device)
         if after_step is not None:
             after_step(max(m.step for m in members))
