@@ -236,6 +236,59 @@ def summed_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
     return nll, int(shift.ne(-100).sum())
 
 
+LOGIT_ELEMENTS = 2**28  # logits per chunk of the output projection: 1 GiB in fp32
+
+
+def block_nlls(model, merged: dict, counts: list[int]) -> list[tuple[torch.Tensor, int] | None]:
+    """Each job block's (rows counts[k] of the batch) summed next-token NLL over its trained tokens, and their count;
+    None for a job with no rows.
+
+    The decoder runs once over all rows; the output projection then runs only at each block's trained positions,
+    a chunk of at most LOGIT_ELEMENTS logits at a time, recomputed in backward (torch.utils.checkpoint): no job's
+    full logits are held (a 4-job Qwen2 micro-batch's would be 10 GB in fp32; a solo run's TRL fused LM head
+    holds none either). Per token the same linear, fp32 upcast and cross-entropy as the full-logits path. Models
+    whose head does more than a linear (logit soft-capping or scaling) and a head some job trains in full
+    (PackedHead) take the full-logits path."""
+    inputs = {k: v for k, v in merged.items() if k != "labels"}
+    labels = merged["labels"]
+    head = model.get_output_embeddings()
+    config = model.config
+    plain = (type(head) is torch.nn.Linear and not getattr(config, "final_logit_softcapping", None)
+             and getattr(config, "logit_scale", None) in (None, 1, 1.0))
+    out, start = [], 0
+    if not plain:
+        logits = model(**inputs).logits
+        for n in counts:
+            out.append(summed_nll(logits[start:start + n], labels[start:start + n]) if n else None)
+            start += n
+        return out
+    hidden = model.get_decoder()(**inputs).last_hidden_state
+    chunk = max(1, LOGIT_ELEMENTS // head.out_features)
+    for n in counts:
+        if not n:
+            out.append(None)
+            continue
+        h = hidden[start:start + n, :-1].reshape(-1, hidden.shape[-1])
+        target = labels[start:start + n, 1:].reshape(-1)
+        trained = target.ne(-100).nonzero().squeeze(1)
+        h, target = h.index_select(0, trained), target.index_select(0, trained)
+        nll = hidden.new_zeros((), dtype=torch.float32)
+        for c in range(0, target.numel(), chunk):
+            if torch.is_grad_enabled():
+                nll = nll + torch.utils.checkpoint.checkpoint(_chunk_nll, h[c:c + chunk], target[c:c + chunk],
+                                                              head.weight, head.bias, use_reentrant=False)
+            else:
+                nll = nll + _chunk_nll(h[c:c + chunk], target[c:c + chunk], head.weight, head.bias)
+        out.append((nll, int(trained.numel())))
+        start += n
+    return out
+
+
+def _chunk_nll(h, target, weight, bias):
+    logits = torch.nn.functional.linear(h, weight, bias)
+    return torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum")
+
+
 # ----- 4. lm_head trained in full (lora.targets=all_linear_lm_head) ---------------------------------------
 
 class PackedHead(torch.nn.Module):
@@ -345,14 +398,11 @@ def held_out_loss(model, ctx, eval_batches: list[dict], members: list[Member], p
             merged, counts = concat_rows([batch] * len(members), pad_token_id)
             merged = {k: v.to(device) for k, v in merged.items()}
             with ctx.packed(_rows_for_all(ctx, members, counts)), autocast():
-                logits = model(**{k: v for k, v in merged.items() if k != "labels"}).logits
-            start = 0
-            for m, n in zip(members, counts):
-                if n:
-                    nll, count = summed_nll(logits[start:start + n], merged["labels"][start:start + n])
-                    totals[m.index][0] += float(nll)
-                    totals[m.index][1] += count
-                start += n
+                scored = block_nlls(model, merged, counts)
+            for m, job in zip(members, scored):
+                if job is not None:
+                    totals[m.index][0] += float(job[0])
+                    totals[m.index][1] += job[1]
     return {i: (t / c if c else float("nan"), c) for i, (t, c) in totals.items()}
 
 
@@ -380,18 +430,16 @@ def packed_optimizer_step(model, ctx, members: list[Member], steps: dict[int, li
         merged, counts = concat_rows(batches, pad_token_id)
         merged = {key: v.to(device) for key, v in merged.items()}
         with ctx.packed(_rows_for_all(ctx, members, counts)), autocast():
-            logits = model(**{key: v for key, v in merged.items() if key != "labels"}).logits
-        terms, start = [], 0
-        for m, n in zip(members, counts):
-            if n:
-                nll, _ = summed_nll(logits[start:start + n], merged["labels"][start:start + n])
-                job_loss = nll / max(items[m.index], 1)
+            scored = block_nlls(model, merged, counts)
+        terms = []
+        for m, job in zip(members, scored):
+            if job is not None:
+                job_loss = job[0] / max(items[m.index], 1)
                 if torch.isfinite(job_loss):
                     terms.append(job_loss)
                     loss[m.index] += float(job_loss.detach())
                 else:
                     loss[m.index] = float("nan")
-            start += n
         if terms:
             torch.stack(terms).sum().backward()
     for j in steps:
