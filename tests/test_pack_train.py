@@ -292,3 +292,24 @@ def test_block_nlls_equal_the_full_logits_loss(tiny_dir, monkeypatch, chunk):
     assert g0.keys() == g1.keys() and g0
     for k in g0:
         assert (g1[k] - g0[k]).abs().max() <= 1e-5 * g0[k].abs().max() + 1e-9, (k, (g1[k] - g0[k]).abs().max().item(), g0[k].abs().max().item())
+
+
+def test_tracker_tensorboard_gets_each_jobs_scalars(tmp_path):
+    """tracker=tensorboard: each packed job writes the scalars a solo run's TensorBoard callback writes, under the
+    same names, into its own RUN/tensorboard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from medchat.sweeps.pack_train import train_pack
+
+    runs = [tmp_path / str(i) for i in range(len(JOBS))]
+    results = train_pack([compose(*CHEAP, *job, "tracker=tensorboard") for job in JOBS], runs)
+    for run, metrics in zip(runs, results):
+        events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+        events.Reload()
+        scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+        assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3, 4]
+        assert {"train/learning_rate", "train/grad_norm"} <= scalars.keys()
+        evals = dict(scalars["eval/loss"])
+        assert sorted(evals) == [0, 2, 4]  # before training, then eval_steps=2 (the final one is step 4's)
+        assert evals[0] == pytest.approx(metrics["eval_loss_before"]) and evals[4] == pytest.approx(metrics["eval_loss_after"])
+        assert metrics["tracker"].startswith("tensorboard --logdir")

@@ -78,6 +78,7 @@ class Member:
     done: bool = False
     max_steps: int = 0
     grad_norm: float | None = None
+    tensorboard: object = None  # the job's SummaryWriter under tracker=tensorboard (opened at its first scalar)
 
     @property
     def active(self) -> bool:
@@ -509,6 +510,29 @@ def _fail(member: Member, error: BaseException) -> None:
     log.error("job %d (%s) failed alone: %s", member.index, member.run_dir, member.failed)
     member.attempt.ended(error, member.tracker)
     member.tracker = None
+    _close_tensorboard(member)
+
+
+def _log(member: Member, values: dict, step: int) -> None:
+    """One job's scalars under the names HF's W&B and TensorBoard callbacks give a solo run's (train/loss,
+    train/learning_rate, train/grad_norm, eval/loss), at its optimizer step: to its W&B run, or under
+    tracker=tensorboard to RUN/tensorboard (where medchat.tracking points a solo run's TensorBoard callback)."""
+    values = {k: float(v) for k, v in values.items() if v is not None}
+    if member.tracker is not None and member.tracker.run is not None:
+        member.tracker.run.log({**values, "train/global_step": step})
+    if member.cfg.tracker.backend == "tensorboard":
+        if member.tensorboard is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            member.tensorboard = SummaryWriter(str(member.run_dir / "tensorboard"))
+        for key, value in values.items():
+            member.tensorboard.add_scalar(key, value, step)
+
+
+def _close_tensorboard(member: Member) -> None:
+    if member.tensorboard is not None:
+        member.tensorboard.close()
+        member.tensorboard = None
 
 
 def _open_tracker(member: Member, data_counts: dict):
@@ -696,8 +720,7 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
             m.before = {"eval_loss_before": loss, "eval_before_loss": loss, "eval_before_scored_tokens": count}
             m.log_history.append({"eval_loss": loss, "step": 0})
             write_json(m.run_dir / "metrics_before.json", m.before)
-            if m.tracker and m.tracker.run:
-                m.tracker.run.log({"eval/loss": loss, "train/global_step": 0})
+            _log(m, {"eval/loss": loss}, 0)
 
     # 5. the steps
     iterators = {m.index: optimizer_steps(train_ds, collate, m.args, Schedule.of(len(train_ds), m.args), m.step)
@@ -733,9 +756,8 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
                 log.info("job %d step %d/%d: loss %.4f", j, m.step, m.max_steps, loss)
                 print(f"step {m.step}/{m.max_steps} ({100 * m.step // m.max_steps}%): loss {loss:.4f}, job {j}",
                       flush=True)
-                if m.tracker and m.tracker.run:
-                    m.tracker.run.log({"train/loss": loss, "train/learning_rate": entry["learning_rate"],
-                                       "train/grad_norm": m.grad_norm, "train/global_step": m.step})
+                _log(m, {"train/loss": loss, "train/learning_rate": entry["learning_rate"],
+                         "train/grad_norm": m.grad_norm}, m.step)
         # held-out loss during training where the job's solo Trainer would score it (after logging, before saving,
         # as Trainer._maybe_log_save_evaluate does), for all due jobs in one pass over the eval rows
         due = [members[j] for j in losses if members[j].active and eval_due(members[j], schedule)]
@@ -745,8 +767,7 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
                 loss, _ = scored[m.index]
                 m.log_history.append({"eval_loss": loss, "step": m.step})
                 print(f"held-out loss at step {m.step}/{m.max_steps}: {loss:.4f}, job {m.index}", flush=True)
-                if m.tracker and m.tracker.run:
-                    m.tracker.run.log({"eval/loss": loss, "train/global_step": m.step})
+                _log(m, {"eval/loss": loss}, m.step)
         for j in losses:
             m = members[j]
             if m.active and (m.step % m.args.save_steps == 0 or (stop.requested and m.step < m.max_steps)):
@@ -810,6 +831,8 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
                            "memory": memory},
                 "tokenization": data.tokenization,
             }
+            # the final held-out loss, logged unless an evaluation during training already scored this step
+            logged = any("eval_loss" in e and e.get("step") == m.step for e in m.log_history)
             m.log_history.append({"eval_loss": eval_after, "step": m.step})
             if m.tracker is not None:
                 m.tracker.log_summary(metrics)
@@ -819,6 +842,9 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
                 metrics["tracker"] = "none"
             metrics["tokenized_cache"] = data.cache
             metrics["run_dir"] = str(m.run_dir)
+            if eval_after is not None and not logged:
+                _log(m, {"eval/loss": eval_after}, m.step)
+            _close_tensorboard(m)
             m.attempt.done(metrics)
             if m.tracker is not None:
                 m.tracker.finish()
