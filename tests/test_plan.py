@@ -186,8 +186,8 @@ def test_the_planned_cadence_reaches_the_trainer_and_explicit_settings_win(tmp_p
     for overrides, every in cases.items():
         unset = [] if any(o.startswith("trainer.eval_steps") for o in overrides) else ["trainer.eval_steps=null"]
         cfg = compose("trainer.packing=false", *unset, *overrides)
-        p = plan.with_data(plan.resolve(cfg, Hardware()), cfg, train_rows=19000, train_tokens=None, eval_rows=1000,
-                           eval_tokens=None)
+        p = plan.with_data(plan.resolve(cfg, Hardware()), cfg, packs=True, train_rows=19000, train_tokens=None,
+                           eval_rows=1000, eval_tokens=None)
         assert training.sft_config(cfg.trainer, cfg.tracker, tmp_path, p).eval_steps == every, overrides
 
 

@@ -82,7 +82,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     tokenizer = modeling.load_tokenizer(cfg.model)
     data = stage.data(cfg.dataset, cfg.trainer, tokenizer, run_plan.tokenized_cache_dir(run_dir))
     # how many rows are scored how often: from the data's rows and tokens (trainer.eval_steps unset: ~10 times)
-    plan = run_plan.with_data(plan, cfg, train_rows=len(data.train), train_tokens=token_count(data.train),
+    plan = run_plan.with_data(plan, cfg, packs=stage.packs, train_rows=len(data.train),
+                              train_tokens=token_count(data.train),
                               eval_rows=len(data.eval) if data.eval is not None else 0,
                               eval_tokens=token_count(data.eval))
     log.info("%s", plan.evaluation.describe())

@@ -253,10 +253,11 @@ def checkpoint_plan(cfg, hw: Hardware, arch: memory.Arch, attention: str, liger:
                                      layers=arch.layers, estimate=estimate, budget_bytes=budget)
 
 
-def with_data(plan: RunPlan, cfg, *, train_rows: int, train_tokens: int | None, eval_rows: int,
+def with_data(plan: RunPlan, cfg, *, packs: bool, train_rows: int, train_tokens: int | None, eval_rows: int,
               eval_tokens: int | None) -> RunPlan:
-    """The run plan with its evaluation planned from the tokenized data (what pipeline.train runs)."""
-    packing = bool(cfg.trainer.packing) and cfg.stage.name == "sft"  # TRL's DPO and ORPO trainers do not pack
+    """The run plan with its evaluation planned from the tokenized data (what pipeline.train runs). `packs`: the
+    stage packs rows when trainer.packing asks (medchat.stages: SFT does; TRL's DPO and ORPO trainers do not)."""
+    packing = bool(cfg.trainer.packing) and packs
     return replace(plan, evaluation=evaluation_plan(cfg.trainer, plan.batch, plan.world_size, packing=packing,
                                                     train_rows=train_rows,
                                                     train_tokens=train_tokens, eval_rows=eval_rows,
@@ -365,7 +366,10 @@ def estimate_with_data(plan: RunPlan, cfg) -> RunPlan:
     """The plan with its evaluation from the real split's row counts and the tokens of a sample of its rows
     (what `python -m medchat.plan` shows without tokenizing a large dataset; the run counts every token).
     The plan as it was when the data cannot be read here (a Hub dataset offline) or is pairs (stage=dpo|orpo)."""
-    if cfg.stage.name != "sft":
+    from medchat.stages import stage_for
+
+    stage = stage_for(cfg.stage)
+    if stage.pairs:
         return plan
     from medchat import data
     from medchat.formatting import tokenize_conversation
@@ -385,7 +389,7 @@ def estimate_with_data(plan: RunPlan, cfg) -> RunPlan:
                        cfg.trainer.max_length) for r in sample]
         return round(sum(lengths) / len(sample) * len(records))
 
-    return with_data(plan, cfg, train_rows=len(split.train), train_tokens=tokens(split.train),
+    return with_data(plan, cfg, packs=stage.packs, train_rows=len(split.train), train_tokens=tokens(split.train),
                      eval_rows=len(split.eval), eval_tokens=tokens(split.eval))
 
 

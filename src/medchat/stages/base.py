@@ -31,6 +31,8 @@ class Stage(Protocol):
     each with the sections it needs, and never asks which stage it holds."""
 
     name: str
+    pairs: bool  # its rows are preference pairs (chosen/rejected), not conversations
+    packs: bool  # its TRL trainer packs rows when trainer.packing asks (SFT); DPO's and ORPO's do not
 
     def check(self, dataset_cfg) -> None:
         """stage.* against dataset.*; raise ConfigError naming the key. No model, no data."""

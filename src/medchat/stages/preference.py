@@ -135,6 +135,8 @@ class PreferenceStage:
     (`trainer_config`) and trainer class (`trainer_class`)."""
 
     name = ""
+    pairs = True
+    packs = False  # TRL's DPO and ORPO trainers do not pack
     continues_a_run = False  # stage.init_from: continue that SFT run's adapter (DPO)
 
     def __init__(self, stage_cfg):

@@ -17,6 +17,8 @@ from medchat.stages.base import StageData, check_beta, check_data_kind, check_st
 
 class SFT:
     name = "sft"
+    pairs = False
+    packs = True
 
     def __init__(self, stage_cfg):
         self.cfg = stage_cfg

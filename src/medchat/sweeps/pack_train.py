@@ -621,7 +621,8 @@ def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides:
     tokenizer = modeling.load_tokenizer(first.cfg.model)
     data = stage.data(first.cfg.dataset, first.cfg.trainer, tokenizer, run_plan.tokenized_cache_dir(first.run_dir))
     for m in members:
-        m.plan = run_plan.with_data(m.plan, m.cfg, train_rows=len(data.train), train_tokens=token_count(data.train),
+        m.plan = run_plan.with_data(m.plan, m.cfg, packs=stage.packs, train_rows=len(data.train),
+                                    train_tokens=token_count(data.train),
                                     eval_rows=len(data.eval) if data.eval is not None else 0,
                                     eval_tokens=token_count(data.eval))
         m.args = stage.trainer_config(m.cfg.trainer, m.cfg.tracker, m.run_dir, m.plan)
