@@ -97,6 +97,7 @@ class RunPlan:
     evaluation: EvalPlan | None = None
     # every micro-batch padded to fixed_shape_tokens (medchat.speed.apply.use_fixed_shape); None: shapes vary
     fixed_shape_tokens: int | None = None
+    compile_reason: str = ""  # why compile is on or off (medchat.speed.apply.compile_reason)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -109,7 +110,8 @@ class RunPlan:
         return (f"run plan: {where}, world size {self.world_size}; dtype {m.dtype}, precision {self.precision}; "
                 f"attention {m.train_attention} (generation {m.generation_attention}); liger {self.liger}; "
                 f"optim {self.optim}; quant {m.quant.mode}; LoRA on {', '.join(self.target_modules)}; "
-                f"fused LoRA {self.fused_lora}; compile {self.compile}; "
+                f"fused LoRA {self.fused_lora}; compile {self.compile}"
+                f"{f' ({self.compile_reason})' if self.compile_reason else ''}; "
                 f"fixed shape {self.fixed_shape_tokens or 'no'}; batch {self.batch.reason}; "
                 f"checkpointing: {c.reason}")
 
@@ -303,7 +305,8 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
                    batch=batch, fused_lora=fused, compile=compiled,
                    evaluation=evaluation_plan(t, batch, hw.world_size),
                    fixed_shape_tokens=speed.fixed_shape_tokens(t, batch.per_device_train_batch_size)
-                   if speed.use_fixed_shape(t, compiled) else None)  # with_data() adds the data's counts
+                   if speed.use_fixed_shape(t, compiled) else None,  # with_data() adds the data's counts
+                   compile_reason=speed.compile_reason(t, compiled))
 
 
 def tokenized_cache_dir(run_dir: str | Path) -> Path:

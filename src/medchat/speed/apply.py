@@ -52,8 +52,17 @@ def use_fused_lora(trainer_cfg, quant_mode: str, hw: Hardware, precision: str = 
 
 
 def use_compile(trainer_cfg, hw: Hardware) -> bool:
-    """auto: off until a measurement shows regional compilation pays with bitsandbytes layers (bench/RESULTS.md)."""
+    """auto: off. Compiled on one fixed shape it was 1.47x the eager defaults on one H200 (bench/RESULTS.md, issue
+    23), but its equivalence with the eager path is not yet measured on a GPU; the rule is on only after that."""
     return _switch(trainer_cfg, "compile") == "true"
+
+
+def compile_reason(trainer_cfg, compiled: bool) -> str:
+    """Why the plan compiles or not, for RunPlan.describe (python -m medchat.plan)."""
+    value = _switch(trainer_cfg, "compile")
+    if value != "auto":
+        return f"trainer.compile={value}"
+    return "auto: off until the compiled path's GPU equivalence is recorded, issue 23" if not compiled else "auto"
 
 
 def use_fixed_shape(trainer_cfg, compiled: bool) -> bool:
