@@ -133,3 +133,28 @@ def test_compiled_nf4_layers_keep_no_dequantized_weight_for_backward(tiny_dir):
     loss.backward()
     dequantized = [s for s in saved if s[0] in weights and s[1].is_floating_point]
     assert saved and not dequantized, dequantized[:3]
+
+
+def test_compiled_layers_with_checkpointing_recompute_the_same_masks(tiny_dir):
+    """Gradient checkpointing re-runs each compiled layer's forward in backward: it must read the same dropout seeds
+    (drawn once per model forward) and so rebuild the same masks. Compiled + checkpointed equals eager + checkpointed,
+    and eager without checkpointing (the same masks whether recomputed or kept)."""
+    torch._dynamo.reset()
+    eager = lora_model(tiny_dir, False, dropout=0.1)
+    fuse_lora(eager)
+    plain = copy.deepcopy(eager)
+    compiled = copy.deepcopy(eager)
+    for model in (eager, compiled):
+        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    seed_tensors(eager)
+    seed_tensors(plain)
+    compile_layers(compiled, dynamic=False, backend="aot_eager")
+    batch = packed_batch(eager.config.vocab_size)
+    results = {name: [step(m, batch, seed) for seed in (3, 4)]
+               for name, m in (("plain", plain), ("eager", eager), ("compiled", compiled))}
+    for name in ("eager", "compiled"):
+        for (loss_r, grads_r), (loss, grads) in zip(results["plain"], results[name]):
+            torch.testing.assert_close(loss, loss_r, rtol=1e-5, atol=1e-6)
+            for n in grads_r:
+                torch.testing.assert_close(grads[n], grads_r[n], rtol=1e-4, atol=1e-6, msg=f"{name} {n}")
