@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from medchat.sweeps import postmortem
-from medchat.sweeps.state import read_job, write_job
+from medchat.sweeps.state import begin_attempt, end_attempt
 
 log = logging.getLogger(__name__)
 LOG_FILE = "console.log"
@@ -147,7 +147,6 @@ class Runner:
         job.env = job_env(os.environ, slot, len(self.slots), job, self.sweep_name)
         job.gpus = ",".join(slot.gpus)
         job.run_dir.mkdir(parents=True, exist_ok=True)
-        record = read_job(job.run_dir) or {}
         started = time.time()
         logf = open(job.run_dir / LOG_FILE, "a")
         logf.write(f"\n===== medchat launcher: {job.action} at {datetime.now().isoformat(timespec='seconds')}"
@@ -156,10 +155,8 @@ class Runner:
         proc = subprocess.Popen(job.command, env=job.env, stdout=logf, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         logf.close()
-        attempts = record.get("attempts", [])
-        attempts.append({"action": job.action, "start": datetime.now().isoformat(timespec="seconds"),
-                         "gpus": job.gpus, "command": job.command})
-        write_job(job.run_dir, {**record, "pid": proc.pid, "attempts": attempts})
+        begin_attempt(job.run_dir, {"action": job.action, "start": datetime.now().isoformat(timespec="seconds"),
+                                    "gpus": job.gpus, "command": job.command}, proc.pid)
         log.info("#%d %s: %s -> %s", job.num, job.action, " ".join(job.identity), job.run_dir)
         return proc, started
 
@@ -167,12 +164,7 @@ class Runner:
         job.seconds = time.time() - started
         job.status = postmortem.finalize(job.run_dir, returncode, started, job.run_dir / LOG_FILE,
                                          job.wandb_run_id, job.env)
-        record = read_job(job.run_dir) or {}
-        if record.get("attempts"):
-            record["attempts"][-1].update(end=datetime.now().isoformat(timespec="seconds"), returncode=returncode,
-                                          seconds=round(job.seconds, 1), state=job.status["state"])
-        record.pop("pid", None)
-        write_job(job.run_dir, record)
+        end_attempt(job.run_dir, returncode, job.seconds, job.status["state"])
         log.info("#%d %s after %.0fs%s", job.num, job.status["state"], job.seconds,
                  f": {job.status.get('reason')}" if job.status["state"] != "done" else "")
 

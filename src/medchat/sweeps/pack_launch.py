@@ -24,7 +24,7 @@ from pathlib import Path
 from medchat.rundir import read_status
 from medchat.sweeps import postmortem
 from medchat.sweeps.launch import LOG_FILE, Job, Runner, Slot, job_env
-from medchat.sweeps.state import read_job, write_job
+from medchat.sweeps.state import begin_attempt, end_attempt
 
 log = logging.getLogger(__name__)
 PACKS_DIR = ".packs"
@@ -93,11 +93,8 @@ class PackRunner(Runner):
         logf.close()
         for m in job.members:
             m.command, m.env, m.gpus = job.command, env, job.gpus
-            record = read_job(m.run_dir) or {}
-            attempts = record.get("attempts", [])
-            attempts.append({"action": m.action, "start": stamp, "gpus": job.gpus, "command": job.command,
-                             "pid": proc.pid, "packed_with": [str(x.run_dir) for x in job.members]})
-            write_job(m.run_dir, {**record, "pid": proc.pid, "attempts": attempts})
+            begin_attempt(m.run_dir, {"action": m.action, "start": stamp, "gpus": job.gpus, "command": job.command,
+                                      "pid": proc.pid, "packed_with": [str(x.run_dir) for x in job.members]}, proc.pid)
         log.info("pack of %d jobs (%s) in one process -> %s", len(job.members), nums,
                  ", ".join(str(m.run_dir) for m in job.members))
         return proc, started
@@ -114,12 +111,7 @@ class PackRunner(Runner):
             else:
                 m.status = postmortem.finalize(m.run_dir, returncode, started, job.run_dir / LOG_FILE,
                                                m.wandb_run_id, job.env)
-            record = read_job(m.run_dir) or {}
-            if record.get("attempts"):
-                record["attempts"][-1].update(end=datetime.now().isoformat(timespec="seconds"), returncode=returncode,
-                                              seconds=round(m.seconds, 1), state=m.status["state"])
-            record.pop("pid", None)
-            write_job(m.run_dir, record)
+            end_attempt(m.run_dir, returncode, m.seconds, m.status["state"])
             log.info("#%d %s after %.0fs (packed)%s", m.num, m.status["state"], m.seconds,
                      f": {m.status.get('reason')}" if m.status["state"] != "done" else "")
         job.status = job.members[0].status

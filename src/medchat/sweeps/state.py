@@ -54,6 +54,24 @@ def write_job(run_dir: str | Path, record: dict) -> None:
     tmp.replace(run_dir / JOB_FILE)
 
 
+def begin_attempt(run_dir: str | Path, attempt: dict, pid: int) -> None:
+    """Append how the job was started this time to RUN/job.json's attempts, and note the running pid."""
+    record = read_job(run_dir) or {}
+    write_job(run_dir, {**record, "pid": pid, "attempts": [*record.get("attempts", []), attempt]})
+
+
+def end_attempt(run_dir: str | Path, returncode: int, seconds: float, state: str) -> None:
+    """Close the job's last attempt in RUN/job.json (end, exit code, seconds, the state it ended in); no pid."""
+    from datetime import datetime
+
+    record = read_job(run_dir) or {}
+    if record.get("attempts"):
+        record["attempts"][-1].update(end=datetime.now().isoformat(timespec="seconds"), returncode=returncode,
+                                      seconds=round(seconds, 1), state=state)
+    record.pop("pid", None)
+    write_job(run_dir, record)
+
+
 def new_wandb_id() -> str:
     # W&B's own id alphabet; fixed before launch so every attempt of a job logs into one W&B run.
     alphabet = string.ascii_lowercase + string.digits
