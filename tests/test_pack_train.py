@@ -252,19 +252,18 @@ def test_held_out_loss_during_training_is_the_solo_runs(solo, packed):
 
 @pytest.mark.parametrize("chunk", [None, 7])
 def test_block_nlls_equal_the_full_logits_loss(tiny_dir, monkeypatch, chunk):
-    """pack_train.block_nlls (decoder once, the output projection only at trained positions, chunked and recomputed
+    """packed.block_nlls (decoder once, the output projection only at trained positions, chunked and recomputed
     in backward) against HF's own forward: its full logits and cross-entropy per job block, values and the LoRA
     gradients. chunk=7: many chunks, each recomputed."""
     from transformers import AutoModelForCausalLM
 
-    from medchat.sweeps import pack_train
-    from medchat.sweeps.packed import PackedJob, pack_model
+    from medchat.sweeps import packed
 
     if chunk:
-        monkeypatch.setattr(pack_train, "LOGIT_ELEMENTS", chunk * 2048)
+        monkeypatch.setattr(packed, "LOGIT_ELEMENTS", chunk * 2048)
     torch.manual_seed(0)
-    jobs = [PackedJob(r=4, lora_alpha=8, seed=0), PackedJob(r=8, lora_alpha=16, seed=1)]
-    pack = pack_model(AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32), jobs, max_steps=1)
+    jobs = [packed.PackedJob(r=4, lora_alpha=8, seed=0), packed.PackedJob(r=8, lora_alpha=16, seed=1)]
+    pack = packed.pack_model(AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32), jobs, max_steps=1)
     for layer in pack.layers.values():
         for b in layer.lora_B.values():
             torch.nn.init.normal_(b.weight, std=0.05)
@@ -280,9 +279,9 @@ def test_block_nlls_equal_the_full_logits_loss(tiny_dir, monkeypatch, chunk):
         with pack.ctx.packed(counts):
             if how == "full":
                 logits = pack.model(input_ids=ids, attention_mask=merged["attention_mask"]).logits
-                nlls = [pack_train.summed_nll(logits[:1], labels[:1]), pack_train.summed_nll(logits[1:], labels[1:])]
+                nlls = [packed.summed_nll(logits[:1], labels[:1]), packed.summed_nll(logits[1:], labels[1:])]
             else:
-                nlls = pack_train.block_nlls(pack.model, merged, counts)
+                nlls = packed.block_nlls(pack.model, merged, counts)
         torch.stack([n for n, _ in nlls]).sum().backward()
         grads = {k: p.grad.clone() for k, p in pack.model.named_parameters() if p.grad is not None}
         results.append(([float(n.detach()) for n, _ in nlls], [c for _, c in nlls], grads))

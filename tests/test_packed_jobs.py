@@ -20,7 +20,7 @@ import dataclasses
 import pytest
 import torch
 
-from medchat.sweeps.packed import ALL_LINEAR, PackedJob, causal_lm_loss, pack_model, packed_step, save_job_adapter
+from medchat.sweeps.packed import ALL_LINEAR, PackedJob, pack_model, packed_step, save_job_adapter, summed_nll
 
 STEPS = 4
 PAD = 0
@@ -199,12 +199,12 @@ def test_mis_assigned_rows_fail_the_comparison(tiny_dir, data, packed):
 def test_saved_adapter_loads_in_peft_with_the_packed_logits(tiny_dir, data, packed, tmp_path):
     from peft import PeftModel
 
-    from medchat.sweeps.packed import concat_batches
+    from medchat.sweeps.packed import concat_rows
 
     pack, _, _ = packed
     model = pack.model.eval()
     batch = data[0][0]
-    merged, rows = concat_batches([d[0] for d in data], PAD)
+    merged, rows = concat_rows([d[0] for d in data], PAD)
     with torch.no_grad():
         with pack.ctx.packed(rows):
             all_rows = model(input_ids=merged["input_ids"], attention_mask=merged["attention_mask"]).logits
@@ -250,12 +250,13 @@ def test_dropout_losses_agree_within_dropout_noise(tiny_dir, data):
         assert gap <= 3 * noise + 1e-4, (gap, noise)
 
 
-def test_causal_lm_loss_is_hf_loss(tiny_dir, data):
+def test_summed_nll_over_its_count_is_hf_loss(tiny_dir, data):
     model = load_base(tiny_dir)
     batch = data[1][0]
     with torch.no_grad():
         out = model(**batch)
-    assert causal_lm_loss(out.logits, batch["labels"]).item() == pytest.approx(out.loss.item(), abs=1e-6)
+    nll, count = summed_nll(out.logits, batch["labels"])
+    assert (nll / count).item() == pytest.approx(out.loss.item(), abs=1e-6)
 
 
 def load_4bit(tiny_dir):

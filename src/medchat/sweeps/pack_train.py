@@ -43,7 +43,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from medchat.sweeps.pack_memory import JobAdapter, PackRows, plan_pack_rows
-from medchat.sweeps.packed import PackedJob, job_state_dict, pack_model
+from medchat.sweeps.packed import PackedJob, block_nlls, concat_rows, job_state_dict, pack_model
 
 log = logging.getLogger(__name__)
 STATE_FILE = "pack_state.pt"  # a packed checkpoint's extra state: dropout generator, losses, tokens
@@ -205,89 +205,6 @@ def trained_tokens(batch: dict) -> int:
     """HF's num_items_in_batch of one micro-batch: the shifted labels that are trained."""
     labels = batch["shift_labels"] if "shift_labels" in batch else batch["labels"][..., 1:]
     return int(labels.ne(-100).sum())
-
-
-def concat_rows(batches: list[dict | None], pad_token_id: int) -> tuple[dict, list[int]]:
-    """Each job's micro-batch (None: the job takes no part in this forward) right-padded to the longest and
-    stacked along the batch dim. Padding-free rows (position_ids, no attention mask) are padded with
-    position_ids 0: each pad token its own one-token document that no real token attends to (as TRL's collator
-    pads); padded rows get attention 0. Labels -100 on padding: never trained."""
-    present = [b for b in batches if b is not None]
-    width = max(b["input_ids"].shape[1] for b in present)
-    padding_free = "position_ids" in present[0] and "attention_mask" not in present[0]
-
-    def pad(t, value):
-        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
-
-    out = {"input_ids": torch.cat([pad(b["input_ids"], pad_token_id) for b in present]),
-           "labels": torch.cat([pad(b["labels"], -100) for b in present])}
-    if padding_free:
-        out["position_ids"] = torch.cat([pad(b["position_ids"], 0) for b in present])
-    else:
-        out["attention_mask"] = torch.cat([pad(b["attention_mask"], 0) for b in present])
-    return out, [0 if b is None else b["input_ids"].shape[0] for b in batches]
-
-
-def summed_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Sum of the next-token NLL over the trained tokens (labels shifted by one, -100 ignored), fp32, and their
-    count: what TRL's loss sums before dividing by num_items_in_batch."""
-    shift = labels[:, 1:]
-    nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), shift.reshape(-1),
-                                            ignore_index=-100, reduction="sum")
-    return nll, int(shift.ne(-100).sum())
-
-
-LOGIT_ELEMENTS = 2**28  # logits per chunk of the output projection: 1 GiB in fp32
-
-
-def block_nlls(model, merged: dict, counts: list[int]) -> list[tuple[torch.Tensor, int] | None]:
-    """Each job block's (rows counts[k] of the batch) summed next-token NLL over its trained tokens, and their count;
-    None for a job with no rows.
-
-    The decoder runs once over all rows; the output projection then runs only at each block's trained positions,
-    a chunk of at most LOGIT_ELEMENTS logits at a time, recomputed in backward (torch.utils.checkpoint): no job's
-    full logits are held (a 4-job Qwen2 micro-batch's would be 10 GB in fp32; a solo run's TRL fused LM head
-    holds none either). Per token the same linear, fp32 upcast and cross-entropy as the full-logits path. Models
-    whose head does more than a linear (logit soft-capping or scaling) and a head some job trains in full
-    (PackedHead) take the full-logits path."""
-    inputs = {k: v for k, v in merged.items() if k != "labels"}
-    labels = merged["labels"]
-    head = model.get_output_embeddings()
-    config = model.config
-    plain = (type(head) is torch.nn.Linear and not getattr(config, "final_logit_softcapping", None)
-             and getattr(config, "logit_scale", None) in (None, 1, 1.0))
-    out, start = [], 0
-    if not plain:
-        logits = model(**inputs).logits
-        for n in counts:
-            out.append(summed_nll(logits[start:start + n], labels[start:start + n]) if n else None)
-            start += n
-        return out
-    hidden = model.get_decoder()(**inputs).last_hidden_state
-    chunk = max(1, LOGIT_ELEMENTS // head.out_features)
-    for n in counts:
-        if not n:
-            out.append(None)
-            continue
-        h = hidden[start:start + n, :-1].reshape(-1, hidden.shape[-1])
-        target = labels[start:start + n, 1:].reshape(-1)
-        trained = target.ne(-100).nonzero().squeeze(1)
-        h, target = h.index_select(0, trained), target.index_select(0, trained)
-        nll = hidden.new_zeros((), dtype=torch.float32)
-        for c in range(0, target.numel(), chunk):
-            if torch.is_grad_enabled():
-                nll = nll + torch.utils.checkpoint.checkpoint(_chunk_nll, h[c:c + chunk], target[c:c + chunk],
-                                                              head.weight, head.bias, use_reentrant=False)
-            else:
-                nll = nll + _chunk_nll(h[c:c + chunk], target[c:c + chunk], head.weight, head.bias)
-        out.append((nll, int(trained.numel())))
-        start += n
-    return out
-
-
-def _chunk_nll(h, target, weight, bias):
-    logits = torch.nn.functional.linear(h, weight, bias)
-    return torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum")
 
 
 # ----- 4. lm_head trained in full (lora.targets=all_linear_lm_head) ---------------------------------------

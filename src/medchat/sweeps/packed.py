@@ -22,8 +22,9 @@ Why each job's result equals its solo run (tests/test_packed_jobs.py checks it a
   run with that seed starts. Dropout masks come from a second per-job generator; they cannot match a solo run's
   global-RNG masks draw for draw, so with dropout the equality is statistical (same distribution), not exact.
 
-Not here yet (later pieces of issue 24): the launcher's `pack=N` grouping, per-job run dirs, W&B, resume and
-the memory plan. The 4-bit path is served by calling the bitsandbytes module itself (never reimplementing its
+This module is the model side (the layers, a pack's batch and its per-job losses: concat_rows, summed_nll,
+block_nlls); the launcher's grouping, run dirs, W&B, resume and memory plan are medchat.sweeps.grouping,
+pack_train and pack_memory. The 4-bit path is served by calling the bitsandbytes module itself (never reimplementing its
 matmul); it is tested on CPU with an fp32 compute dtype (equal to PEFT's 4-bit LoRA trained alone), not yet on GPU
 with bf16 compute, where packed and solo runs see different GEMM shapes and so differ by bf16 rounding.
 """
@@ -348,29 +349,87 @@ def pack_model(model: nn.Module, jobs: list[PackedJob], max_steps: int) -> Pack:
     return pack
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over the trained tokens (labels != -100 after the shift): a job's loss
-    normalised over its own tokens, as HF's causal-LM loss is for a solo micro-batch."""
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:]
-    n = (shift_labels != -100).sum()
-    total = nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-                                        ignore_index=-100, reduction="sum")
-    return total / n.clamp(min=1)
+def concat_rows(batches: list[dict | None], pad_token_id: int) -> tuple[dict, list[int]]:
+    """Each job's micro-batch (None: the job takes no part in this forward) right-padded to the longest and
+    stacked along the batch dim. Padding-free rows (position_ids, no attention mask) are padded with
+    position_ids 0: each pad token its own one-token document that no real token attends to (as TRL's collator
+    pads); padded rows get attention 0. Labels -100 on padding: never trained."""
+    present = [b for b in batches if b is not None]
+    width = max(b["input_ids"].shape[1] for b in present)
+    padding_free = "position_ids" in present[0] and "attention_mask" not in present[0]
+
+    def pad(t, value):
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    out = {"input_ids": torch.cat([pad(b["input_ids"], pad_token_id) for b in present]),
+           "labels": torch.cat([pad(b["labels"], -100) for b in present])}
+    if padding_free:
+        out["position_ids"] = torch.cat([pad(b["position_ids"], 0) for b in present])
+    else:
+        out["attention_mask"] = torch.cat([pad(b["attention_mask"], 0) for b in present])
+    return out, [0 if b is None else b["input_ids"].shape[0] for b in batches]
 
 
-def concat_batches(batches: list[dict[str, torch.Tensor]], pad_token_id: int) -> tuple[dict[str, torch.Tensor], list[int]]:
-    """Right-pad each job's micro-batch to the pack's longest and concatenate along the batch dim. Padding
-    positions get attention 0 and labels -100 (after the real tokens, so no real token sees them)."""
-    length = max(b["input_ids"].shape[1] for b in batches)
+def summed_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum of the next-token NLL over the trained tokens (labels shifted by one, -100 ignored), fp32, and their
+    count: what TRL's loss sums before dividing by num_items_in_batch."""
+    shift = labels[:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), shift.reshape(-1),
+                                            ignore_index=-100, reduction="sum")
+    return nll, int(shift.ne(-100).sum())
 
-    def pad(t: torch.Tensor, value: int) -> torch.Tensor:
-        return nn.functional.pad(t, (0, length - t.shape[1]), value=value)
 
-    merged = {"input_ids": torch.cat([pad(b["input_ids"], pad_token_id) for b in batches]),
-              "attention_mask": torch.cat([pad(b["attention_mask"], 0) for b in batches]),
-              "labels": torch.cat([pad(b["labels"], -100) for b in batches])}
-    return merged, [b["input_ids"].shape[0] for b in batches]
+LOGIT_ELEMENTS = 2**28  # logits per chunk of the output projection: 1 GiB in fp32
+
+
+def block_nlls(model, merged: dict, counts: list[int]) -> list[tuple[torch.Tensor, int] | None]:
+    """Each job block's (rows counts[k] of the batch) summed next-token NLL over its trained tokens, and their count;
+    None for a job with no rows.
+
+    The decoder runs once over all rows; the output projection then runs only at each block's trained positions,
+    a chunk of at most LOGIT_ELEMENTS logits at a time, recomputed in backward (torch.utils.checkpoint): no job's
+    full logits are held (a 4-job Qwen2 micro-batch's would be 10 GB in fp32; a solo run's TRL fused LM head
+    holds none either). Per token the same linear, fp32 upcast and cross-entropy as the full-logits path. Models
+    whose head does more than a linear (logit soft-capping or scaling) and a head some job trains in full
+    (PackedHead) take the full-logits path."""
+    inputs = {k: v for k, v in merged.items() if k != "labels"}
+    labels = merged["labels"]
+    head = model.get_output_embeddings()
+    config = model.config
+    plain = (type(head) is torch.nn.Linear and not getattr(config, "final_logit_softcapping", None)
+             and getattr(config, "logit_scale", None) in (None, 1, 1.0))
+    out, start = [], 0
+    if not plain:
+        logits = model(**inputs).logits
+        for n in counts:
+            out.append(summed_nll(logits[start:start + n], labels[start:start + n]) if n else None)
+            start += n
+        return out
+    hidden = model.get_decoder()(**inputs).last_hidden_state
+    chunk = max(1, LOGIT_ELEMENTS // head.out_features)
+    for n in counts:
+        if not n:
+            out.append(None)
+            continue
+        h = hidden[start:start + n, :-1].reshape(-1, hidden.shape[-1])
+        target = labels[start:start + n, 1:].reshape(-1)
+        trained = target.ne(-100).nonzero().squeeze(1)
+        h, target = h.index_select(0, trained), target.index_select(0, trained)
+        nll = hidden.new_zeros((), dtype=torch.float32)
+        for c in range(0, target.numel(), chunk):
+            if torch.is_grad_enabled():
+                nll = nll + torch.utils.checkpoint.checkpoint(_chunk_nll, h[c:c + chunk], target[c:c + chunk],
+                                                              head.weight, head.bias, use_reentrant=False)
+            else:
+                nll = nll + _chunk_nll(h[c:c + chunk], target[c:c + chunk], head.weight, head.bias)
+        out.append((nll, int(trained.numel())))
+        start += n
+    return out
+
+
+def _chunk_nll(h, target, weight, bias):
+    logits = torch.nn.functional.linear(h, weight, bias)
+    return torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum")
 
 
 def packed_step(pack: Pack, batches: list[dict[str, torch.Tensor]], pad_token_id: int = 0) -> list[float]:
@@ -380,14 +439,15 @@ def packed_step(pack: Pack, batches: list[dict[str, torch.Tensor]], pad_token_id
     if len(batches) != len(pack.jobs):
         raise ValueError(f"{len(batches)} micro-batches for {len(pack.jobs)} jobs")
     pack.model.train()
-    merged, rows = concat_batches(batches, pad_token_id)
+    merged, rows = concat_rows(batches, pad_token_id)
     device = next(p for ps in pack.params for p in ps).device
     merged = {k: v.to(device) for k, v in merged.items()}
     with pack.ctx.packed(rows):
         logits = pack.model(input_ids=merged["input_ids"], attention_mask=merged["attention_mask"]).logits
     losses, start = [], 0
-    for n in rows:
-        losses.append(causal_lm_loss(logits[start:start + n], merged["labels"][start:start + n]))
+    for n in rows:  # each job's loss over its own trained tokens, as HF's causal-LM loss for its solo micro-batch
+        nll, count = summed_nll(logits[start:start + n], merged["labels"][start:start + n])
+        losses.append(nll / max(count, 1))
         start += n
     torch.stack(losses).sum().backward()
     for j, job in enumerate(pack.jobs):
