@@ -88,8 +88,8 @@ def packed(model_dir: Path, ds, work: Path, a) -> dict:
     from medchat import modeling
     from medchat.plan import resolve
     from medchat.stages import stage_for
-    from medchat.sweeps.pack_train import (Member, Schedule, build_optimizer, collator, optimizer_steps,
-                                           packed_optimizer_step, prepare_dataset)
+    from medchat.sweeps.pack_data import Schedule, collator, optimizer_steps, prepare_dataset
+    from medchat.sweeps.pack_train import Member, build_optimizer, packed_optimizer_step
     from medchat.sweeps.packed import PackedJob, pack_model
 
     reset_peak()

@@ -82,7 +82,7 @@ def test_each_job_gets_its_solo_runs_micro_batches_in_its_order(solo, packed):
     """The packed loop's data (TRL's preparation and collator, accelerate's seeded sampler) against what the real
     solo trainer fed its training_step, micro-batch by micro-batch, with HF's num_items_in_batch."""
     from medchat import modeling
-    from medchat.sweeps.pack_train import Schedule, collator, optimizer_steps, prepare_dataset, trained_tokens
+    from medchat.sweeps.pack_data import Schedule, collator, optimizer_steps, prepare_dataset, trained_tokens
     from medchat.stages import stage_for
     from medchat import plan as run_plan
 
@@ -109,7 +109,7 @@ def steps_of(cfg, args, work):
     """(micro-batches, num_items_in_batch) per optimizer step, as the packed loop feeds job `cfg` with `args`."""
     from medchat import modeling
     from medchat.stages import stage_for
-    from medchat.sweeps.pack_train import Schedule, collator, optimizer_steps, prepare_dataset, trained_tokens
+    from medchat.sweeps.pack_data import Schedule, collator, optimizer_steps, prepare_dataset, trained_tokens
 
     tokenizer = modeling.load_tokenizer(cfg.model)
     data = stage_for(cfg.stage).data(cfg.dataset, cfg.trainer, tokenizer, work / ".tok")
