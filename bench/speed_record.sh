@@ -1,28 +1,41 @@
 #!/usr/bin/env bash
-# Issues 23 and 24's GPU records in one device call (about 9 minutes on one H100/H200), written under OUT:
+# Issues 23 and 24's GPU records, in two device calls of under 10 minutes each on one H100/H200, written under OUT:
 #
-#     bash bench/speed_record.sh OUT                 # on the GPU machine: Mistral-7B shape, Qwen2-0.5B for packing
-#     SHAPE=tiny bash bench/speed_record.sh OUT      # CPU smoke of the same commands (minutes, numbers meaningless)
+#     bash bench/speed_record.sh OUT packs       # the packed sweep on both shapes, the compiled path's equivalence
+#                                                # and its memory (issue 24; issue 23's equivalence)
+#     UNSLOTH_SITE=DIR bash bench/speed_record.sh OUT record
+#                                                # issue 23's one-call record: baseline, eager and compiled defaults
+#                                                # (the compiled step's profile), 4 x 2,048, CUDA graphs, the memory
+#                                                # points with Unsloth's setups beside them, then the equivalence
+#     SHAPE=tiny bash bench/speed_record.sh OUT PART   # CPU smoke of the same commands (minutes, numbers meaningless)
 #
-# 1. bench/qlora_throughput.py: the notebook baseline, the eager defaults, the compiled defaults (their profile),
-#    4 x 2,048 eager and compiled, and the memory-budget points (6 and 23 GiB: Unsloth's; Unsloth's own setups need
-#    its package folder, --unsloth-site, not carried here);
+# 1. bench/qlora_throughput.py: setups as named (Unsloth's run in its own package folder, UNSLOTH_SITE: built by
+#    bench/unsloth_site.sh; without it they are left out and the log says so);
 # 2. bench/equivalence.py: the compiled path against the plain reference, with the floor of exact reorderings;
 # 3. bench/packed_sweep.py: the 4-job packed sweep against the same jobs one after another, both shapes.
 # Each step has its own time limit so that one slow step cannot take the others' time; each writes its JSON as
 # it goes. What each number means: the scripts' docstrings and bench/RESULTS.md.
 set -u
-OUT=${1:?usage: bench/speed_record.sh OUT}
+OUT=${1:?usage: bench/speed_record.sh OUT packs|record}
+PART=${2:?usage: bench/speed_record.sh OUT packs|record}
 SHAPE=${SHAPE:-mistral7b}
 WORK=${WORK:-/tmp/medchat-bench}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
+UNSLOTH=""
+if [ -n "${UNSLOTH_SITE:-}" ] && [ "$SHAPE" != tiny ]; then
+    UNSLOTH=",unsloth_padded_offload,unsloth_padded,unsloth_packed"
+else
+    echo "Unsloth's setups left out (UNSLOTH_SITE unset or CPU smoke)"
+fi
 if [ "$SHAPE" = tiny ]; then
     STEPS="--steps 2 --warmup 1"; EQ_SHAPE=tiny; SMALL=tiny; PROFILE=""  # the profiler's CUDA activity: GPU only
-    SETUPS=baseline,medchat,medchat_compile_fixed
+    CHECK=medchat,medchat_compile_fixed
+    RECORD=baseline,medchat,medchat_compile_fixed,medchat_budget6
 else
     STEPS="--steps 6 --warmup 3"; EQ_SHAPE=mistral7b; SMALL=qwen2_0_5b; PROFILE="--profile medchat_compile_fixed"
-    SETUPS=baseline,medchat,medchat_compile_fixed,medchat_4x2048,medchat_4x2048_compile_fixed,medchat_budget6,medchat_budget23
+    CHECK=medchat,medchat_compile_fixed
+    RECORD=baseline,medchat,medchat_compile_fixed,medchat_4x2048,medchat_4x2048_compile_fixed,medchat_budget23,medchat_budget6$UNSLOTH,medchat_compile_fixed_cudagraphs_d0
 fi
 step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, output in OUT/NAME.log, say how it ended
     local name=$1 limit=$2; shift 2
@@ -30,18 +43,33 @@ step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, output in OUT/N
     timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
     echo "$name: exit $? after $((SECONDS - t0)) s"
 }
+throughput() {  # throughput NAME LIMIT_S SETUPS [more args]
+    local name=$1 limit=$2 setups=$3; shift 3
+    step "$name" "$limit" python bench/qlora_throughput.py --shape "$SHAPE" --work "$WORK" --setups "$setups" $STEPS \
+        --deadline $((limit - 45)) --out "$OUT/$name.json" "$@"
+    grep -A 14 "process(es)" "$OUT/$name.log"
+}
+equivalence() {  # equivalence LIMIT_S SETUPS
+    step equivalence "$1" python bench/equivalence.py --shape "$EQ_SHAPE" --work "$WORK" --steps 10 --packed-levers \
+        --ref-micro-rows 2 --setups "$2" --budget-seconds $(($1 - 20)) --no-preference --out "$OUT/equivalence.json"
+    grep "^| \(ref\|packed_sdpa\|micro\|compile\)" "$OUT/equivalence.log"
+}
+packed() {  # packed NAME LIMIT_S SHAPE
+    step "$1" "$2" python bench/packed_sweep.py --shape "$3" --work "$WORK" $STEPS --out "$OUT/packed_$3.json"
+    tail -1 "$OUT/$1.log"
+}
 nvidia-smi -L 2>/dev/null || echo "no GPU: CPU smoke"
 step prepare 90 python bench/qlora_throughput.py --prepare-only --shape "$SHAPE" --work "$WORK"
-step throughput 220 python bench/qlora_throughput.py --shape "$SHAPE" --work "$WORK" --setups "$SETUPS" $STEPS \
-    $PROFILE --deadline 190 --out "$OUT/throughput.json"
-grep -A 12 "process(es)" "$OUT/throughput.log"
-step equivalence 140 python bench/equivalence.py --shape "$EQ_SHAPE" --work "$WORK" --steps 10 --packed-levers \
-    --ref-micro-rows 2 --setups packed_sdpa,micro_batch_half,compile_fixed,compile_fixed_d05 --budget-seconds 120 \
-    --no-preference --out "$OUT/equivalence.json"
-grep "^| \(ref\|packed_sdpa\|micro\|compile\)" "$OUT/equivalence.log"
-step packed_big 85 python bench/packed_sweep.py --shape "$SHAPE" --work "$WORK" $STEPS --out "$OUT/packed_$SHAPE.json"
-tail -1 "$OUT/packed_big.log"
-if [ "$SMALL" != "$SHAPE" ]; then
-    step packed_small 55 python bench/packed_sweep.py --shape "$SMALL" --work "$WORK" $STEPS --out "$OUT/packed_$SMALL.json"
-    tail -1 "$OUT/packed_small.log"
-fi
+case "$PART" in
+packs)
+    packed packed_big 150 "$SHAPE"
+    [ "$SMALL" != "$SHAPE" ] && packed packed_small 90 "$SMALL"
+    throughput memory 90 "$CHECK"
+    equivalence 150 packed_sdpa,compile_fixed,compile_fixed_d05
+    ;;
+record)
+    throughput throughput 400 "$RECORD" $PROFILE ${UNSLOTH_SITE:+--unsloth-site "$UNSLOTH_SITE"} --unsloth-timeout 100
+    equivalence 100 compile_fixed
+    ;;
+*) echo "unknown part $PART: packs or record"; exit 2 ;;
+esac
