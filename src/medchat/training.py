@@ -89,6 +89,9 @@ def training_arguments(trainer_cfg, tracker_cfg, run_dir: Path, plan, config_cla
         dataloader_num_workers=t.dataloader_num_workers,
         report_to=report_to(tracker_cfg.backend),
         include_num_input_tokens_seen="non_padding",
+        # transformers' filter tests every micro-batch's loss for NaN on the host (a GPU sync per micro-batch) and
+        # then hides it from the logged mean; here a NaN reaches the log, where FailOnNonFiniteLoss stops the run
+        logging_nan_inf_filter=False,
         ddp_find_unused_parameters=False,
         disable_tqdm=True,
         save_only_model=False,  # optimizer and RNG state are needed to resume exactly
@@ -124,6 +127,17 @@ class FailAtStep(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             self._crash(state)
+
+
+class FailOnNonFiniteLoss(TrainerCallback):
+    """Stop the run when the logged training loss is NaN or infinite: its weights are no longer usable, and a run
+    that went on would save them as if it had trained. Read at logging steps only (no per-step sync)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss} at step {state.global_step}: the weights are no longer "
+                                     "finite (lower trainer.learning_rate, or check the data); the run stops here")
 
 
 class ScheduleCallback(TrainerCallback):
@@ -253,11 +267,111 @@ def padding_share(trainer, real_tokens: int, world_size: int) -> float | None:
     return 1 - real_tokens / positions if positions else None
 
 
+class DeferredStepMetrics:
+    """A mixin for an SFT trainer: no host synchronisation inside a training step (issue 23); the same numbers.
+
+    Per micro-batch, TRL's SFTTrainer reads its entropy, token accuracy and token count back to the host
+    (`.item()`, `if num_valid > 0`) right after the forward, and transformers reads the non-padding token count
+    (`num_input_tokens_seen`): each read waits for the GPU, so the host cannot queue the backward or the next
+    step while the GPU works. Here the same per-micro-batch values stay on the device and are read in one
+    transfer when the trainer logs or saves a checkpoint (`flush_step_metrics`), so logs, trainer_state.json and
+    metrics.json hold exactly what TRL and transformers would have put there. Between logging steps
+    `state.num_input_tokens_seen` lags (the progress bar's tokens/s reads it at logging steps).
+
+    The loss is TRL's own plain path (fused LM head, NLL summed over the label mask, divided by
+    `num_items_in_batch`); every other path (a custom loss function, label smoothing, DFT, MoE aux loss,
+    sequence parallelism, eval) goes to TRL unchanged. tests/test_step_metrics.py compares both with TRL's."""
+
+    _pending_metrics: dict | None = None
+
+    def _pending(self) -> dict:
+        if self._pending_metrics is None:
+            self._pending_metrics = {"entropy": [], "mean_token_accuracy": [], "num_tokens": [], "seen": []}
+        return self._pending_metrics
+
+    def _plain_loss(self) -> bool:
+        pc = getattr(self.accelerator, "parallelism_config", None)
+        return (self.compute_loss_func is None and self.label_smoother is None and self.args.loss_type == "nll"
+                and not self.aux_loss_enabled and not (pc is not None and getattr(pc, "sp_enabled", False)))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs or not model.training or not self._plain_loss():
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        inputs["use_cache"] = False
+        outputs = model(**inputs, fused_lm_head=True)
+        num_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = (-outputs.log_probs).sum() / torch.as_tensor(num_tokens).clamp(min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        # TRL's metrics, each a device scalar until the next flush (0 where no label is scored, as TRL's)
+        gather = self.accelerator.gather_for_metrics
+        num_valid = gather(outputs.label_mask.sum()).sum()
+        nonzero, denom = num_valid > 0, num_valid.clamp(min=1)
+        pending = self._pending()
+        for key, value in (("entropy", outputs.entropy.detach().sum()), ("mean_token_accuracy", outputs.is_top1.sum())):
+            pending[key].append(torch.where(nonzero, gather(value).sum() / denom, 0.0))
+        if "attention_mask" in inputs:
+            pending["num_tokens"].append(gather(inputs["attention_mask"].sum()).sum() // self._tp_size)
+        else:  # padding-free rows: TRL counts every position (a shape: on the host where one process runs)
+            pending["num_tokens"].append(self._host_or_gathered(inputs["position_ids"].size(1)) // self._tp_size)
+        return loss
+
+    def _host_or_gathered(self, count):
+        """A count summed over ranks: a host int as it is in one process; else gathered on the device."""
+        if isinstance(count, int) and self.accelerator.num_processes == 1:
+            return count
+        return self.accelerator.gather(torch.as_tensor(count, device=self.args.device, dtype=torch.int64)).sum()
+
+    def _track_num_input_tokens(self, inputs):
+        # transformers' count (Trainer._track_num_input_tokens), kept on the device until the next flush
+        mode = self.args.include_num_input_tokens_seen
+        main = getattr(self.model, "main_input_name", "input_ids")
+        if mode in ("no", False) or main not in inputs:
+            return super()._track_num_input_tokens(inputs)
+        pad = getattr(self.processing_class, "pad_token_id", None)
+        if mode == "non_padding" and "attention_mask" in inputs:
+            count = inputs["attention_mask"].sum()
+        elif mode == "non_padding" and pad is not None:
+            count = (inputs[main] != pad).sum()
+        else:
+            count = inputs[main].numel()
+        self._pending()["seen"].append(self._host_or_gathered(count))
+
+    def flush_step_metrics(self) -> None:
+        """Read every pending value in one device-to-host transfer and hand each where TRL / transformers keep it."""
+        pending = self._pending_metrics
+        if not pending or not any(pending.values()):
+            return
+        tensors = [v for values in pending.values() for v in values if isinstance(v, torch.Tensor)]
+        read = iter(torch.stack([t.double() for t in tensors]).tolist() if tensors else [])
+        for key, values in pending.items():
+            got = [next(read) if isinstance(v, torch.Tensor) else v for v in values]
+            if not got:
+                continue
+            if key == "seen":
+                self.state.num_input_tokens_seen += int(sum(got))
+            elif key == "num_tokens":
+                self._total_train_tokens += int(sum(got))
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            else:
+                self._metrics["train"][key].extend(got)
+            values.clear()
+
+    def log(self, logs, *args, **kwargs):
+        self.flush_step_metrics()
+        return super().log(logs, *args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        self.flush_step_metrics()  # trainer_state.json holds num_input_tokens_seen
+        return super()._save_checkpoint(model, trial)
+
+
 @functools.cache
 def _sft_trainer_class():
     from trl import SFTTrainer
 
-    return type("MedchatSFTTrainer", (TokenWeightedEvalLoss, CountPositions, SFTTrainer), {})
+    return type("MedchatSFTTrainer", (TokenWeightedEvalLoss, CountPositions, DeferredStepMetrics, SFTTrainer), {})
 
 
 def build_trainer(trainer_cfg, plan, model, tokenizer, train_ds, eval_ds, args, callbacks=()):
@@ -290,6 +404,7 @@ def add_callbacks(trainer, trainer_cfg) -> None:
 
     trainer.remove_callback(PrinterCallback)  # disable_tqdm=True: it would print every log as a raw dict
     trainer.add_callback(TrainingProgress())
+    trainer.add_callback(FailOnNonFiniteLoss())
     if trainer_cfg.fail_at_step:
         trainer.add_callback(FailAtStep(trainer_cfg.fail_at_step))
     if trainer_cfg.early_stopping_patience:
