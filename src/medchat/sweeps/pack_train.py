@@ -241,11 +241,15 @@ def packed_optimizer_step(model, ctx, members: list[Member], steps: dict[int, li
                           pad_token_id: int, device, autocast) -> dict[int, float]:
     """One optimizer step of every job in `steps` (job -> its micro-batches): the k-th forward takes every job's
     k-th micro-batch; job j's loss is its summed NLL over num_items_in_batch (the trained tokens of all its
-    micro-batches of this step), so the accumulated gradient is its solo run's. Jobs whose loss is not finite are
-    left out of the backward (their gradients stay None) and returned as NaN. -> the step's loss per job."""
+    micro-batches of this step), so the accumulated gradient is its solo run's. -> the step's loss per job.
+
+    The host reads the losses and gradient norms once per optimizer step, not per micro-batch (each read waits
+    for the GPU): a job whose loss is not finite still runs its backward, with its loss replaced by 0 (each job's
+    gradients flow only through its own rows and its own LoRA weights, so nothing of it reaches another job), and
+    is then left out of the optimizer step (its gradients dropped) and returned as NaN."""
     model.train()
     items = {j: sum(trained_tokens(b) for b in batches) for j, batches in steps.items()}
-    loss = {j: 0.0 for j in steps}
+    loss = {j: [] for j in steps}
     for k in range(max(len(b) for b in steps.values())):
         batches = [steps[m.index][k] if m.index in steps and k < len(steps[m.index]) else None for m in members]
         if all(b is None for b in batches):
@@ -258,25 +262,28 @@ def packed_optimizer_step(model, ctx, members: list[Member], steps: dict[int, li
         for m, job in zip(members, scored):
             if job is not None:
                 job_loss = job[0] / max(items[m.index], 1)
-                if torch.isfinite(job_loss):
-                    terms.append(job_loss)
-                    loss[m.index] += float(job_loss.detach())
-                else:
-                    loss[m.index] = float("nan")
+                loss[m.index].append(job_loss.detach())
+                terms.append(torch.where(torch.isfinite(job_loss), job_loss, torch.zeros_like(job_loss)))
         if terms:
             torch.stack(terms).sum().backward()
-    for j in steps:
+    jobs = list(steps)
+    norms = {j: torch.nn.utils.clip_grad_norm_(params[j], members[j].args.max_grad_norm) for j in jobs
+             if members[j].args.max_grad_norm and members[j].args.max_grad_norm > 0}
+    read = iter(torch.stack([torch.stack(loss[j]).sum().float() for j in jobs]
+                            + [norms[j].float() for j in jobs if j in norms]).tolist())
+    losses = {j: next(read) for j in jobs}
+    for j in jobs:
         member = members[j]
-        if not math.isfinite(loss[j]):
+        if j in norms:
+            member.grad_norm = next(read)
+        if not math.isfinite(losses[j]):
             for p in params[j]:
                 p.grad = None
             continue
-        if member.args.max_grad_norm and member.args.max_grad_norm > 0:
-            member.grad_norm = float(torch.nn.utils.clip_grad_norm_(params[j], member.args.max_grad_norm))
         member.optimizer.step()
         member.scheduler.step()
         member.optimizer.zero_grad(set_to_none=True)
-    return loss
+    return losses
 
 
 # ----- checkpoints ----------------------------------------------------------------------------------------
