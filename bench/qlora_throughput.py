@@ -212,8 +212,8 @@ def timer_callback(warmup: int, timed: int, profile_dir: Path | None):
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
-        """Wall time and real tokens at the end of each optimizer step; steps warmup+1..warmup+timed are timed,
-        later ones (if any) are profiled."""
+        """Wall time and real tokens at the end of steps `warmup` and `warmup + timed` (the steps between are
+        timed, with no sync of the timer's own inside them); later steps (if any) are profiled."""
 
         def __init__(self):
             self.marks = []
@@ -229,6 +229,15 @@ def timer_callback(warmup: int, timed: int, profile_dir: Path | None):
                 self.adapter_dtype = str(next(p.dtype for p in model.parameters() if p.requires_grad))
 
         def on_step_end(self, args, state, control, **kw):
+            # Only the two boundary steps are marked (a sync there and nowhere else: the steps between run as
+            # they would untimed). A log at those steps makes the trainer hand over the token count it keeps on
+            # the device between logs (medchat.training.DeferredStepMetrics); the mark is taken in on_log.
+            if state.global_step in (warmup, warmup + timed):
+                control.should_log = True
+
+        def on_log(self, args, state, control, **kw):
+            if state.global_step not in (warmup, warmup + timed) or any(s == state.global_step for s, _, _ in self.marks):
+                return
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.marks.append((state.global_step, time.perf_counter(), state.num_input_tokens_seen))
