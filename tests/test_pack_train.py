@@ -274,23 +274,26 @@ def test_block_nlls_equal_the_full_logits_loss(tiny_dir, monkeypatch, chunk):
     merged = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
     counts = [1, 2]
     results = []
-    for how in ("full", "blocks"):
+    for how in ("full", "blocks", "blocks, positions from host labels"):
         pack.model.zero_grad()
         with pack.ctx.packed(counts):
             if how == "full":
                 logits = pack.model(input_ids=ids, attention_mask=merged["attention_mask"]).logits
                 nlls = [packed.summed_nll(logits[:1], labels[:1]), packed.summed_nll(logits[1:], labels[1:])]
-            else:
+            elif how == "blocks":
                 nlls = packed.block_nlls(pack.model, merged, counts)
+            else:  # the labels given on the device would be found there; a copy stands for the host's
+                nlls = packed.block_nlls(pack.model, {**merged, "labels": labels.clone()}, counts, labels)
         torch.stack([n for n, _ in nlls]).sum().backward()
         grads = {k: p.grad.clone() for k, p in pack.model.named_parameters() if p.grad is not None}
         results.append(([float(n.detach()) for n, _ in nlls], [c for _, c in nlls], grads))
-    (v0, c0, g0), (v1, c1, g1) = results
-    assert c0 == c1 == [14, 14 + 9]
-    assert v1 == pytest.approx(v0, rel=1e-6)
-    assert g0.keys() == g1.keys() and g0
-    for k in g0:
-        assert (g1[k] - g0[k]).abs().max() <= 1e-5 * g0[k].abs().max() + 1e-9, (k, (g1[k] - g0[k]).abs().max().item(), g0[k].abs().max().item())
+    (v0, c0, g0), *blocks = results
+    for v1, c1, g1 in blocks:
+        assert c0 == c1 == [14, 14 + 9]
+        assert v1 == pytest.approx(v0, rel=1e-6)
+        assert g0.keys() == g1.keys() and g0
+        for k in g0:
+            assert (g1[k] - g0[k]).abs().max() <= 1e-5 * g0[k].abs().max() + 1e-9, (k, (g1[k] - g0[k]).abs().max().item(), g0[k].abs().max().item())
 
 
 def test_tracker_tensorboard_gets_each_jobs_scalars(tmp_path):

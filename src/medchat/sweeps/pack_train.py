@@ -218,10 +218,10 @@ def held_out_loss(model, ctx, eval_batches: list[dict], members: list[Member], p
     model.eval()
     with torch.no_grad():
         for batch in eval_batches:
-            merged, counts = concat_rows([batch] * len(members), pad_token_id)
-            merged = {k: v.to(device) for k, v in merged.items()}
+            host, counts = concat_rows([batch] * len(members), pad_token_id)
+            merged = {k: v.to(device) for k, v in host.items()}
             with ctx.packed(_rows_for_all(ctx, members, counts)), autocast():
-                scored = block_nlls(model, merged, counts)
+                scored = block_nlls(model, merged, counts, host["labels"])
             for m, job in zip(members, scored):
                 if job is not None:
                     totals[m.index][0] += float(job[0])
@@ -254,10 +254,10 @@ def packed_optimizer_step(model, ctx, members: list[Member], steps: dict[int, li
         batches = [steps[m.index][k] if m.index in steps and k < len(steps[m.index]) else None for m in members]
         if all(b is None for b in batches):
             continue
-        merged, counts = concat_rows(batches, pad_token_id)
-        merged = {key: v.to(device) for key, v in merged.items()}
+        host, counts = concat_rows(batches, pad_token_id)
+        merged = {key: v.to(device) for key, v in host.items()}
         with ctx.packed(_rows_for_all(ctx, members, counts)), autocast():
-            scored = block_nlls(model, merged, counts)
+            scored = block_nlls(model, merged, counts, host["labels"])
         terms = []
         for m, job in zip(members, scored):
             if job is not None:

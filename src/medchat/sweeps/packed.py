@@ -382,9 +382,11 @@ def summed_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
 LOGIT_ELEMENTS = 2**28  # logits per chunk of the output projection: 1 GiB in fp32
 
 
-def block_nlls(model, merged: dict, counts: list[int]) -> list[tuple[torch.Tensor, int] | None]:
+def block_nlls(model, merged: dict, counts: list[int], host_labels: torch.Tensor | None = None
+               ) -> list[tuple[torch.Tensor, int] | None]:
     """Each job block's (rows counts[k] of the batch) summed next-token NLL over its trained tokens, and their count;
-    None for a job with no rows.
+    None for a job with no rows. `host_labels`: the same labels still on the CPU, where the trained positions are
+    found without a GPU sync (finding them on the device waits for it).
 
     The decoder runs once over all rows; the output projection then runs only at each block's trained positions,
     a chunk of at most LOGIT_ELEMENTS logits at a time, recomputed in backward (torch.utils.checkpoint): no job's
@@ -413,7 +415,8 @@ def block_nlls(model, merged: dict, counts: list[int]) -> list[tuple[torch.Tenso
             continue
         h = hidden[start:start + n, :-1].reshape(-1, hidden.shape[-1])
         target = labels[start:start + n, 1:].reshape(-1)
-        trained = target.ne(-100).nonzero().squeeze(1)
+        source = target if host_labels is None else host_labels[start:start + n, 1:].reshape(-1)
+        trained = source.ne(-100).nonzero().squeeze(1).to(target.device, non_blocking=True)
         h, target = h.index_select(0, trained), target.index_select(0, trained)
         nll = hidden.new_zeros((), dtype=torch.float32)
         for c in range(0, target.numel(), chunk):
