@@ -24,7 +24,7 @@ mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 UNSLOTH=""
 if [ -n "${UNSLOTH_SITE:-}" ] && [ "$SHAPE" != tiny ]; then
-    UNSLOTH=",unsloth_padded_offload,unsloth_padded,unsloth_packed"
+    UNSLOTH=",unsloth_padded_offload,unsloth_packed"  # its ~6 and ~20 GiB points (its 12 GiB one left out: time)
 else
     echo "Unsloth's setups left out (UNSLOTH_SITE unset or CPU smoke)"
 fi
@@ -68,8 +68,8 @@ packs)
     equivalence 150 packed_sdpa,compile_fixed,compile_fixed_d05
     ;;
 record)
-    throughput throughput 400 "$RECORD" $PROFILE ${UNSLOTH_SITE:+--unsloth-site "$UNSLOTH_SITE"} --unsloth-timeout 100
-    equivalence 100 compile_fixed
+    throughput throughput 380 "$RECORD" $PROFILE ${UNSLOTH_SITE:+--unsloth-site "$UNSLOTH_SITE"} --unsloth-timeout 100
+    equivalence 90 compile_fixed
     ;;
 *) echo "unknown part $PART: packs or record"; exit 2 ;;
 esac
