@@ -43,10 +43,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from medchat.sweeps.pack_data import Schedule, collator, optimizer_steps, prepare_dataset, trained_tokens
 from medchat.sweeps.pack_memory import JobAdapter, PackRows, plan_pack_rows
-from medchat.sweeps.packed import PackedJob, block_nlls, concat_rows, job_state_dict, pack_model
+from medchat.sweeps.pack_weights import (PackedHead, job_parameters, load_checkpoint, save_adapter,
+                                         save_checkpoint)
+from medchat.sweeps.packed import PackedJob, block_nlls, concat_rows, pack_model
 
 log = logging.getLogger(__name__)
-STATE_FILE = "pack_state.pt"  # a packed checkpoint's extra state: dropout generator, losses, tokens
 # Test hook: called after every packed optimizer step with the step number (tests send SIGTERM from it).
 after_step = None
 
@@ -110,76 +111,6 @@ def check_jobs(cfgs: list[DictConfig]) -> None:
 
             raise ConfigError(f"job {i} differs from job 0 in more than adapter-side keys: "
                               f"{', '.join(differing_keys([plains[0], p]))}")
-
-
-# ----- 4. lm_head trained in full (lora.targets=all_linear_lm_head) ---------------------------------------
-
-class PackedHead(torch.nn.Module):
-    """The output projection for a pack: each job with lora.targets=all_linear_lm_head trains its own full copy
-    of lm_head (PEFT's modules_to_save: a copy of the base module, trained), the others use the frozen base."""
-
-    def __init__(self, base: torch.nn.Linear, ctx, owners: list[int]):
-        super().__init__()
-        self.base_layer, self.ctx = base, ctx
-        self.copies = torch.nn.ParameterDict({str(j): torch.nn.Parameter(base.weight.detach().clone().float(),
-                                                                         requires_grad=True) for j in owners})
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pieces = []
-        for j, start, stop in self.ctx.blocks(x.shape[0]):
-            x_j = x[start:stop]
-            if str(j) in self.copies:
-                w = self.copies[str(j)]
-                pieces.append(torch.nn.functional.linear(x_j.to(w.dtype), w, self.base_layer.bias))
-            else:
-                pieces.append(self.base_layer(x_j))
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
-
-
-HEAD_KEY = "base_model.model.lm_head.weight"  # PEFT's saved name of a modules_to_save lm_head
-
-
-def job_weights(pack, head: PackedHead | None, j: int) -> dict[str, torch.Tensor]:
-    out = job_state_dict(pack, j)
-    if head is not None and str(j) in head.copies:
-        out[HEAD_KEY] = head.copies[str(j)].detach().to("cpu", copy=True)
-    return out
-
-
-def job_parameters(pack, head: PackedHead | None, j: int) -> list[torch.nn.Parameter]:
-    params = list(pack.params[j])
-    if head is not None and str(j) in head.copies:
-        params.append(head.copies[str(j)])
-    return params
-
-
-def load_job_weights(pack, head: PackedHead | None, j: int, weights: dict[str, torch.Tensor]) -> None:
-    """A checkpoint's adapter (PEFT names) back into job j's parameters."""
-    prefix = "base_model.model."
-    with torch.no_grad():
-        for key, layer in pack.layers.items():
-            if str(j) in layer.lora_A:
-                layer.lora_A[str(j)].weight.copy_(weights[f"{prefix}{key}.lora_A.weight"])
-                layer.lora_B[str(j)].weight.copy_(weights[f"{prefix}{key}.lora_B.weight"])
-        if head is not None and str(j) in head.copies:
-            head.copies[str(j)].copy_(weights[HEAD_KEY])
-
-
-def save_adapter(pack, head, j: int, member: Member, tokenizer, directory: Path) -> None:
-    """Job j's adapter as its solo run writes RUN/adapter: PEFT's weights and config (modules_to_save for a
-    trained lm_head), and the tokenizer (training.save_adapter writes it beside the adapter)."""
-    from peft.utils.constants import SAFETENSORS_WEIGHTS_NAME
-    from safetensors.torch import save_file
-
-    from medchat import modeling
-
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(job_weights(pack, head, j), str(directory / SAFETENSORS_WEIGHTS_NAME), metadata={"format": "pt"})
-    config = modeling.lora_config(member.cfg.lora, list(member.plan.target_modules))
-    config.base_model_name_or_path = member.plan.model.path
-    config.save_pretrained(str(directory))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(directory))
 
 
 # ----- 5. the packed loop -------------------------------------------------------------------------------
@@ -284,52 +215,6 @@ def packed_optimizer_step(model, ctx, members: list[Member], steps: dict[int, li
         member.scheduler.step()
         member.optimizer.zero_grad(set_to_none=True)
     return losses
-
-
-# ----- checkpoints ----------------------------------------------------------------------------------------
-
-def save_checkpoint(pack, head, member: Member, ctx, device) -> Path:
-    """RUN/checkpoints/checkpoint-N of one job: its adapter (PEFT names, what resume.check_checkpoint reads),
-    optimizer, scheduler, dropout generator, losses and tokens; trainer_state.json last (a checkpoint without it
-    is incomplete and skipped, medchat.resume), the folder written beside and renamed."""
-    from medchat import training
-
-    root = training.checkpoints_dir(member.run_dir)
-    final = root / f"checkpoint-{member.step}"
-    partial = root / f".checkpoint-{member.step}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    save_adapter(pack, head, member.index, member, None, partial)
-    torch.save(member.optimizer.state_dict(), partial / "optimizer.pt")
-    torch.save(member.scheduler.state_dict(), partial / "scheduler.pt")
-    torch.save({"step": member.step, "dropout_rng": ctx.generator(member.index, device).get_state(),
-                "losses": member.losses, "tokens": member.tokens}, partial / STATE_FILE)
-    (partial / "trainer_state.json").write_text(json.dumps(
-        {"global_step": member.step, "max_steps": member.max_steps, "num_input_tokens_seen": member.tokens,
-         "log_history": member.log_history, "packed": True}, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
-    limit = member.args.save_total_limit
-    if limit:
-        kept = sorted((p for p in root.glob("checkpoint-*") if p.name.split("-")[1].isdigit()),
-                      key=lambda p: int(p.name.split("-")[1]))
-        for old in kept[:-limit]:
-            shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def load_checkpoint(pack, head, member: Member, ctx, device, checkpoint: str) -> None:
-    from peft.utils.constants import SAFETENSORS_WEIGHTS_NAME
-    from safetensors.torch import load_file
-
-    path = Path(checkpoint)
-    load_job_weights(pack, head, member.index, load_file(str(path / SAFETENSORS_WEIGHTS_NAME)))
-    member.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-    member.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-    state = torch.load(path / STATE_FILE, weights_only=False)
-    ctx.generator(member.index, device).set_state(state["dropout_rng"])
-    member.step, member.losses, member.tokens = state["step"], list(state["losses"]), state["tokens"]
-    member.tokens_at_start = member.tokens
-    member.log_history = json.loads((path / "trainer_state.json").read_text()).get("log_history", [])
 
 
 # ----- the whole pack -----------------------------------------------------------------------------------
