@@ -94,7 +94,7 @@ def packed(model_dir: Path, ds, work: Path, a) -> dict:
 
     reset_peak()
     t_all = time.time()
-    steps = a.warmup + a.steps
+    steps = a.warmup + a.steps + (2 if a.profile else 0)  # the schedule's length; the timed loop runs warmup + steps
     rows = [] if a.pack_rows is None else [f"trainer.per_device_train_batch_size={a.pack_rows}",
                                            f"trainer.gradient_accumulation_steps={4 // a.pack_rows}"]
     members = []
@@ -145,7 +145,7 @@ def packed(model_dir: Path, ds, work: Path, a) -> dict:
     iterators = [optimizer_steps(train_ds, collate, m.args, Schedule.of(len(train_ds), m.args)) for m in members]
     loaded = time.time() - t_all
     marks, tokens, losses = [], 0, []
-    for step in range(steps):
+    for step in range(a.warmup + a.steps):
         batches = {m.index: next(iterators[m.index])[1] for m in members}
         loss = packed_optimizer_step(model, pack.ctx, members, batches, params, tokenizer.pad_token_id, device, autocast)
         sync()
@@ -156,6 +156,17 @@ def packed(model_dir: Path, ds, work: Path, a) -> dict:
         marks.append(time.perf_counter())
         losses.append(loss)
     timed = marks[-1] - marks[a.warmup - 1]
+    if a.profile and torch.cuda.is_available():  # where the packed step's GPU time goes: 2 more steps, profiled
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            t0 = time.perf_counter()
+            for _ in range(2):
+                batches = {m.index: next(iterators[m.index])[1] for m in members}
+                packed_optimizer_step(model, pack.ctx, members, batches, params, tokenizer.pad_token_id, device,
+                                      autocast)
+            sync()
+        qt.write_profile(prof, time.perf_counter() - t0, 2, Path(a.profile))
     out = {"tokens_per_s": round(tokens / timed, 1), "real_tokens": tokens, "timed_seconds": round(timed, 3),
            "wall_seconds": round(time.time() - t_all, 1), "load_seconds": round(loaded, 1), "peak_gib": peak_gib(),
            "peak_after_load_gib": peak_loaded, "peak_after_first_step_gib": peak_first,
@@ -180,6 +191,7 @@ def main() -> None:
                          "memory plan chooses (medchat.sweeps.pack_memory)")
     ap.add_argument("--sides", default="packed,sequential")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--profile", default=None, help="folder for profile.md of 2 packed steps after the timed ones (GPU)")
     a = ap.parse_args()
     work = Path(a.work)
     model_dir = qt.prepare_model(work, a.shape)

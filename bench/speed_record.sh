@@ -52,15 +52,16 @@ equivalence() {  # equivalence LIMIT_S SETUPS
         --ref-micro-rows 2 --setups "$2" --budget-seconds $(($1 - 20)) --no-preference --out "$OUT/equivalence.json"
     grep "^| \(ref\|packed_sdpa\|micro\|compile\)" "$OUT/equivalence.log"
 }
-packed() {  # packed NAME LIMIT_S SHAPE
-    step "$1" "$2" python bench/packed_sweep.py --shape "$3" --work "$WORK" $STEPS --out "$OUT/packed_$3.json"
-    tail -1 "$OUT/$1.log"
+packed() {  # packed NAME LIMIT_S SHAPE [more args]
+    local name=$1 limit=$2 shape=$3; shift 3
+    step "$name" "$limit" python bench/packed_sweep.py --shape "$shape" --work "$WORK" $STEPS --out "$OUT/packed_$shape.json" "$@"
+    tail -1 "$OUT/$name.log"
 }
 nvidia-smi -L 2>/dev/null || echo "no GPU: CPU smoke"
 step prepare 90 python bench/qlora_throughput.py --prepare-only --shape "$SHAPE" --work "$WORK"
 case "$PART" in
 packs)
-    [ "$SMALL" != "$SHAPE" ] && packed packed_small 90 "$SMALL"
+    [ "$SMALL" != "$SHAPE" ] && packed packed_small 100 "$SMALL" --profile "$OUT/profile_packed_$SMALL"
     packed packed_big 150 "$SHAPE"
     equivalence 150 packed_sdpa,compile_fixed_d05
     ;;
