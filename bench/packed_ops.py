@@ -25,6 +25,16 @@ from medchat.speed.fused_lora import fuse_lora, seed_tensors  # noqa: E402
 from medchat.sweeps import packed  # noqa: E402
 from medchat.tiny import tiny_model_dir  # noqa: E402
 
+# metadata-only operators (views, allocations without a fill): no kernel on a GPU
+NO_KERNEL = {"view", "_unsafe_view", "select", "slice", "transpose", "t", "detach", "lift_fresh", "expand",
+             "unsqueeze", "squeeze", "reshape", "as_strided", "alias", "permute", "empty", "empty_like",
+             "new_empty_strided", "empty_strided", "split", "unbind", "_reshape_alias"}
+
+
+def kernels(c: collections.Counter) -> int:
+    return sum(n for op, n in c.items() if op not in NO_KERNEL)
+
+
 class Count(TorchDispatchMode):
     """Counts every aten operator dispatched while active, by name."""
 
@@ -78,9 +88,10 @@ for n in (1, 2, 4):
     res[f"pack {n}"] = pack(n)
 for k, c in res.items():
     jobs = int(k.split()[-1]) if k.startswith("pack") else 1
-    print(f"{k:12s} aten ops {sum(c.values()):6d}, per layer {sum(c.values()) / cfg.num_hidden_layers:7.1f}, "
-          f"per layer and job {sum(c.values()) / cfg.num_hidden_layers / jobs:7.1f}")
+    layers = cfg.num_hidden_layers
+    print(f"{k:12s} aten ops {sum(c.values()):6d} ({sum(c.values()) / layers:6.1f} per layer); launching a kernel "
+          f"{kernels(c):5d} ({kernels(c) / layers:6.1f} per layer, {kernels(c) / layers / jobs:6.1f} per layer and job)")
 print()
-print("top ops, pack 4 vs solo fused:")
-for op, n in res["pack 4"].most_common(25):
+print("top kernel-launching ops, pack 4 vs solo fused:")
+for op, n in [(op, n) for op, n in res["pack 4"].most_common() if op not in NO_KERNEL][:20]:
     print(f"  {op:32s} {n:5d}  solo fused {res['solo fused'].get(op, 0):5d}")

@@ -224,8 +224,7 @@ class StackedLoRA(torch.autograd.Function):
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
         r = max(w.shape[0] for w in a_list)
         with torch.autocast(x.device.type, enabled=False):
-            a = torch.stack([nn.functional.pad(w.to(dtype), (0, 0, 0, r - w.shape[0])) for w in a_list])
-            b = torch.stack([nn.functional.pad(w.to(dtype), (0, r - w.shape[1])) for w in b_list])
+            a, b = StackedLoRA._stack(a_list, b_list, r, dtype)
             xs = x.reshape(n, -1, x.shape[-1])
             states = [g.get_state() if g is not None else None for g in generators]
             xd = StackedLoRA._dropped(xs, p, states, dtype, generators)
@@ -239,22 +238,42 @@ class StackedLoRA(torch.autograd.Function):
         return delta.reshape(*x.shape[:-1], delta.shape[-1])
 
     @staticmethod
-    def _dropped(xs, p, states, dtype, generators=None):
-        """Each job's block dropped (fp32: x * keep * 1/(1-p), then rounded once to `dtype`), masks drawn from the
-        job's generator (forward) or from a copy set to the state saved before that draw (backward)."""
-        if not any(pk > 0 for pk in p):
-            return xs.to(dtype)
-        blocks = []
+    def _stack(a_list, b_list, r: int, dtype):
+        """[n, r, in] and [n, out, r] in `dtype`, each job's A and B zero-padded to rank r (jobs at rank r unpadded:
+        the fewer operators per job, the fewer kernel launches per packed forward)."""
+        a = torch.stack([w if w.shape[0] == r else nn.functional.pad(w, (0, 0, 0, r - w.shape[0])) for w in a_list])
+        b = torch.stack([w if w.shape[1] == r else nn.functional.pad(w, (0, r - w.shape[1])) for w in b_list])
+        return a.to(dtype), b.to(dtype)
+
+    @staticmethod
+    def _keep(xs, p, states, generators=None):
+        """All jobs' keep masks in one fp32 tensor shaped like xs (1 where a job has no dropout), each job's drawn
+        from its generator (forward) or from a copy set to the state saved before that draw (backward), into its
+        own slice: one mask operator per job instead of a copy, a mask, two products and a cast per job."""
+        keep = torch.empty(xs.shape, dtype=torch.float32, device=xs.device)
         for k, pk in enumerate(p):
-            block = xs[k].float()
             if pk > 0:
                 gen = generators[k] if generators is not None else torch.Generator(device=xs.device)
                 if generators is None:
                     gen.set_state(states[k])
-                keep = torch.empty_like(block).bernoulli_(1.0 - pk, generator=gen)
-                block = block * keep * (1.0 / (1.0 - pk))
-            blocks.append(block.to(dtype))
-        return torch.stack(blocks)
+                keep[k].bernoulli_(1.0 - pk, generator=gen)
+            else:
+                keep[k].fill_(1.0)
+        return keep
+
+    @staticmethod
+    def _inverse_keep(p, device) -> torch.Tensor:
+        return torch.tensor([1.0 / (1.0 - pk) if pk > 0 else 1.0 for pk in p], dtype=torch.float32,
+                            device=device).view(-1, 1, 1)
+
+    @staticmethod
+    def _dropped(xs, p, states, dtype, generators=None):
+        """Each job's block dropped: x * keep * 1/(1-p) in fp32, then rounded once to `dtype` (the per-job loop's
+        and PEFT's arithmetic; the products in place on the mask, x * keep == keep * x exactly)."""
+        if not any(pk > 0 for pk in p):
+            return xs.to(dtype)
+        keep = StackedLoRA._keep(xs, p, states, generators)
+        return keep.mul_(xs).mul_(StackedLoRA._inverse_keep(p, xs.device)).to(dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -262,30 +281,31 @@ class StackedLoRA(torch.autograd.Function):
         n, dtype, r = len(ctx.scales), ctx.dtype, ctx.r
         a_list, b_list = weights[:n], weights[n:]
         with torch.autocast(x.device.type, enabled=False):
-            a = torch.stack([nn.functional.pad(w.to(dtype), (0, 0, 0, r - w.shape[0])) for w in a_list])
-            b = torch.stack([nn.functional.pad(w.to(dtype), (0, r - w.shape[1])) for w in b_list])
+            a, b = StackedLoRA._stack(a_list, b_list, r, dtype)
             scale = torch.tensor(ctx.scales, dtype=torch.float32, device=x.device).view(-1, 1, 1)
             g = grad.reshape(n, -1, grad.shape[-1])
             g = (g.float() * scale).to(dtype)  # through `(delta * scale).to(delta.dtype)`
             dh = torch.bmm(g, b)  # [n, M, r]
             grad_b = torch.bmm(g.transpose(1, 2), h)  # [n, out, r]
             xs = x.reshape(n, -1, x.shape[-1])
-            xd = StackedLoRA._dropped(xs, ctx.p, ctx.states, dtype)
-            grad_a = torch.bmm(dh.transpose(1, 2), xd)  # [n, r, in]
-            del xd
-            dxd = torch.bmm(dh, a)  # [n, M, in]
+            # the forward's masks drawn once more, for both uses: dropout's backward, then the dropped input
+            keep = StackedLoRA._keep(xs, ctx.p, ctx.states) if any(pk > 0 for pk in ctx.p) else None
             dx = None
             if ctx.needs_input_grad[0]:
-                blocks = []
-                for k, pk in enumerate(ctx.p):
-                    block = dxd[k].float()
-                    if pk > 0:  # dropout's backward: the same mask and scale
-                        gen = torch.Generator(device=x.device)
-                        gen.set_state(ctx.states[k])
-                        keep = torch.empty_like(block).bernoulli_(1.0 - pk, generator=gen)
-                        block = block * (1.0 / (1.0 - pk)) * keep
-                    blocks.append(block.to(x.dtype))
-                dx = torch.stack(blocks).reshape(x.shape)
+                dxd = torch.bmm(dh, a)  # [n, M, in]
+                if keep is None:
+                    dx = dxd.to(x.dtype).reshape(x.shape)
+                else:  # dropout's backward: the same scale, then the same mask
+                    dxd = dxd.float().mul_(StackedLoRA._inverse_keep(ctx.p, x.device)).mul_(keep)
+                    dx = dxd.to(x.dtype).reshape(x.shape)
+                del dxd
+            if keep is None:
+                xd = xs.to(dtype)
+            else:
+                xd = keep.mul_(xs).mul_(StackedLoRA._inverse_keep(ctx.p, x.device)).to(dtype)
+            del keep
+            grad_a = torch.bmm(dh.transpose(1, 2), xd)  # [n, r, in]
+            del xd
         grads_a = [grad_a[k, :w.shape[0]].to(w.dtype) for k, w in enumerate(a_list)]
         grads_b = [grad_b[k, :, :w.shape[1]].to(w.dtype) for k, w in enumerate(b_list)]
         return (dx, None, None, None, *grads_a, *grads_b)
