@@ -41,11 +41,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from medchat.sweeps.pack_data import Schedule, collator, optimizer_steps, prepare_dataset, trained_tokens
+from medchat.sweeps.pack_data import Schedule, collator, optimizer_steps, prepare_dataset
 from medchat.sweeps.pack_memory import JobAdapter, PackRows, plan_pack_rows
 from medchat.sweeps.pack_weights import (PackedHead, job_parameters, load_checkpoint, save_adapter,
                                          save_checkpoint)
-from medchat.sweeps.packed import PackedJob, block_nlls, concat_rows, pack_model
+from medchat.sweeps.packed import PackedJob, block_nlls, concat_rows, pack_model, step_jobs
 
 log = logging.getLogger(__name__)
 # Test hook: called after every packed optimizer step with the step number (tests send SIGTERM from it).
@@ -170,50 +170,14 @@ def _rows_for_all(ctx, members: list[Member], counts: list[int]) -> list[int]:
 
 def packed_optimizer_step(model, ctx, members: list[Member], steps: dict[int, list[dict]], params: dict,
                           pad_token_id: int, device, autocast) -> dict[int, float]:
-    """One optimizer step of every job in `steps` (job -> its micro-batches): the k-th forward takes every job's
-    k-th micro-batch; job j's loss is its summed NLL over num_items_in_batch (the trained tokens of all its
-    micro-batches of this step), so the accumulated gradient is its solo run's. -> the step's loss per job.
-
-    The host reads the losses and gradient norms once per optimizer step, not per micro-batch (each read waits
-    for the GPU): a job whose loss is not finite still runs its backward, with its loss replaced by 0 (each job's
-    gradients flow only through its own rows and its own LoRA weights, so nothing of it reaches another job), and
-    is then left out of the optimizer step (its gradients dropped) and returned as NaN."""
-    model.train()
-    items = {j: sum(trained_tokens(b) for b in batches) for j, batches in steps.items()}
-    loss = {j: [] for j in steps}
-    for k in range(max(len(b) for b in steps.values())):
-        batches = [steps[m.index][k] if m.index in steps and k < len(steps[m.index]) else None for m in members]
-        if all(b is None for b in batches):
-            continue
-        host, counts = concat_rows(batches, pad_token_id)
-        merged = {key: v.to(device) for key, v in host.items()}
-        with ctx.packed(_rows_for_all(ctx, members, counts)), autocast():
-            scored = block_nlls(model, merged, counts, host["labels"])
-        terms = []
-        for m, job in zip(members, scored):
-            if job is not None:
-                job_loss = job[0] / max(items[m.index], 1)
-                loss[m.index].append(job_loss.detach())
-                terms.append(torch.where(torch.isfinite(job_loss), job_loss, torch.zeros_like(job_loss)))
-        if terms:
-            torch.stack(terms).sum().backward()
-    jobs = list(steps)
-    norms = {j: torch.nn.utils.clip_grad_norm_(params[j], members[j].args.max_grad_norm) for j in jobs
-             if members[j].args.max_grad_norm and members[j].args.max_grad_norm > 0}
-    read = iter(torch.stack([torch.stack(loss[j]).sum().float() for j in jobs]
-                            + [norms[j].float() for j in jobs if j in norms]).tolist())
-    losses = {j: next(read) for j in jobs}
-    for j in jobs:
-        member = members[j]
-        if j in norms:
-            member.grad_norm = next(read)
-        if not math.isfinite(losses[j]):
-            for p in params[j]:
-                p.grad = None
-            continue
-        member.optimizer.step()
-        member.scheduler.step()
-        member.optimizer.zero_grad(set_to_none=True)
+    """One optimizer step of every job in `steps` (job -> its micro-batches) through sweeps.packed.step_jobs, with
+    each member's own optimizer, scheduler and trainer.max_grad_norm; records each clipped job's gradient norm.
+    -> the step's loss per job (NaN for a job whose loss was not finite: its gradients dropped, no step)."""
+    losses, norms = step_jobs(model, ctx, steps, params, {j: members[j].optimizer for j in steps},
+                              {j: members[j].scheduler for j in steps},
+                              {j: members[j].args.max_grad_norm for j in steps}, pad_token_id, device, autocast)
+    for j, norm in norms.items():
+        members[j].grad_norm = norm
     return losses
 
 

@@ -22,8 +22,8 @@ Why each job's result equals its solo run (tests/test_packed_jobs.py checks it a
   run with that seed starts. Dropout masks come from a second per-job generator; they cannot match a solo run's
   global-RNG masks draw for draw, so with dropout the equality is statistical (same distribution), not exact.
 
-This module is the model side (the layers, a pack's batch and its per-job losses: concat_rows, summed_nll,
-block_nlls); the launcher's grouping, run dirs, W&B, resume and memory plan are medchat.sweeps.grouping,
+This module is the model side (the layers, a pack's batch, its per-job losses and its one optimizer step:
+concat_rows, summed_nll, block_nlls, step_jobs); the launcher's grouping, run dirs, W&B, resume and memory plan are medchat.sweeps.grouping,
 pack_train and pack_memory. The 4-bit path is served by calling the bitsandbytes module itself (never reimplementing its
 matmul); it is tested on CPU with an fp32 compute dtype (equal to PEFT's 4-bit LoRA trained alone), not yet on GPU
 with bf16 compute, where packed and solo runs see different GEMM shapes and so differ by bf16 rounding.
@@ -31,6 +31,7 @@ with bf16 compute, where packed and solo runs see different GEMM shapes and so d
 
 from __future__ import annotations
 
+import contextlib
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from medchat.sweeps.pack_data import trained_tokens
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -455,31 +458,65 @@ def _chunk_nll(h, target, weight, bias):
     return torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum")
 
 
+def step_jobs(model, ctx: PackContext, steps: dict[int, list[dict]], params, optimizers, schedulers, max_grad_norms,
+              pad_token_id: int, device, autocast=contextlib.nullcontext) -> tuple[dict[int, float], dict[int, float]]:
+    """One optimizer step of every job in `steps` (job -> its micro-batches; `params`, `optimizers`, `schedulers`,
+    `max_grad_norms` indexed by job): the k-th forward takes every job's k-th micro-batch; job j's loss is its
+    summed NLL over num_items_in_batch (the trained tokens of all its micro-batches of this step), so the
+    accumulated gradient is its solo run's; then per job, in HF's Trainer's order: clipping (a norm > 0), its
+    optimizer, its scheduler. -> (the step's loss per job, the gradient norm per clipped job).
+
+    The host reads the losses and gradient norms once per optimizer step, not per micro-batch (each read waits
+    for the GPU): a job whose loss is not finite still runs its backward, with its loss replaced by 0 (each job's
+    gradients flow only through its own rows and its own LoRA weights, so nothing of it reaches another job), and
+    is then left out of the optimizer step (its gradients dropped) and returned as NaN."""
+    model.train()
+    items = {j: sum(trained_tokens(b) for b in batches) for j, batches in steps.items()}
+    loss = {j: [] for j in steps}
+    for k in range(max(len(b) for b in steps.values())):
+        batches = [steps[j][k] if j in steps and k < len(steps[j]) else None for j in range(len(ctx.jobs))]
+        if all(b is None for b in batches):
+            continue
+        host, counts = concat_rows(batches, pad_token_id)
+        merged = {key: v.to(device) for key, v in host.items()}
+        with ctx.packed(counts), autocast():
+            scored = block_nlls(model, merged, counts, host["labels"])
+        terms = []
+        for j, job in enumerate(scored):
+            if job is not None:
+                job_loss = job[0] / max(items[j], 1)
+                loss[j].append(job_loss.detach())
+                terms.append(torch.where(torch.isfinite(job_loss), job_loss, torch.zeros_like(job_loss)))
+        if terms:
+            torch.stack(terms).sum().backward()
+    jobs = list(steps)
+    norms = {j: torch.nn.utils.clip_grad_norm_(params[j], max_grad_norms[j]) for j in jobs
+             if max_grad_norms[j] and max_grad_norms[j] > 0}
+    read = iter(torch.stack([torch.stack(loss[j]).sum().float() for j in jobs]
+                            + [norms[j].float() for j in jobs if j in norms]).tolist())
+    losses = {j: next(read) for j in jobs}
+    norms = {j: next(read) for j in jobs if j in norms}
+    for j in jobs:
+        if not math.isfinite(losses[j]):
+            for p in params[j]:
+                p.grad = None
+            continue
+        optimizers[j].step()
+        schedulers[j].step()
+        optimizers[j].zero_grad(set_to_none=True)
+    return losses, norms
+
+
 def packed_step(pack: Pack, batches: list[dict[str, torch.Tensor]], pad_token_id: int = 0) -> list[float]:
-    """One optimizer step of every job: `batches[j]` is job j's micro-batch (input_ids, attention_mask, labels;
-    right padding). One forward over all rows, one backward of the summed per-job losses, then per job: its own
-    gradient clipping, AdamW step, scheduler step (the order HF's Trainer uses). Returns each job's loss."""
+    """One optimizer step of every job of `pack` with its own optimizer and scheduler (pack_model's), `batches[j]`
+    job j's one micro-batch (input_ids, attention_mask, labels; right padding): step_jobs. -> each job's loss."""
     if len(batches) != len(pack.jobs):
         raise ValueError(f"{len(batches)} micro-batches for {len(pack.jobs)} jobs")
-    pack.model.train()
-    merged, rows = concat_rows(batches, pad_token_id)
     device = next(p for ps in pack.params for p in ps).device
-    merged = {k: v.to(device) for k, v in merged.items()}
-    with pack.ctx.packed(rows):
-        logits = pack.model(input_ids=merged["input_ids"], attention_mask=merged["attention_mask"]).logits
-    losses, start = [], 0
-    for n in rows:  # each job's loss over its own trained tokens, as HF's causal-LM loss for its solo micro-batch
-        nll, count = summed_nll(logits[start:start + n], merged["labels"][start:start + n])
-        losses.append(nll / max(count, 1))
-        start += n
-    torch.stack(losses).sum().backward()
-    for j, job in enumerate(pack.jobs):
-        if job.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(pack.params[j], job.max_grad_norm)
-        pack.optimizers[j].step()
-        pack.schedulers[j].step()
-        pack.optimizers[j].zero_grad(set_to_none=True)
-    return [loss.item() for loss in losses]
+    losses, _ = step_jobs(pack.model, pack.ctx, {j: [b] for j, b in enumerate(batches)}, pack.params,
+                          pack.optimizers, pack.schedulers, [job.max_grad_norm for job in pack.jobs], pad_token_id,
+                          device)
+    return [losses[j] for j in range(len(batches))]
 
 
 def job_state_dict(pack: Pack, j: int) -> dict[str, torch.Tensor]:
