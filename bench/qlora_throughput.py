@@ -231,7 +231,7 @@ def timer_callback(warmup: int, timed: int, profile_dir: Path | None):
         def on_step_end(self, args, state, control, **kw):
             # Only the two boundary steps are marked (a sync there and nowhere else: the steps between run as
             # they would untimed). A log at those steps makes the trainer hand over the token count it keeps on
-            # the device between logs (medchat.training.DeferredStepMetrics); the mark is taken in on_log.
+            # the device between logs (medchat.sft_trainer.DeferredStepMetrics); the mark is taken in on_log.
             if state.global_step in (warmup, warmup + timed):
                 control.should_log = True
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import compose
-from medchat import training
+from medchat import sft_trainer
 from medchat.pipeline import train
 from medchat.rundir import read_status
 
@@ -28,7 +28,7 @@ def plain_trl_class():
     """The reference: TRL's SFTTrainer with its own compute_loss and transformers' own token count."""
     from trl import SFTTrainer
 
-    return type("PlainSFTTrainer", (training.TokenWeightedEvalLoss, training.CountPositions, SFTTrainer), {})
+    return type("PlainSFTTrainer", (sft_trainer.TokenWeightedEvalLoss, sft_trainer.CountPositions, SFTTrainer), {})
 
 
 @contextlib.contextmanager
@@ -72,7 +72,7 @@ def runs(tmp_path_factory):
     for name in ("medchat", "trl"):
         with pytest.MonkeyPatch.context() as mp, counting_reads_in_steps(mp) as counts:
             if name == "trl":
-                mp.setattr(training, "_sft_trainer_class", plain_trl_class)
+                mp.setattr(sft_trainer, "sft_trainer_class", plain_trl_class)
             run = tmp_path_factory.mktemp(name)
             metrics = train(compose(*COMMON), run)
         out[name] = (run, metrics, counts["reads"])

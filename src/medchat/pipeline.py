@@ -29,7 +29,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from medchat import modeling, training
+from medchat import modeling, sft_trainer, training
 from medchat import plan as run_plan
 from medchat.atomic import write_json
 from medchat.attempt import Attempt
@@ -243,7 +243,7 @@ def fit(stage, plan, run_dir: Path, args, tokenizer, data, trainer_cfg, lora_cfg
             "activation_offloading": bool(getattr(args, "activation_offloading", False)),  # ORPOConfig has none
             **getattr(trainer, "medchat_speed", {}),  # fused LoRA projections, compiled layers
             "fixed_shape_tokens": plan.fixed_shape_tokens,
-            "padding_share": training.padding_share(trainer, trainer.state.num_input_tokens_seen - tokens_at_start,
+            "padding_share": sft_trainer.padding_share(trainer, trainer.state.num_input_tokens_seen - tokens_at_start,
                                                     plan.world_size)
             if args.include_num_input_tokens_seen not in ("no", False) else None,
         },

@@ -7,7 +7,7 @@ token-weighted mean), so it does not depend on how rows are batched. Every docto
 is scored, the earlier ones too (each teacher-forced on the conversation before it), as training scored them.
 
 This is the one definition medchat uses: the training run's held-out loss (metrics.json `eval_loss_*`,
-`perplexity_*`, W&B `eval/loss`; medchat.training.TokenWeightedEvalLoss) and evaluate.py's `perplexity` are
+`perplexity_*`, W&B `eval/loss`; medchat.sft_trainer.TokenWeightedEvalLoss) and evaluate.py's `perplexity` are
 both exp(total NLL / total scored doctor tokens) of the same tokens.
 """
 

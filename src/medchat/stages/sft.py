@@ -50,7 +50,7 @@ class SFT:
         return model, trainer
 
     def held_out(self, trainer, data: StageData, prefix: str) -> dict:
-        return {}  # the token-weighted held-out loss is the trainer's own evaluation (training.TokenWeightedEvalLoss)
+        return {}  # the token-weighted held-out loss is the trainer's own evaluation (sft_trainer.TokenWeightedEvalLoss)
 
     def metrics(self, before: dict, after: dict, data: StageData) -> dict:
         if data.eval is None:

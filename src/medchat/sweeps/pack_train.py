@@ -143,7 +143,7 @@ def eval_due(member: Member, schedule: Schedule) -> bool:
 
 def held_out_loss(model, ctx, eval_batches: list[dict], members: list[Member], pad_token_id: int, device,
                   autocast) -> dict[int, tuple[float, int]]:
-    """Token-weighted held-out NLL per job (medchat's one perplexity definition, training.TokenWeightedEvalLoss):
+    """Token-weighted held-out NLL per job (medchat's one perplexity definition, sft_trainer.TokenWeightedEvalLoss):
     each eval batch repeated once per job in one forward, each copy scored with its job's adapter."""
     totals = {m.index: [0.0, 0] for m in members}
     model.eval()
