@@ -300,8 +300,26 @@ def write_profile(prof, wall: float, steps: int, out_dir: Path) -> None:
     lines += ["", "top kernels | seconds", "---|---"]
     for name, t in sorted(kernels.items(), key=lambda kv: -kv[1])[:25]:
         lines.append(f"{name[:110]} | {t:.4f}")
+    # The host side: where Python/launch time goes and which operators wait for the GPU (a host read of a device
+    # value: aten::item/_local_scalar_dense/nonzero, or a device-to-host copy, shows up as cudaStreamSynchronize
+    # or cudaMemcpyAsync time). Self CPU time of each operator and runtime call, summed over the steps.
+    host = {}
+    for evt in prof.key_averages():
+        if evt.device_type == torch.autograd.DeviceType.CPU:
+            host[evt.key] = (host.get(evt.key, (0.0, 0))[0] + evt.self_cpu_time_total / 1e6,
+                             host.get(evt.key, (0.0, 0))[1] + evt.count)
+    syncs = {k: v for k, v in host.items() if k in SYNC_OPS}
+    lines += ["", "host operators that wait for the GPU | calls | self CPU s", "---|---|---"]
+    lines += [f"{k} | {n} | {t:.4f}" for k, (t, n) in sorted(syncs.items(), key=lambda kv: -kv[1][0])]
+    lines += ["", "top host operators by self CPU time | calls | self CPU s", "---|---|---"]
+    for k, (t, n) in sorted(host.items(), key=lambda kv: -kv[1][0])[:30]:
+        lines.append(f"{k[:90]} | {n} | {t:.4f}")
     (out_dir / "profile.md").write_text("\n".join(lines) + "\n")
     say("\n".join(lines[:4 + len(cats)]))
+
+
+SYNC_OPS = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero", "cudaStreamSynchronize",
+            "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpyAsync", "cudaMemcpy", "aten::equal")
 
 
 # ----- setups --------------------------------------------------------------------------------------------
