@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from medchat.sweeps.pack_data import trained_tokens
+from medchat.sweeps.stacked_lora import StackedLoRA, fusable
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -170,18 +171,18 @@ class MultiLoRA(nn.Module):
         return x * keep * (1.0 / (1.0 - p))
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        out = self.base_layer(x, *args, **kwargs)
         if len(self.lora_A) == 0:
-            return out
+            return self.base_layer(x, *args, **kwargs)
         blocks = self.ctx.blocks(x.shape[0])
-        if len(blocks) > 1 and all(str(j) in self.lora_A and stop - start == blocks[0][2] - blocks[0][1]
-                                   for j, start, stop in blocks):
-            return self._stacked(x, out, blocks)
-        return self._loop(x, out, blocks)
+        equal = all(str(j) in self.lora_A and stop - start == blocks[0][2] - blocks[0][1] for j, start, stop in blocks)
+        if len(blocks) > 1 and equal and not args and not kwargs:
+            return self._stacked(x, blocks)
+        return self._loop(x, blocks, *args, **kwargs)
 
-    def _loop(self, x: torch.Tensor, out: torch.Tensor, blocks) -> torch.Tensor:
-        """Each job's LoRA on its own rows, one job after another (plain autograd: the reference StackedLoRA is
-        tested against)."""
+    def _loop(self, x: torch.Tensor, blocks, *args, **kwargs) -> torch.Tensor:
+        """The base module over all rows, then each job's LoRA on its own rows, one job after another (plain
+        autograd, PEFT's arithmetic: the reference StackedLoRA is tested against)."""
+        out = self.base_layer(x, *args, **kwargs)
         pieces = []
         for j, start, stop in blocks:
             out_j = out[start:stop]
@@ -196,122 +197,20 @@ class MultiLoRA(nn.Module):
         # be a view autograd refuses to see modified (PEFT clones it for the same reason)
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
 
-    def _stacked(self, x: torch.Tensor, out: torch.Tensor, blocks) -> torch.Tensor:
-        """Every job of this forward targets this module with as many rows: all jobs' LoRA in two batched GEMMs
-        (StackedLoRA: torch.bmm over jobs, one job's launch count instead of N), keeping no copy of the input."""
+    def _stacked(self, x: torch.Tensor, blocks) -> torch.Tensor:
+        """Every job of this forward targets this module with as many rows: the base projection and all jobs' LoRA
+        in one StackedLoRA (one base GEMM, two batched GEMMs over jobs; a base it cannot compute exactly is
+        called as a module and StackedLoRA adds the deltas)."""
         jobs = [j for j, _, _ in blocks]
         p = [self.ctx.jobs[j].lora_dropout if self.training else 0.0 for j in jobs]
         generators = [self.ctx.generator(j, x.device) if pj > 0 else None for j, pj in zip(jobs, p)]
         weights = [self.lora_A[str(j)].weight for j in jobs] + [self.lora_B[str(j)].weight for j in jobs]
-        delta = StackedLoRA.apply(x, [self.ctx.jobs[j].scaling for j in jobs], p, generators, *weights)
+        scales = [self.ctx.jobs[j].scaling for j in jobs]
+        if fusable(self.base_layer):
+            return StackedLoRA.apply(x, self.base_layer, scales, p, generators, *weights)
+        out = self.base_layer(x)
+        delta = StackedLoRA.apply(x, None, scales, p, generators, *weights)
         return out + delta.to(out.dtype)
-
-
-class StackedLoRA(torch.autograd.Function):
-    """For n jobs with equal row blocks of x: delta_k = scale_k * B_k(A_k(dropout_k(x_k))), as two batched GEMMs.
-
-    A and B are zero-padded to the largest r, which adds exact zeros to every sum and gives the padding zero
-    gradients (they are cut off before reaching the jobs' parameters). The arithmetic is the per-job loop's (and
-    PEFT's) step for step: dropout in fp32 then one rounding to the compute dtype (autocast's, else x's), the GEMMs
-    in the compute dtype, `* scaling` in fp32 and rounded once; its backward mirrors autograd's through those ops.
-
-    Memory: it keeps x itself (the base layer keeps the same tensor: no copy), h = dropout(x) A^T (rank-r: tiny)
-    and, per job with dropout, its generator's state before the mask was drawn: backward draws the same mask again
-    (medchat.speed.fused_lora's trick). The per-job loop instead keeps an fp32 copy of x, its mask and its dropped
-    copy per job and projection: on a 7B pack that is tens of GiB."""
-
-    @staticmethod
-    def forward(ctx, x, scales, p, generators, *weights):
-        n = len(scales)
-        a_list, b_list = weights[:n], weights[n:]
-        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-        r = max(w.shape[0] for w in a_list)
-        with torch.autocast(x.device.type, enabled=False):
-            a, b = StackedLoRA._stack(a_list, b_list, r, dtype)
-            xs = x.reshape(n, -1, x.shape[-1])
-            states = [g.get_state() if g is not None else None for g in generators]
-            xd = StackedLoRA._dropped(xs, p, states, dtype, generators)
-            h = torch.bmm(xd, a.transpose(1, 2))
-            del xd
-            delta = torch.bmm(h, b.transpose(1, 2))
-            scale = torch.tensor(scales, dtype=torch.float32, device=x.device).view(-1, 1, 1)
-            delta = (delta * scale).to(delta.dtype)
-        ctx.save_for_backward(x, h, *weights)
-        ctx.scales, ctx.p, ctx.states, ctx.dtype, ctx.r = scales, p, states, dtype, r
-        return delta.reshape(*x.shape[:-1], delta.shape[-1])
-
-    @staticmethod
-    def _stack(a_list, b_list, r: int, dtype):
-        """[n, r, in] and [n, out, r] in `dtype`, each job's A and B zero-padded to rank r (jobs at rank r unpadded:
-        the fewer operators per job, the fewer kernel launches per packed forward)."""
-        a = torch.stack([w if w.shape[0] == r else nn.functional.pad(w, (0, 0, 0, r - w.shape[0])) for w in a_list])
-        b = torch.stack([w if w.shape[1] == r else nn.functional.pad(w, (0, r - w.shape[1])) for w in b_list])
-        return a.to(dtype), b.to(dtype)
-
-    @staticmethod
-    def _keep(xs, p, states, generators=None):
-        """All jobs' keep masks in one fp32 tensor shaped like xs (1 where a job has no dropout), each job's drawn
-        from its generator (forward) or from a copy set to the state saved before that draw (backward), into its
-        own slice: one mask operator per job instead of a copy, a mask, two products and a cast per job."""
-        keep = torch.empty(xs.shape, dtype=torch.float32, device=xs.device)
-        for k, pk in enumerate(p):
-            if pk > 0:
-                gen = generators[k] if generators is not None else torch.Generator(device=xs.device)
-                if generators is None:
-                    gen.set_state(states[k])
-                keep[k].bernoulli_(1.0 - pk, generator=gen)
-            else:
-                keep[k].fill_(1.0)
-        return keep
-
-    @staticmethod
-    def _inverse_keep(p, device) -> torch.Tensor:
-        return torch.tensor([1.0 / (1.0 - pk) if pk > 0 else 1.0 for pk in p], dtype=torch.float32,
-                            device=device).view(-1, 1, 1)
-
-    @staticmethod
-    def _dropped(xs, p, states, dtype, generators=None):
-        """Each job's block dropped: x * keep * 1/(1-p) in fp32, then rounded once to `dtype` (the per-job loop's
-        and PEFT's arithmetic; the products in place on the mask, x * keep == keep * x exactly)."""
-        if not any(pk > 0 for pk in p):
-            return xs.to(dtype)
-        keep = StackedLoRA._keep(xs, p, states, generators)
-        return keep.mul_(xs).mul_(StackedLoRA._inverse_keep(p, xs.device)).to(dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, h, *weights = ctx.saved_tensors
-        n, dtype, r = len(ctx.scales), ctx.dtype, ctx.r
-        a_list, b_list = weights[:n], weights[n:]
-        with torch.autocast(x.device.type, enabled=False):
-            a, b = StackedLoRA._stack(a_list, b_list, r, dtype)
-            scale = torch.tensor(ctx.scales, dtype=torch.float32, device=x.device).view(-1, 1, 1)
-            g = grad.reshape(n, -1, grad.shape[-1])
-            g = (g.float() * scale).to(dtype)  # through `(delta * scale).to(delta.dtype)`
-            dh = torch.bmm(g, b)  # [n, M, r]
-            grad_b = torch.bmm(g.transpose(1, 2), h)  # [n, out, r]
-            xs = x.reshape(n, -1, x.shape[-1])
-            # the forward's masks drawn once more, for both uses: dropout's backward, then the dropped input
-            keep = StackedLoRA._keep(xs, ctx.p, ctx.states) if any(pk > 0 for pk in ctx.p) else None
-            dx = None
-            if ctx.needs_input_grad[0]:
-                dxd = torch.bmm(dh, a)  # [n, M, in]
-                if keep is None:
-                    dx = dxd.to(x.dtype).reshape(x.shape)
-                else:  # dropout's backward: the same scale, then the same mask
-                    dxd = dxd.float().mul_(StackedLoRA._inverse_keep(ctx.p, x.device)).mul_(keep)
-                    dx = dxd.to(x.dtype).reshape(x.shape)
-                del dxd
-            if keep is None:
-                xd = xs.to(dtype)
-            else:
-                xd = keep.mul_(xs).mul_(StackedLoRA._inverse_keep(ctx.p, x.device)).to(dtype)
-            del keep
-            grad_a = torch.bmm(dh.transpose(1, 2), xd)  # [n, r, in]
-            del xd
-        grads_a = [grad_a[k, :w.shape[0]].to(w.dtype) for k, w in enumerate(a_list)]
-        grads_b = [grad_b[k, :, :w.shape[1]].to(w.dtype) for k, w in enumerate(b_list)]
-        return (dx, None, None, None, *grads_a, *grads_b)
 
 
 def _targets(job: PackedJob, key: str) -> bool:
