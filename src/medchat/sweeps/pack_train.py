@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 import time
@@ -43,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from medchat.sweeps.pack_data import Schedule, collator, optimizer_steps, prepare_dataset
 from medchat.sweeps.pack_memory import JobAdapter, PackRows, plan_pack_rows
+from medchat.sweeps.pack_tracking import close_tensorboard, fail, log_scalars, open_tracker
 from medchat.sweeps.pack_weights import (PackedHead, job_parameters, load_checkpoint, save_adapter,
                                          save_checkpoint)
 from medchat.sweeps.packed import PackedJob, block_nlls, concat_rows, pack_model, step_jobs
@@ -183,58 +183,6 @@ def packed_optimizer_step(model, ctx, members: list[Member], steps: dict[int, li
 
 # ----- the whole pack -----------------------------------------------------------------------------------
 
-def _fail(member: Member, error: BaseException) -> None:
-    member.failed = f"{type(error).__name__}: {error}"
-    log.error("job %d (%s) failed alone: %s", member.index, member.run_dir, member.failed)
-    member.attempt.ended(error, member.tracker)
-    member.tracker = None
-    _close_tensorboard(member)
-
-
-def _log(member: Member, values: dict, step: int) -> None:
-    """One job's scalars under the names HF's W&B and TensorBoard callbacks give a solo run's (train/loss,
-    train/learning_rate, train/grad_norm, eval/loss), at its optimizer step: to its W&B run, or under
-    tracker=tensorboard to RUN/tensorboard (where medchat.tracking points a solo run's TensorBoard callback)."""
-    values = {k: float(v) for k, v in values.items() if v is not None}
-    if member.tracker is not None and member.tracker.run is not None:
-        member.tracker.run.log({**values, "train/global_step": step})
-    if member.cfg.tracker.backend == "tensorboard":
-        if member.tensorboard is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            member.tensorboard = SummaryWriter(str(member.run_dir / "tensorboard"))
-        for key, value in values.items():
-            member.tensorboard.add_scalar(key, value, step)
-
-
-def _close_tensorboard(member: Member) -> None:
-    if member.tensorboard is not None:
-        member.tensorboard.close()
-        member.tensorboard = None
-
-
-def _open_tracker(member: Member, data_counts: dict):
-    """The job's own W&B run (its id and name from the launcher's job.json, else its run dir), several open in one
-    process (wandb's reinit="create_new", set once by train_pack)."""
-    from medchat.tracking import Tracker
-
-    saved = {k: os.environ.get(k) for k in ("WANDB_RUN_ID", "WANDB_NAME", "WANDB_RESUME")}
-    for key, value in (("WANDB_RUN_ID", member.wandb_run_id), ("WANDB_NAME", member.wandb_name)):
-        if value:
-            os.environ[key] = value
-        else:
-            os.environ.pop(key, None)
-    try:
-        return Tracker(member.cfg.tracker, member.run_dir, member.plain, member.overrides,
-                       extra={"data": data_counts})
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def pack_rows(members: list[Member]) -> PackRows:
     """Rows per job and accumulation for one packed forward (medchat.sweeps.pack_memory): on a GPU with a known
     budget and trainer.micro_batch=auto, the largest split of a job's rows per optimizer step whose forward over
@@ -327,9 +275,9 @@ def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides:
     try:
         for m in members:
             try:
-                m.tracker = _open_tracker(m, data.counts)
+                m.tracker = open_tracker(m, data.counts)
             except Exception as e:  # a job whose W&B run cannot start fails alone
-                _fail(m, e)
+                fail(m, e)
         return _train(members, data, tokenizer, memory, stop)
     finally:
         stop.uninstall()
@@ -399,7 +347,7 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
             m.before = {"eval_loss_before": loss, "eval_before_loss": loss, "eval_before_scored_tokens": count}
             m.log_history.append({"eval_loss": loss, "step": 0})
             write_json(m.run_dir / "metrics_before.json", m.before)
-            _log(m, {"eval/loss": loss}, 0)
+            log_scalars(m, {"eval/loss": loss}, 0)
 
     # 5. the steps
     iterators = {m.index: optimizer_steps(train_ds, collate, m.args, Schedule.of(len(train_ds), m.args), m.step)
@@ -422,7 +370,7 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
         for j, loss in losses.items():
             m = members[j]
             if not math.isfinite(loss):
-                _fail(m, FloatingPointError(f"training loss is {loss} at step {m.step + 1}; the pack's other jobs "
+                fail(m, FloatingPointError(f"training loss is {loss} at step {m.step + 1}; the pack's other jobs "
                                             "went on without this one"))
                 continue
             m.step += 1
@@ -435,7 +383,7 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
                 log.info("job %d step %d/%d: loss %.4f", j, m.step, m.max_steps, loss)
                 print(f"step {m.step}/{m.max_steps} ({100 * m.step // m.max_steps}%): loss {loss:.4f}, job {j}",
                       flush=True)
-                _log(m, {"train/loss": loss, "train/learning_rate": entry["learning_rate"],
+                log_scalars(m, {"train/loss": loss, "train/learning_rate": entry["learning_rate"],
                          "train/grad_norm": m.grad_norm}, m.step)
         # held-out loss during training where the job's solo Trainer would score it (after logging, before saving,
         # as Trainer._maybe_log_save_evaluate does), for all due jobs in one pass over the eval rows
@@ -446,7 +394,7 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
                 loss, _ = scored[m.index]
                 m.log_history.append({"eval_loss": loss, "step": m.step})
                 print(f"held-out loss at step {m.step}/{m.max_steps}: {loss:.4f}, job {m.index}", flush=True)
-                _log(m, {"eval/loss": loss}, m.step)
+                log_scalars(m, {"eval/loss": loss}, m.step)
         for j in losses:
             m = members[j]
             if m.active and (m.step % m.args.save_steps == 0 or (stop.requested and m.step < m.max_steps)):
@@ -522,14 +470,14 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
             metrics["tokenized_cache"] = data.cache
             metrics["run_dir"] = str(m.run_dir)
             if eval_after is not None and not logged:
-                _log(m, {"eval/loss": eval_after}, m.step)
-            _close_tensorboard(m)
+                log_scalars(m, {"eval/loss": eval_after}, m.step)
+            close_tensorboard(m)
             m.attempt.done(metrics)
             if m.tracker is not None:
                 m.tracker.finish()
             results.append(metrics)
         except Exception as e:  # one job's save or record failing fails that job alone
-            _fail(m, e)
+            fail(m, e)
             results.append({"failed": m.failed, "run_dir": str(m.run_dir)})
     return results
 
