@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issues 23 and 24's GPU records, in two device calls of under 10 minutes each on one H100/H200, written under OUT:
 #
-#     bash bench/speed_record.sh OUT packs       # the packed sweep on both shapes (issue 24), each profiled, then
-#                                                # the 23 GiB plan's step (2 x 1,024, accumulation 2) profiled
+#     bash bench/speed_record.sh OUT packs       # the packed sweep on both shapes (issue 24), each profiled, the
+#                                                # compiled path's equivalence with its floor, then the 23 GiB
+#                                                # plan's step (2 x 1,024, accumulation 2) profiled
 #     UNSLOTH_SITE=DIR bash bench/speed_record.sh OUT record
 #                                                # issue 23's one-call record: baseline, eager and compiled defaults
 #                                                # (the compiled step's profile), 4 x 2,048, CUDA graphs, the memory
@@ -64,11 +65,12 @@ if [ "$PART" = packs ] && [ "$SMALL" != "$SHAPE" ]; then  # call 12: building it
 fi
 case "$PART" in
 packs)
-    [ "$SMALL" != "$SHAPE" ] && packed packed_small 140 "$SMALL" --profile "$OUT/profile_packed_$SMALL"
-    packed packed_big 170 "$SHAPE" ${PROFILE:+--profile "$OUT/profile_packed_$SHAPE"}
+    packed packed_big 150 "$SHAPE" ${PROFILE:+--profile "$OUT/profile_packed_$SHAPE"}
+    [ "$SMALL" != "$SHAPE" ] && packed packed_small 120 "$SMALL" --profile "$OUT/profile_packed_$SMALL"
+    equivalence 110 packed_sdpa,micro_batch_half,compile_fixed  # the compiled path with its floor (call 11 lacked it)
     # call 11's unexplained 2 x 1,024 / accumulation-2 slowdown (the 23 GiB plan, and the 7B pack's split): the
     # eager defaults beside it, and a profile of its step (host operators that wait for the GPU included)
-    throughput budget23 120 medchat,medchat_budget23 ${PROFILE:+--profile medchat_budget23}
+    throughput budget23 100 medchat,medchat_budget23 ${PROFILE:+--profile medchat_budget23}
     ;;
 record)
     throughput throughput 380 "$RECORD" $PROFILE ${UNSLOTH_SITE:+--unsloth-site "$UNSLOTH_SITE"} --unsloth-timeout 100
