@@ -45,7 +45,7 @@ from medchat.sweeps.pack_memory import JobAdapter, PackRows, plan_pack_rows
 from medchat.sweeps.pack_tracking import close_tensorboard, fail, log_scalars, open_tracker
 from medchat.sweeps.pack_weights import (PackedHead, job_parameters, load_checkpoint, save_adapter,
                                          save_checkpoint)
-from medchat.sweeps.packed import PackedJob, block_nlls, concat_rows, pack_model, step_jobs
+from medchat.sweeps.packed import PackedJob, block_nlls, concat_rows, pack_model, step_jobs, to_device
 
 log = logging.getLogger(__name__)
 # Test hook: called after every packed optimizer step with the step number (tests send SIGTERM from it).
@@ -150,7 +150,7 @@ def held_out_loss(model, ctx, eval_batches: list[dict], members: list[Member], p
     with torch.no_grad():
         for batch in eval_batches:
             host, counts = concat_rows([batch] * len(members), pad_token_id)
-            merged = {k: v.to(device) for k, v in host.items()}
+            merged = {k: to_device(v, device) for k, v in host.items()}
             with ctx.packed(_rows_for_all(ctx, members, counts)), autocast():
                 scored = block_nlls(model, merged, counts, host["labels"])
             for m, job in zip(members, scored):

@@ -338,7 +338,7 @@ def block_nlls(model, merged: dict, counts: list[int], host_labels: torch.Tensor
         h = hidden[start:start + n, :-1].reshape(-1, hidden.shape[-1])
         target = labels[start:start + n, 1:].reshape(-1)
         source = target if host_labels is None else host_labels[start:start + n, 1:].reshape(-1)
-        trained = source.ne(-100).nonzero().squeeze(1).to(target.device, non_blocking=True)
+        trained = to_device(source.ne(-100).nonzero().squeeze(1), target.device)
         h, target = h.index_select(0, trained), target.index_select(0, trained)
         nll = hidden.new_zeros((), dtype=torch.float32)
         for c in range(0, target.numel(), chunk):
@@ -350,6 +350,15 @@ def block_nlls(model, merged: dict, counts: list[int], host_labels: torch.Tensor
         out.append((nll, int(trained.numel())))
         start += n
     return out
+
+
+def to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """A host tensor onto `device` without waiting for the GPU: from pinned memory, asynchronously (a copy from
+    pageable memory makes the host wait until the GPU has run everything queued before it, once per forward)."""
+    device = torch.device(device)
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def _chunk_nll(h, target, weight, bias):
@@ -377,7 +386,7 @@ def step_jobs(model, ctx: PackContext, steps: dict[int, list[dict]], params, opt
         if all(b is None for b in batches):
             continue
         host, counts = concat_rows(batches, pad_token_id)
-        merged = {key: v.to(device) for key, v in host.items()}
+        merged = {key: to_device(v, device) for key, v in host.items()}
         with ctx.packed(counts), autocast():
             scored = block_nlls(model, merged, counts, host["labels"])
         terms = []
