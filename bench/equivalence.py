@@ -82,6 +82,7 @@ class Setup:
     checkpointing: str = "none"  # none | full | every2
     offload: bool = False
     compile: bool = False  # regional compile; with fixed_shape for that one shape (dynamic=False), else dynamic
+    inductor: tuple = ()  # Inductor options of the compiled setups, as (name, value) pairs
     fixed_shape: bool = False  # every micro-batch padded to rows x max_length tokens (trainer.fixed_shape)
     dropout: float = 0.0
     dropout_seed: int = 0
@@ -208,7 +209,7 @@ def build(setup: Setup, cfg, base, targets):
         else:
             inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={**kwargs, "every_n_layers": every})
     if setup.compile:
-        compile_layers(model, dynamic=not setup.fixed_shape)
+        compile_layers(model, dynamic=not setup.fixed_shape, options=dict(setup.inductor) or None)
     model.train()
     return model
 
@@ -417,6 +418,11 @@ def setups_for(shape: str, plan, packed_levers: bool, ref_micro_rows: int | None
         Setup("fixed", **defaults, fixed_shape=True, note="the plan's choices, every micro-batch rows x max_length"),
         Setup("compile_fixed", **defaults, fixed_shape=True, compile=True,
               note="the plan's choices on one fixed shape, decoder layers compiled for it (dynamic=False)"),
+        # Inductor keeps fused intermediates in fp32 where eager rounds each operator's output to bf16; this
+        # setup makes it round as eager does (torch._inductor.config.emulate_precision_casts)
+        Setup("compile_fixed_eager_casts", **defaults, fixed_shape=True, compile=True,
+              inductor=(("emulate_precision_casts", True),),
+              note="compiled as compile_fixed, Inductor rounding intermediates to bf16 as eager does"),
         Setup("compile_fixed_d05", ref="ref_d05", **defaults, fixed_shape=True, compile=True, dropout=0.05,
               dropout_seed=1, note="compiled, at the default dropout 0.05"),
     ]

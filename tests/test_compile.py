@@ -158,3 +158,18 @@ def test_compiled_layers_with_checkpointing_recompute_the_same_masks(tiny_dir):
             torch.testing.assert_close(loss, loss_r, rtol=1e-5, atol=1e-6)
             for n in grads_r:
                 torch.testing.assert_close(grads[n], grads_r[n], rtol=1e-4, atol=1e-6, msg=f"{name} {n}")
+
+
+def test_inductor_options_reach_torch_compile_and_exclude_mode(tiny_dir, monkeypatch):
+    """compile_layers hands Inductor options (the benches' emulate_precision_casts) to torch.compile as given, and
+    refuses them together with a mode, as torch.compile would, but before any layer is touched."""
+    model = lora_model(tiny_dir, False, dropout=0.0)
+    seen = []
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append(kw) or real(fn, **kw))
+    with pytest.raises(ValueError, match="mode"):
+        compile_layers(model, dynamic=False, mode="reduce-overhead", options={"emulate_precision_casts": True})
+    assert seen == [] and not hasattr(decoder_layers(model)[0], "_medchat_eager_forward")
+    compile_layers(model, dynamic=False, backend="aot_eager", options={"emulate_precision_casts": True})
+    assert len(seen) == len(decoder_layers(model))
+    assert all(kw.get("options") == {"emulate_precision_casts": True} and "mode" not in kw for kw in seen)

@@ -31,13 +31,18 @@ def decoder_layers(model) -> torch.nn.ModuleList | None:
     return best
 
 
-def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = None, backend: str = "inductor") -> int:
+def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = None, backend: str = "inductor",
+                   options: dict | None = None) -> int:
     """torch.compile every decoder layer's forward for training steps; returns how many layers.
 
     Only a training step (module in train mode, gradients on) runs the compiled forward: evaluation batches and
     generation (a KV cache that grows every token) have other shapes, and on a fixed-shape plan each new shape
     would be a recompilation (minutes on a 7B model, then Dynamo's limit and eager anyway). They run the eager
-    forward, the same function uncompiled. Names, parameters and state_dict keys are untouched."""
+    forward, the same function uncompiled. Names, parameters and state_dict keys are untouched. `options`: Inductor
+    settings (torch.compile's, exclusive with `mode`), e.g. {"emulate_precision_casts": True}: keep eager's bf16
+    roundings between fused operators."""
+    if mode is not None and options:
+        raise ValueError("compile_layers: give `mode` or Inductor `options`, not both (torch.compile refuses both)")
     layers = decoder_layers(model)
     if layers is None:
         log.warning("compile: no decoder layers found; nothing compiled")
@@ -49,7 +54,8 @@ def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = Non
         if is_compiled(layer):
             continue
         eager = layer.forward
-        compiled = torch.compile(eager, dynamic=dynamic, mode=mode, backend=backend)
+        compiled = torch.compile(eager, dynamic=dynamic, backend=backend,
+                                 **({"options": dict(options)} if options else {"mode": mode}))
 
         def forward(*args, _layer=layer, _eager=eager, _compiled=compiled, **kwargs):
             if _layer.training and torch.is_grad_enabled():
@@ -58,8 +64,8 @@ def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = Non
 
         layer.forward = forward
         layer._medchat_eager_forward = eager
-    log.info("compile: %d decoder layers of %s for training steps (dynamic=%s, mode=%s)", len(layers),
-             type(layers[0]).__name__, dynamic, mode)
+    log.info("compile: %d decoder layers of %s for training steps (dynamic=%s, mode=%s, options=%s)", len(layers),
+             type(layers[0]).__name__, dynamic, mode, options)
     return len(layers)
 
 
