@@ -156,13 +156,26 @@ def _keep(xs, p, states, generators=None):
     keep = torch.empty_like(xs)
     for k, pk in enumerate(p):
         if pk > 0:
-            gen = generators[k] if generators is not None else torch.Generator(device=xs.device)
-            if generators is None:
+            if generators is not None:
+                gen = generators[k]
+            else:
+                gen = _replay_generator(xs.device)
                 gen.set_state(states[k])
             keep[k].bernoulli_(1.0 - pk, generator=gen)
         else:
             keep[k].fill_(1.0)
     return keep
+
+
+_REPLAY: dict[torch.device, torch.Generator] = {}
+
+
+def _replay_generator(device: torch.device) -> torch.Generator:
+    """One generator per device that backward sets to each saved state in turn (backward runs on one thread per
+    device), instead of a new Generator object per job and projection."""
+    if device not in _REPLAY:
+        _REPLAY[device] = torch.Generator(device=device)
+    return _REPLAY[device]
 
 
 def _dropped(t, other, p):
