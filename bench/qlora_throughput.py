@@ -98,6 +98,9 @@ SETUPS = {
                                      "trainer.fixed_shape=true", "trainer.compile=true"],
     "medchat_budget6": ["trainer.memory_budget_gib=6"],
     "medchat_budget23": ["trainer.memory_budget_gib=23"],
+    # the 23 GiB plan before 2026-12-07 (2 rows x 2 accumulation, no checkpointing: 0.45x in call 11), forced
+    "medchat_budget23_split": ["trainer.memory_budget_gib=23", "trainer.micro_batch=fixed",
+                               "trainer.per_device_train_batch_size=2", "trainer.gradient_accumulation_steps=2"],
     # Unsloth in its own environment (bench/unsloth_throughput.py; needs --unsloth-site)
     "unsloth_padded_offload": "unsloth",
     "unsloth_padded": "unsloth",

@@ -274,8 +274,15 @@ def test_micro_batch_prefers_partial_checkpointing_at_the_configured_size():
     est = linear_estimate(per_token=1_000_000, fixed=GIB)
     plan = choose_micro_batch(rows_per_step=4, configured_batch=4, max_length=1024, layers=32,
                               budget_bytes=GIB + int(3.5 * 1024 * 1_000_000), estimate=est)
-    # 4 rows need 4 GiB-ish of activations; 2 rows fit without checkpointing: that wins (no recompute)
-    assert plan.per_device_train_batch_size == 2 and plan.checkpointed_layers == 0
+    # 4 rows need ~4 GiB of activations, 3.5 fit: 2 rows x 2 would fit without checkpointing, but a launch-bound
+    # step costs nearly twice as much split in two (0.45x measured), while 8 of 32 layers checkpointed (the
+    # fewest every_n_layers gives that fit: each saves half its bytes here) recompute a quarter of one forward
+    assert (plan.per_device_train_batch_size, plan.gradient_accumulation_steps) == (4, 1)
+    assert plan.checkpointed_layers == 8 and not plan.offload and plan.fits
+    # where even every layer checkpointed does not fit the configured rows, the smaller micro-batch without any
+    plan = choose_micro_batch(rows_per_step=4, configured_batch=4, max_length=1024, layers=32,
+                              budget_bytes=GIB + int(1.9 * 1024 * 1_000_000), estimate=est)
+    assert (plan.per_device_train_batch_size, plan.checkpointed_layers) == (1, 0)
     with pytest.raises(ValueError, match="rows_per_step"):
         choose_micro_batch(rows_per_step=6, configured_batch=4, max_length=8, layers=2, budget_bytes=1, estimate=est)
 
@@ -350,6 +357,12 @@ def test_auto_micro_batch_plan_on_a_gpu_shaped_machine(tmp_path):
     assert (p.batch.per_device_train_batch_size, p.batch.gradient_accumulation_steps,
             p.batch.activation_offloading) == (4, 1, False)
     assert not p.checkpointing.enabled and p.batch.micro_batch is not None
+    # the defaults (Liger off: 28.5 GiB estimated at 4 x 1,024) under 23 GiB: the configured 4 rows with every
+    # third layer checkpointed, not 2 rows x 2 (which fits with none, but ran at 0.45x on one H100: launch-bound)
+    p = run_plan.resolve(mistral_cfg(tmp_path, "trainer.memory_budget_gib=23"), hw)
+    assert (p.batch.per_device_train_batch_size, p.batch.gradient_accumulation_steps) == (4, 1)
+    assert p.checkpointing.enabled and p.checkpointing.checkpointed_layers == 11
+    assert p.batch.micro_batch.estimate_bytes <= 23 * 2**30 < run_plan.resolve(mistral_cfg(tmp_path), hw).batch.micro_batch.estimate_bytes
     p = seen[6]  # measured 5.77 GiB on an H200 with this plan
     assert (p.batch.per_device_train_batch_size, p.batch.gradient_accumulation_steps,
             p.batch.activation_offloading) == (2, 2, True)

@@ -2,15 +2,20 @@
 
 The optimizer sees `per_device_train_batch_size x gradient_accumulation_steps` packed rows per step (the
 recipe); how they are split into micro-batches is a speed/memory choice. Larger micro-batches amortise the
-per-kernel launch cost (bench/RESULTS.md: the step is partly host-bound), checkpointing costs a third more
-GEMM work per checkpointed layer, and offloading the checkpointed layers' inputs to host memory costs
-transfers. `choose_micro_batch` picks, in this order of preference:
+per-kernel launch cost, checkpointing recomputes a checkpointed layer's forward, and offloading the checkpointed
+layers' inputs to host memory costs transfers. The eager step is launch-bound: each micro-batch costs about the
+same host time whatever its size, so splitting a step in two nearly doubles it (one H100, Mistral-7B shape,
+bench/RESULTS.md issue 23: 2 x 1,024 tokens with accumulation 2 ran at 0.45x the 4 x 1,024 step), while
+recomputing layers adds a fraction of one forward (every layer checkpointed: 0.52x, the most it costs).
+`choose_micro_batch` picks, in this order of preference:
 
-1. the largest micro-batch (a divisor of the step's rows) that fits with no checkpointing;
-2. else the configured micro-batch with the fewest checkpointed layers that fits;
-3. else the largest micro-batch that fits with every layer checkpointed;
-4. else the same with the checkpointed inputs offloaded to host memory (trainer.activation_offloading);
-5. else one row per micro-batch, everything checkpointed and offloaded, with a warning from the caller.
+1. the largest micro-batch at least the configured one (a divisor of the step's rows) that fits with no
+   checkpointing;
+2. else the configured micro-batch with the fewest checkpointed layers that fits (all layers included);
+3. else the largest smaller micro-batch that fits with no checkpointing;
+4. else the largest micro-batch that fits with every layer checkpointed;
+5. else the same with the checkpointed inputs offloaded to host memory (trainer.activation_offloading);
+6. else one row per micro-batch, everything checkpointed and offloaded, with a warning from the caller.
 
 It is a pure function of the memory model (`estimate(tokens, checkpointed_layers, offload) -> bytes`), so it
 is unit-tested without a GPU (tests/test_speed.py).
@@ -61,12 +66,17 @@ def choose_micro_batch(*, rows_per_step: int, configured_batch: int, max_length:
                               f"{why}; estimated peak {need / GIB:.1f} GiB, budget {budget_bytes / GIB:.1f} GiB")
 
     sizes = divisors_desc(rows_per_step)
-    for bs in sizes:
+    for bs in [b for b in sizes if b >= configured_batch]:
         p = plan(bs, 0, False, f"{bs} rows x {rows_per_step // bs} accumulation, no checkpointing")
         if p.fits:
             return p
     for ckpt in checkpoint_counts(layers):
-        p = plan(configured_batch, ckpt, False, f"{configured_batch} rows, {ckpt} of {layers} layers checkpointed")
+        p = plan(configured_batch, ckpt, False, f"{configured_batch} rows x {rows_per_step // configured_batch} "
+                                                f"accumulation, {ckpt} of {layers} layers checkpointed")
+        if p.fits:
+            return p
+    for bs in [b for b in sizes if b < configured_batch]:
+        p = plan(bs, 0, False, f"{bs} rows x {rows_per_step // bs} accumulation, no checkpointing")
         if p.fits:
             return p
     for offload in (False, True):
