@@ -71,7 +71,7 @@ def solo(fused):
 
 def pack(n):
     jobs = [packed.PackedJob(r=8 if j % 2 == 0 else 16, lora_alpha=16, lora_dropout=0.05, seed=j) for j in range(n)]
-    p = packed.pack_model(AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32), jobs, max_steps=2)
+    p = packed.pack_model(AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32), jobs)
     p.model.train()
     merged, counts = packed.concat_rows([batch] * n, 0)
     with Count() as c:

@@ -126,7 +126,7 @@ def packed(model_dir: Path, ds, work: Path, a) -> dict:
                       weight_decay=float(first.args.weight_decay), max_grad_norm=float(first.args.max_grad_norm),
                       lr_scheduler_type=str(getattr(first.args.lr_scheduler_type, "value", first.args.lr_scheduler_type)),
                       warmup_steps=first.args.get_warmup_steps(steps), seed=int(first.args.seed)) for r, lr in JOBS]
-    pack = pack_model(model, jobs, max_steps=steps)
+    pack = pack_model(model, jobs)
     peak_loaded = peak_gib()
     params = {m.index: pack.params[m.index] for m in members}
     for m in members:

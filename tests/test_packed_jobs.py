@@ -96,12 +96,25 @@ def solo_run(tiny_dir, job: PackedJob, batches, dropout_seed: int | None = None)
     return init, {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}, losses
 
 
+def optimizers(pack):
+    """Each packed job's optimizer and schedule, made as its solo reference's are (below)."""
+    from transformers import get_scheduler
+
+    opts = [torch.optim.AdamW(params, lr=job.learning_rate, weight_decay=job.weight_decay, foreach=False)
+            for job, params in zip(pack.jobs, pack.params)]
+    scheds = [get_scheduler(job.lr_scheduler_type, opt, num_warmup_steps=job.warmup_steps, num_training_steps=STEPS)
+              for job, opt in zip(pack.jobs, opts)]
+    return opts, scheds
+
+
 def packed_run(tiny_dir, jobs, per_job_batches):
     from medchat.sweeps.packed import job_state_dict
 
-    pack = pack_model(load_base(tiny_dir), jobs, max_steps=STEPS)
+    pack = pack_model(load_base(tiny_dir), jobs)
     init = [job_state_dict(pack, j) for j in range(len(jobs))]
-    losses = [packed_step(pack, [b[k] for b in per_job_batches], pad_token_id=PAD) for k in range(STEPS)]
+    opts, scheds = optimizers(pack)
+    losses = [packed_step(pack, [b[k] for b in per_job_batches], opts, scheds, pad_token_id=PAD)
+              for k in range(STEPS)]
     return pack, init, losses
 
 
@@ -289,10 +302,11 @@ def test_4bit_base_packed_jobs_equal_their_solo_peft_runs(tiny_dir, data, vocab,
     apply = stacked_lora.StackedLoRA.apply
     monkeypatch.setattr(stacked_lora.StackedLoRA, "apply",
                         lambda x, base, *a: fused.append(base is not None) or apply(x, base, *a))
-    pack = pack_model(load_4bit(tiny_dir), jobs, max_steps=STEPS)
+    pack = pack_model(load_4bit(tiny_dir), jobs)
     assert all(isinstance(layer.base_layer, bnb.nn.Linear4bit) for layer in pack.layers.values())
+    opts, scheds = optimizers(pack)
     for k in range(steps):
-        packed_step(pack, [data[0][k], data[1][k]], pad_token_id=PAD)
+        packed_step(pack, [data[0][k], data[1][k]], opts, scheds, pad_token_id=PAD)
     for j, job in enumerate(jobs):
         torch.manual_seed(job.seed)
         model = get_peft_model(load_4bit(tiny_dir), LoraConfig(r=job.r, lora_alpha=job.lora_alpha, lora_dropout=0.0,

@@ -313,7 +313,7 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
                       max_grad_norm=float(m.args.max_grad_norm), lr_scheduler_type=str(m.args.lr_scheduler_type.value
                       if hasattr(m.args.lr_scheduler_type, "value") else m.args.lr_scheduler_type),
                       warmup_steps=m.args.get_warmup_steps(m.max_steps), seed=int(m.args.seed)) for m in members]
-    pack = pack_model(model, jobs, max_steps=schedule.max_steps)  # its own optimizers are replaced below
+    pack = pack_model(model, jobs)
     owners = [m.index for m in members if m.cfg.lora.targets == "all_linear_lm_head"]
     head = None
     if owners:

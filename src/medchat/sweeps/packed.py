@@ -227,20 +227,16 @@ class Pack:
     jobs: list[PackedJob]
     ctx: PackContext
     params: list[list[nn.Parameter]] = field(default_factory=list)
-    optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
-    schedulers: list = field(default_factory=list)
     layers: dict[str, MultiLoRA] = field(default_factory=dict)  # module path in the HF model -> layer
 
 
-def pack_model(model: nn.Module, jobs: list[PackedJob], max_steps: int) -> Pack:
+def pack_model(model: nn.Module, jobs: list[PackedJob]) -> Pack:
     """Freeze `model` (a HF causal LM) and wrap every Linear that at least one job targets in a MultiLoRA.
 
     Target matching is PEFT's own (check_target_module_exists with the job's LoraConfig), modules in
-    `named_modules` order so each job's init replays its solo PEFT init (see the module docstring). Each job gets
-    torch.optim.AdamW(foreach=False) over its own LoRA parameters and transformers' get_scheduler with its own
-    type and warmup over `max_steps` (shared: every job of a pack steps together)."""
-    from transformers import get_scheduler
-
+    `named_modules` order so each job's init replays its solo PEFT init (see the module docstring). -> the pack,
+    with each job's LoRA parameters (`params[j]`); its optimizer and schedule are the caller's (launcher.pack:
+    the ones its TrainingArguments make, sweeps.pack_train.build_optimizer)."""
     for p in model.parameters():
         p.requires_grad_(False)
     ctx = PackContext(jobs)
@@ -263,11 +259,7 @@ def pack_model(model: nn.Module, jobs: list[PackedJob], max_steps: int) -> Pack:
                   for p in (layer.lora_A[str(j)].weight, layer.lora_B[str(j)].weight)]
         if not params:
             raise ValueError(f"job {j} targets no Linear module of the model ({job.target_modules})")
-        opt = torch.optim.AdamW(params, lr=job.learning_rate, weight_decay=job.weight_decay, foreach=False)
         pack.params.append(params)
-        pack.optimizers.append(opt)
-        pack.schedulers.append(get_scheduler(job.lr_scheduler_type, opt, num_warmup_steps=job.warmup_steps,
-                                             num_training_steps=max_steps))
     return pack
 
 
@@ -415,15 +407,15 @@ def step_jobs(model, ctx: PackContext, steps: dict[int, list[dict]], params, opt
     return losses, norms
 
 
-def packed_step(pack: Pack, batches: list[dict[str, torch.Tensor]], pad_token_id: int = 0) -> list[float]:
-    """One optimizer step of every job of `pack` with its own optimizer and scheduler (pack_model's), `batches[j]`
-    job j's one micro-batch (input_ids, attention_mask, labels; right padding): step_jobs. -> each job's loss."""
+def packed_step(pack: Pack, batches: list[dict[str, torch.Tensor]], optimizers, schedulers, pad_token_id: int = 0
+                ) -> list[float]:
+    """One optimizer step of every job of `pack`, `batches[j]` job j's one micro-batch (input_ids, attention_mask,
+    labels; right padding), `optimizers[j]` / `schedulers[j]` its own: step_jobs. -> each job's loss."""
     if len(batches) != len(pack.jobs):
         raise ValueError(f"{len(batches)} micro-batches for {len(pack.jobs)} jobs")
     device = next(p for ps in pack.params for p in ps).device
     losses, _ = step_jobs(pack.model, pack.ctx, {j: [b] for j, b in enumerate(batches)}, pack.params,
-                          pack.optimizers, pack.schedulers, [job.max_grad_norm for job in pack.jobs], pad_token_id,
-                          device)
+                          optimizers, schedulers, [job.max_grad_norm for job in pack.jobs], pad_token_id, device)
     return [losses[j] for j in range(len(batches))]
 
 
