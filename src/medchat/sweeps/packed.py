@@ -221,7 +221,7 @@ def _targets(job: PackedJob, key: str) -> bool:
 
 @dataclass
 class Pack:
-    """A packed model and each job's training state (parameters, optimizer, scheduler)."""
+    """A packed model: its jobs, their shared context, each job's LoRA parameters and the wrapped layers."""
 
     model: nn.Module
     jobs: list[PackedJob]
