@@ -371,6 +371,8 @@ def setups_for(shape: str, plan, packed_levers: bool, ref_micro_rows: int | None
     are always compared with the padded reference itself. ref_micro_rows: the padded reference's documents of
     fewer bins a micro-batch (the same optimizer step: the loss is normalised by the step's tokens), where
     the config's micro-batch padded would not fit in memory without checkpointing."""
+    from medchat.speed.compile import EAGER_ROUNDING
+
     b = plan.batch
     ckpt = "none" if not plan.checkpointing.enabled else (
         "full" if plan.checkpointing.every_n_layers == 1 else "every2")
@@ -419,11 +421,13 @@ def setups_for(shape: str, plan, packed_levers: bool, ref_micro_rows: int | None
         Setup("compile_fixed", **defaults, fixed_shape=True, compile=True,
               note="the plan's choices on one fixed shape, decoder layers compiled for it (dynamic=False)"),
         # Inductor keeps fused intermediates in fp32 where eager rounds each operator's output to bf16; this
-        # setup makes it round as eager does (torch._inductor.config.emulate_precision_casts)
+        # setup makes it round as eager does (torch._inductor.config.emulate_precision_casts): what medchat
+        # compiles with since call 13 (medchat.speed.compile.EAGER_ROUNDING); compile_fixed is Inductor's own
         Setup("compile_fixed_eager_casts", **defaults, fixed_shape=True, compile=True,
-              inductor=(("emulate_precision_casts", True),),
+              inductor=tuple(EAGER_ROUNDING.items()),
               note="compiled as compile_fixed, Inductor rounding intermediates to bf16 as eager does"),
         Setup("compile_fixed_d05", ref="ref_d05", **defaults, fixed_shape=True, compile=True, dropout=0.05,
+              inductor=tuple(EAGER_ROUNDING.items()),
               dropout_seed=1, note="compiled, at the default dropout 0.05"),
     ]
     return out

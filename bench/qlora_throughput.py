@@ -89,7 +89,9 @@ SETUPS = {
     # medchat_fit); `_d0`: LoRA dropout 0 (dropout's seeds are CPU tensors: graphs that read them skip CUDA graphs)
     "medchat_fixed": ["trainer.fixed_shape=true"],
     "medchat_compile_fixed": ["trainer.fixed_shape=true", "trainer.compile=true"],  # = trainer.compile=true (auto fixed shape)
-    "medchat_compile_fixed_eager_casts": ["trainer.fixed_shape=true", "trainer.compile=true"],  # + Inductor option
+    # compiled with Inductor's own rounding (medchat compiles with eager's, speed.compile.EAGER_ROUNDING, since
+    # call 13; before it, medchat_compile_fixed measured this)
+    "medchat_compile_fixed_inductor_rounding": ["trainer.fixed_shape=true", "trainer.compile=true"],
     "medchat_compile_fixed_d0": ["trainer.fixed_shape=true", "trainer.compile=true", "lora.lora_dropout=0"],
     "medchat_compile_fixed_cudagraphs_d0": ["trainer.fixed_shape=true", "trainer.compile=true", "lora.lora_dropout=0"],
     "medchat_4x2048_fixed": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048",
@@ -364,9 +366,8 @@ def medchat_fit(name: str, overrides: list[str], model_dir: Path, ds, work: Path
     compile_layers = compile_mod.compile_layers
     if "_cudagraphs" in name:  # not a config key until measured: the bench passes the mode itself
         compile_mod.compile_layers = lambda model, **kw: compile_layers(model, **{**kw, "mode": "reduce-overhead"})
-    if "_eager_casts" in name:  # Inductor rounding fused intermediates to bf16 as eager does (bench/equivalence.py)
-        compile_mod.compile_layers = lambda model, **kw: compile_layers(
-            model, **{**kw, "options": {"emulate_precision_casts": True}})
+    if "_inductor_rounding" in name:  # Inductor's own rounding, as medchat compiled before call 13
+        compile_mod.compile_layers = lambda model, **kw: compile_layers(model, **{**kw, "options": None})
     try:
         metrics = pipeline.fit(stage, plan, run_dir, args, tokenizer, data, cfg.trainer, cfg.lora, callbacks=[timer])
     finally:

@@ -161,15 +161,25 @@ def test_compiled_layers_with_checkpointing_recompute_the_same_masks(tiny_dir):
 
 
 def test_inductor_options_reach_torch_compile_and_exclude_mode(tiny_dir, monkeypatch):
-    """compile_layers hands Inductor options (the benches' emulate_precision_casts) to torch.compile as given, and
-    refuses them together with a mode, as torch.compile would, but before any layer is touched."""
+    """compile_layers hands Inductor options (medchat's EAGER_ROUNDING) to torch.compile as given, refuses them
+    together with a mode (as torch.compile would) before any layer is touched, and the layers Inductor compiles
+    with them (on CPU: its C++ backend) compute the eager loss and gradients (fp32: nothing to round)."""
+    from medchat.speed.compile import EAGER_ROUNDING
+
     model = lora_model(tiny_dir, False, dropout=0.0)
+    batch = packed_batch(model.config.vocab_size)
+    eager_loss, eager_grads = step(model, batch, 0)
     seen = []
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: seen.append(kw) or real(fn, **kw))
     with pytest.raises(ValueError, match="mode"):
-        compile_layers(model, dynamic=False, mode="reduce-overhead", options={"emulate_precision_casts": True})
+        compile_layers(model, dynamic=False, mode="reduce-overhead", options=EAGER_ROUNDING)
     assert seen == [] and not hasattr(decoder_layers(model)[0], "_medchat_eager_forward")
-    compile_layers(model, dynamic=False, backend="aot_eager", options={"emulate_precision_casts": True})
+    torch._dynamo.reset()
+    compile_layers(model, dynamic=False, options=EAGER_ROUNDING)
     assert len(seen) == len(decoder_layers(model))
-    assert all(kw.get("options") == {"emulate_precision_casts": True} and "mode" not in kw for kw in seen)
+    assert all(kw.get("options") == EAGER_ROUNDING and "mode" not in kw for kw in seen)
+    loss, grads = step(model, batch, 0)
+    torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-5)
+    for name in grads:
+        torch.testing.assert_close(grads[name], eager_grads[name], rtol=1e-4, atol=1e-5, msg=name)

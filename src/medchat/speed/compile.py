@@ -8,7 +8,9 @@ marked dynamic from the start instead of recompiling on the second shape, unless
 micro-batch's shape (trainer.fixed_shape, issue 23): then each layer compiles once for that one shape
 (`dynamic=False`), the form Inductor lowers flex_attention in (torch 2.11 fails on it under dynamic shapes).
 
-Fused LoRA with dropout draws each projection's mask seed outside the compiled layers
+Inductor is asked to round fused intermediates to bf16 where eager does (`EAGER_ROUNDING`): without it the
+compiled gradients missed the GPU equivalence floor. Fused LoRA with dropout draws each projection's mask seed
+outside the compiled layers
 (medchat.speed.fused_lora.seed_tensors): a seeded Generator inside would break the graph in every projection.
 """
 
@@ -19,6 +21,12 @@ import logging
 import torch
 
 log = logging.getLogger(__name__)
+
+# What medchat compiles with (speed.apply): Inductor keeps eager's bf16 rounding of each operator's output inside its
+# fused kernels. With Inductor's own (fp32 kept between fused operators) the compiled path's worst adapter gradient
+# missed the GPU equivalence floor (cosine 0.98578, the floor's limit 0.98757); with eager's roundings it passes
+# (0.99215): bench/RESULTS.md, issue 23, call 13.
+EAGER_ROUNDING = {"emulate_precision_casts": True}
 
 
 def decoder_layers(model) -> torch.nn.ModuleList | None:
