@@ -362,7 +362,8 @@ def test_auto_micro_batch_plan_on_a_gpu_shaped_machine(tmp_path):
     p = run_plan.resolve(mistral_cfg(tmp_path, "trainer.memory_budget_gib=23"), hw)
     assert (p.batch.per_device_train_batch_size, p.batch.gradient_accumulation_steps) == (4, 1)
     assert p.checkpointing.enabled and p.checkpointing.checkpointed_layers == 11
-    assert p.batch.micro_batch.estimate_bytes <= 23 * 2**30 < run_plan.resolve(mistral_cfg(tmp_path), hw).batch.micro_batch.estimate_bytes
+    unbounded = run_plan.resolve(mistral_cfg(tmp_path), hw).batch.micro_batch.estimate_bytes
+    assert p.batch.micro_batch.estimate_bytes <= 23 * 2**30 < unbounded
     p = seen[6]  # measured 5.77 GiB on an H200 with this plan
     assert (p.batch.per_device_train_batch_size, p.batch.gradient_accumulation_steps,
             p.batch.activation_offloading) == (2, 2, True)
