@@ -74,6 +74,10 @@ packs)
     # the 7B pack unprofiled (call 13: its profile took 60 s and the sequential side ran out of the step's limit)
     packed packed_big 170 "$SHAPE"
     [ "$SMALL" != "$SHAPE" ] && packed packed_small 130 "$SMALL" --profile "$OUT/profile_packed_$SMALL"
+    # call 13's sequential 0.5B steps ran 2.8x slower than call 10's, unexplained: one solo run profiled (GPU idle
+    # share, the host operators that wait for the GPU)
+    [ "$SMALL" != "$SHAPE" ] && step solo_small 80 python bench/qlora_throughput.py --shape "$SMALL" --work "$WORK" \
+        --setups medchat $STEPS --profile medchat --deadline 50 --out "$OUT/solo_small/solo_$SMALL.json"
     # medchat's compiled path (eager's roundings) at dropout 0.05 against the noise floor of two dropout seeds
     equivalence 150 compile_fixed_d05
     ;;
