@@ -192,13 +192,23 @@ def main() -> None:
     ap.add_argument("--sides", default="packed,sequential")
     ap.add_argument("--out", default=None)
     ap.add_argument("--profile", default=None, help="folder for profile.md of 2 packed steps after the timed ones (GPU)")
+    ap.add_argument("--masks", default=None, choices=("bernoulli", "native"),
+                    help="how the packed side draws its dropout masks (medchat.sweeps.stacked_lora.MASKS; default: "
+                         "medchat's)")
     a = ap.parse_args()
+    if a.masks:
+        from medchat.sweeps import stacked_lora
+
+        stacked_lora.MASKS = a.masks
     work = Path(a.work)
     model_dir = qt.prepare_model(work, a.shape)
     from transformers import AutoConfig
 
     ds = qt.rows(ROOT / "bench/icliniq_lengths.json", AutoConfig.from_pretrained(model_dir).vocab_size)
-    report = {"command": " ".join(sys.argv), "versions": qt.versions(), "shape": a.shape, "jobs": JOBS}
+    from medchat.sweeps import stacked_lora
+
+    report = {"command": " ".join(sys.argv), "versions": qt.versions(), "shape": a.shape, "jobs": JOBS,
+              "masks": stacked_lora.MASKS}
     for side in a.sides.split(","):
         try:
             report[side] = (packed if side == "packed" else sequential)(model_dir, ds, work, a)

@@ -74,6 +74,9 @@ packs)
     # the 7B pack unprofiled (call 13: its profile took 60 s and the sequential side ran out of the step's limit)
     packed packed_big 170 "$SHAPE"
     [ "$SMALL" != "$SHAPE" ] && packed packed_small 130 "$SMALL" --profile "$OUT/profile_packed_$SMALL"
+    # the 7B pack's masks drawn and applied in one pass each (call 13: 29% of its kernel time was the masks' passes)
+    step packed_big_native 100 python bench/packed_sweep.py --shape "$SHAPE" --work "$WORK" $STEPS --sides packed \
+        --masks native --out "$OUT/packed_${SHAPE}_native.json"
     # call 13's sequential 0.5B steps ran 2.8x slower than call 10's, unexplained: one solo run profiled (GPU idle
     # share, the host operators that wait for the GPU)
     [ "$SMALL" != "$SHAPE" ] && step solo_small 80 python bench/qlora_throughput.py --shape "$SMALL" --work "$WORK" \

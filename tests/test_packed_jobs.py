@@ -409,3 +409,57 @@ def test_stacked_lora_computes_the_per_job_loop(precision, base_kind, scales):
     for name in g0:
         close(g1[name], g0[name], name)
     assert (y0 != base(x0)).any()  # the adapters act
+
+
+def test_native_masks_draw_each_job_once_from_its_own_stream(monkeypatch):
+    """StackedLoRA's `native` masks (a bench switch until a GPU measures them): each job's mask comes from
+    aten.native_dropout on the device's default generator set to that job's stream, forward and backward use the same
+    mask, and the default generator is left as it was. Reference: the same masks drawn independently, then the
+    layer's math in plain autograd (fp32)."""
+    from medchat.sweeps import stacked_lora
+    from medchat.sweeps.packed import MultiLoRA, PackContext
+
+    monkeypatch.setattr(stacked_lora, "MASKS", "native")
+    torch.manual_seed(0)
+    jobs = [PackedJob(r=4, lora_alpha=8, lora_dropout=0.1, seed=0), PackedJob(r=8, lora_alpha=8, lora_dropout=0.3,
+                                                                               seed=1)]
+    base = torch.nn.Linear(24, 40)
+    base.requires_grad_(False)
+    ctx = PackContext(jobs)
+    layer = MultiLoRA(base, ctx)
+    for j, job in enumerate(jobs):
+        layer.add_job(j, job, torch.Generator().manual_seed(job.seed))
+        torch.nn.init.normal_(layer.lora_B[str(j)].weight, std=0.1)
+    x0 = torch.randn(4, 5, 24)
+    blocks = [(0, 0, 2), (1, 2, 4)]
+    starts = [ctx.generator(j, x0.device).get_state() for j in range(len(jobs))]
+    outside = torch.default_generator.get_state()
+
+    x = x0.clone().requires_grad_(True)
+    y = layer._stacked(x, blocks)
+    weight = torch.linspace(-1, 1, y.numel()).view_as(y)
+    (y * weight).sum().backward()
+    assert torch.equal(torch.default_generator.get_state(), outside)  # restored after forward and backward
+    assert all(not torch.equal(ctx.generator(j, x0.device).get_state(), starts[j]) for j in range(len(jobs)))
+    got = {"output": y.detach(), "x": x.grad.clone(),
+           **{n: p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None}}
+
+    layer.zero_grad()
+    x = x0.clone().requires_grad_(True)
+    pieces = []
+    for (j, start, stop), state in zip(blocks, starts):
+        torch.default_generator.set_state(state)
+        _, mask = torch.ops.aten.native_dropout(x0[start:stop], jobs[j].lora_dropout, True)
+        torch.default_generator.set_state(outside)
+        dropped = x[start:stop] * mask * (1.0 / (1.0 - jobs[j].lora_dropout))
+        a, b = layer.lora_A[str(j)].weight, layer.lora_B[str(j)].weight
+        pieces.append(base(x[start:stop]) + jobs[j].scaling * (dropped @ a.t() @ b.t()))
+    ref = torch.cat(pieces)
+    (ref * weight).sum().backward()
+    want = {"output": ref.detach(), "x": x.grad.clone(),
+            **{n: p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None}}
+    assert got.keys() == want.keys() and any("lora_A" in k for k in got)
+    for name in want:
+        err = (got[name] - want[name]).abs().max().item()
+        assert err <= 1e-6 * max(1.0, want[name].abs().max().item()), (name, err)
+    assert (got["output"] != base(x0)).any()

@@ -59,9 +59,7 @@ class StackedLoRA(torch.autograd.Function):
             xs = xc.reshape(n, -1, x.shape[-1])
             a, b = _stack(a_list, b_list, r, dtype)
             states = [g.get_state() if g is not None else None for g in generators]
-            keep = _keep(xs, p, states, generators)
-            xd = xs if keep is None else _dropped(keep, xs, p)  # in place on the mask, never on x
-            del keep
+            xd = _masks(xs, p, states, generators).dropped_input(xs)
             h = torch.bmm(xd, a.transpose(1, 2))  # [n, M, r]
             del xd
             if base is not None:
@@ -91,22 +89,22 @@ class StackedLoRA(torch.autograd.Function):
             if not ctx.folded:  # else h holds s * h already (exactly: s a power of two)
                 grad_b.mul_(scale)
             xs = x.reshape(n, -1, x.shape[-1])
-            keep = _keep(xs, p, ctx.states)  # the forward's masks, drawn once more for both uses below
+            masks = _masks(xs, p, ctx.states)  # the forward's masks, drawn once more for both uses below
             dx = None
             if ctx.needs_input_grad[0]:
                 if ctx.base is not None:
                     weight = dequantized_weight(ctx.base, dtype, again=True)
                     dx = torch.matmul(dy, weight)  # [n, M, in]
                     del weight
-                    if keep is None:
+                    if masks.none:
                         dx.baddbmm_(dh, a)
                     else:  # dropout's backward: the same mask and scale
-                        dx.add_(_dropped(torch.bmm(dh, a), keep, p))
+                        dx.add_(masks.dropped_grad(torch.bmm(dh, a)))
                 else:
-                    dx = torch.bmm(dh, a) if keep is None else _dropped(torch.bmm(dh, a), keep, p)
+                    dx = masks.dropped_grad(torch.bmm(dh, a))
                 dx = dx.reshape(x.shape).to(ctx.x_dtype)
-            xd = xs if keep is None else _dropped(keep, xs, p)  # in place on the mask: no further copy
-            del keep
+            xd = masks.dropped_input(xs)  # last: the Bernoulli masks are consumed in place
+            del masks
             grad_a = torch.bmm(dh.transpose(1, 2), xd)  # [n, r, in]
             del xd
             # one cast of all jobs' gradients to the parameters' dtype, each job's its (unpadded) slice of it
@@ -146,6 +144,71 @@ def _add_scaled(y, h, bt, scales) -> bool:
     for k, s in enumerate(scales):
         y[k].addmm_(h[k], bt[k], alpha=float(s))
     return False
+
+
+# How the dropout masks are drawn. "bernoulli" (the default, measured on a GPU in call 13): each job's 0/1 mask
+# from its generator (bernoulli_), applied as x * keep * 1/(1-p) in two more passes. "native": each job's mask and
+# dropped input in one pass (aten.native_dropout, CUDA's fused dropout kernel, from the device's default generator
+# set to the job's state and back), and dropout's backward in one (native_dropout_backward); the same arithmetic
+# with other random numbers, fewer memory passes. A bench switch until a GPU measures it (bench/packed_sweep.py
+# --masks).
+MASKS = "bernoulli"
+
+
+def _masks(xs, p, states, generators=None):
+    if MASKS == "native" and all(pk > 0 for pk in p):
+        return _NativeMasks(xs, p, states, generators)
+    return _BernoulliMasks(xs, p, states, generators)
+
+
+class _BernoulliMasks:
+    def __init__(self, xs, p, states, generators=None):
+        self.p, self.keep = p, _keep(xs, p, states, generators)
+        self.none = self.keep is None
+
+    def dropped_grad(self, t):
+        return t if self.none else _dropped(t, self.keep, self.p)
+
+    def dropped_input(self, xs):
+        """x * keep * 1/(1-p), in place on the mask (so it is the last use of the masks)."""
+        return xs if self.none else _dropped(self.keep, xs, self.p)
+
+
+class _NativeMasks:
+    """Each job's mask and dropped input from aten.native_dropout, drawn from the job's stream: the device's default
+    generator is set to the job generator's state (forward) or to the state saved before that draw (backward), and
+    restored after."""
+
+    none = False
+
+    def __init__(self, xs, p, states, generators=None):
+        self.p = p
+        self.xd = torch.empty_like(xs)
+        self.mask = torch.empty(xs.shape, dtype=torch.bool, device=xs.device)
+        default = _default_generator(xs.device)
+        outside = default.get_state()
+        try:
+            for k, pk in enumerate(p):
+                default.set_state(generators[k].get_state() if generators is not None else states[k])
+                torch.ops.aten.native_dropout.out(xs[k], pk, True, out0=self.xd[k], out1=self.mask[k])
+                if generators is not None:
+                    generators[k].set_state(default.get_state())
+        finally:
+            default.set_state(outside)
+
+    def dropped_grad(self, t):
+        for k, pk in enumerate(self.p):
+            torch.ops.aten.native_dropout_backward.out(t[k], self.mask[k], 1.0 / (1.0 - pk), out=t[k])
+        return t
+
+    def dropped_input(self, xs):
+        return self.xd
+
+
+def _default_generator(device: torch.device) -> torch.Generator:
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    return torch.default_generator
 
 
 def _keep(xs, p, states, generators=None):
