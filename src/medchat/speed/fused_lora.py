@@ -173,9 +173,13 @@ def _eligible(module) -> bool:
         return False
     if getattr(module, "fan_in_fan_out", False):
         return False
-    base = module.get_base_layer()
-    # exact types: bitsandbytes' Linear8bitLt (int8 codes + SCB scale) and other nn.Linear subclasses
-    # compute something else than x @ weight^T
+    return exact_type(module.get_base_layer())
+
+
+def exact_type(base) -> bool:
+    """A base projection whose function is x @ weight^T (+ bias) as LoRAFunction computes it: exact types only,
+    since bitsandbytes' Linear8bitLt (int8 codes + SCB scale) and other nn.Linear subclasses compute something
+    else. (A 4-bit layer also needs its quant_state when it runs.)"""
     return type(base) is torch.nn.Linear or _is_4bit(base)
 
 

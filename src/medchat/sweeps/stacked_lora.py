@@ -29,19 +29,16 @@ import math
 import torch
 from torch import nn
 
-from medchat.speed.fused_lora import _is_4bit, dequantized_weight
+from medchat.speed.fused_lora import _compute_dtype, _is_4bit, dequantized_weight, exact_type
 
 
 def fusable(base: nn.Module) -> bool:
-    """A base projection StackedLoRA computes itself: a plain nn.Linear or a bitsandbytes 4-bit layer with its
-    quant_state (never Linear8bitLt: int8 codes scaled by SCB), frozen (no gradient for its weight or bias)."""
-    if type(base) is not nn.Linear and not (_is_4bit(base) and getattr(base.weight, "quant_state", None) is not None):
+    """A base projection StackedLoRA computes itself: one fused LoRA computes (fused_lora.exact_type: a plain
+    nn.Linear or a bitsandbytes 4-bit layer, never Linear8bitLt), a 4-bit one with its quant_state, frozen (no
+    gradient for its weight or bias)."""
+    if not exact_type(base) or (_is_4bit(base) and getattr(base.weight, "quant_state", None) is None):
         return False
     return not base.weight.requires_grad and (base.bias is None or not base.bias.requires_grad)
-
-
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
 
 
 class StackedLoRA(torch.autograd.Function):
@@ -52,7 +49,7 @@ class StackedLoRA(torch.autograd.Function):
     def forward(ctx, x, base, scales, p, generators, *weights):
         n = len(scales)
         a_list, b_list = weights[:n], weights[n:]
-        dtype = compute_dtype(x)
+        dtype = _compute_dtype(x)
         r = max(w.shape[0] for w in a_list)
         with torch.autocast(x.device.type, enabled=False):
             xc = x.to(dtype)
