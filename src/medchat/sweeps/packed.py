@@ -23,10 +23,13 @@ Why each job's result equals its solo run (tests/test_packed_jobs.py checks it a
   global-RNG masks draw for draw, so with dropout the equality is statistical (same distribution), not exact.
 
 This module is the model side (the layers, a pack's batch, its per-job losses and its one optimizer step:
-concat_rows, summed_nll, block_nlls, step_jobs); the launcher's grouping, run dirs, W&B, resume and memory plan are medchat.sweeps.grouping,
-pack_train and pack_memory. The 4-bit path is served by calling the bitsandbytes module itself (never reimplementing its
-matmul); it is tested on CPU with an fp32 compute dtype (equal to PEFT's 4-bit LoRA trained alone), not yet on GPU
-with bf16 compute, where packed and solo runs see different GEMM shapes and so differ by bf16 rounding.
+concat_rows, summed_nll, block_nlls, step_jobs); the launcher's grouping, run dirs, W&B, resume and memory plan
+are medchat.sweeps.grouping, pack_train and pack_memory. On a 4-bit base, projections where every job takes part
+with as many rows run through StackedLoRA, which dequantizes the weight as a solo run's fused LoRA does
+(medchat.speed.fused_lora.dequantized_weight); the others call the bitsandbytes module itself. Both are tested
+on CPU with an fp32 compute dtype (equal to PEFT's 4-bit LoRA trained alone); on a GPU with bf16 compute a pack
+has trained (bench/RESULTS.md, issue 24) but is not compared with its solo runs: packed and solo runs see
+different GEMM shapes and so differ by bf16 rounding.
 """
 
 from __future__ import annotations
