@@ -110,7 +110,7 @@ def packed(model_dir: Path, ds, work: Path, a) -> dict:
         members.append(m)
     first = members[0]
     if a.pack_rows is None:  # what launcher.pack's process chooses (medchat.sweeps.pack_memory)
-        from medchat.sweeps.pack_train import pack_rows
+        from medchat.sweeps.pack_memory import pack_rows
 
         chosen = pack_rows(members)
         for m in members:

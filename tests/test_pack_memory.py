@@ -26,7 +26,7 @@ def mistral(tmp_path, *overrides):
 
 
 def sweep(tmp_path, budget, hw_kwargs=H200, *extra):
-    """Each job's config and solo run plan, and the pack's plan from them (as pack_train.pack_rows builds it)."""
+    """Each job's config and solo run plan, and the pack's plan from them (as pack_memory.pack_rows builds it)."""
     from transformers import MistralConfig
 
     from medchat import memory, plan as run_plan
@@ -116,12 +116,13 @@ def test_the_plan_applies_only_where_the_solo_auto_micro_batch_does(tmp_path):
 
 
 def test_pack_train_asks_the_plan_with_each_members_rows_per_step_and_adapter(tmp_path):
-    """pack_train.pack_rows (what train_pack calls) on members whose solo plans were resolved for the GPU-shaped
+    """pack_memory.pack_rows (what train_pack calls) on members whose solo plans were resolved for the GPU-shaped
     machine: the members' split (2 x 2 here) counts as one step of 4 rows, and the pack's split is chosen afresh
     from the pack's estimate (at 200 GiB the reference fits 4 rows per job: 4 x 1)."""
     from types import SimpleNamespace
 
-    from medchat.sweeps.pack_train import Member, pack_rows
+    from medchat.sweeps.pack_memory import pack_rows
+    from medchat.sweeps.pack_train import Member
 
     cfgs, plans, arch, _ = sweep(tmp_path, 200)
     members = [Member(i, c, tmp_path / str(i), plan=p,

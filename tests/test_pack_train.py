@@ -150,7 +150,7 @@ def test_a_pack_split_one_row_per_job_equals_the_solo_runs(tmp_path, solo, monke
                                                max_length=trainer_cfg.max_length,
                                                budget_bytes=trainer_cfg.max_length, estimate=lambda tokens: tokens)
 
-    monkeypatch.setattr(pack_train, "plan_pack_rows", one_row_fits)
+    monkeypatch.setattr(pack_memory, "plan_pack_rows", one_row_fits)  # where pack_rows asks it
     solo_root, solo_metrics, _ = solo
     runs = [tmp_path / str(i) for i in range(len(JOBS))]
     results = pack_train.train_pack([compose(*CHEAP, *job) for job in JOBS], runs)

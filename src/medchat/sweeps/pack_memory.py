@@ -13,6 +13,8 @@ the estimate and the budget (and the plan records `fits: false`).
 `plan_pack_rows` applies it where the solo plan's auto micro-batch would (a CUDA GPU, a known budget,
 trainer.micro_batch=auto); elsewhere each job keeps its solo plan's micro-batch. Pure functions of their
 arguments (the memory model is medchat.memory's): tests/test_pack_memory.py checks them on a GPU-shaped machine.
+`pack_rows` asks it with a pack's members (their plans, configs and the architecture's config.json), and
+`pack_record` is what each job's plan.json records of the choice.
 """
 
 from __future__ import annotations
@@ -120,3 +122,39 @@ def plan_pack_rows(jobs: list[JobAdapter], *, solo_rows: int, rows_per_step: int
                         f"budget {budget / GIB:.1f} GiB")
     return choose_rows_per_job(jobs=len(jobs), rows_per_step=rows_per_step, max_length=t.max_length,
                                budget_bytes=budget, estimate=estimate)
+
+
+def pack_rows(members) -> PackRows:
+    """Rows per job and accumulation for one packed forward of `members` (pack_train.Member: each job's config,
+    solo run plan and TrainingArguments): on a GPU with a known budget and trainer.micro_batch=auto, the largest
+    split of a job's rows per optimizer step whose forward over every job fits; elsewhere each job's solo
+    micro-batch. The jobs share their batch shape (check_jobs) and a solo
+    plan keeps the config's rows per step, so one R serves every job."""
+    from medchat import modeling
+
+    first = members[0]
+    steps = {m.args.per_device_train_batch_size * m.args.gradient_accumulation_steps for m in members}
+    if len(steps) != 1:
+        from medchat.config import ConfigError
+
+        raise ConfigError(f"the pack's jobs take different rows per optimizer step ({sorted(steps)}): they cannot "
+                          "share one forward split")
+    plan = first.plan
+    # the architecture's shape numbers (config.json only, read again: the run plan keeps no Arch)
+    arch = memory.Arch.from_config(modeling.model_config(first.cfg.model, plan.model.path))
+    # Jobs sharing their targets run every adapted projection through StackedLoRA (equal rows per job), which
+    # keeps no dropped copy of the input; with differing targets some projections take the per-job loop, which does
+    same_targets = len({tuple(m.plan.target_modules) for m in members}) == 1
+    jobs = [JobAdapter(int(m.cfg.lora.r), tuple(m.plan.target_modules),
+                       0.0 if same_targets else float(m.cfg.lora.lora_dropout)) for m in members]
+    return plan_pack_rows(jobs, solo_rows=first.args.per_device_train_batch_size, rows_per_step=steps.pop(),
+                          trainer_cfg=first.cfg.trainer, quant_mode=first.cfg.quant.mode, hw=plan.hardware,
+                          arch=arch, liger=plan.liger, attention=plan.model.train_attention)
+
+
+def pack_record(members, rows: PackRows, solo: list[tuple[int, int]]) -> dict:
+    """What the pack runs per forward, recorded in each job's plan.json (`pack`): the rows per job and accumulation
+    the memory plan chose (each job's rows per optimizer step are its solo run's), its estimate, budget and
+    reason, and each job's solo split (rows, accumulation) for comparison."""
+    return {"jobs": len(members), **rows.to_dict(), "rows_per_forward": len(members) * rows.rows_per_job,
+            "solo_split": [list(s) for s in solo]}

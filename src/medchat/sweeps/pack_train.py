@@ -41,7 +41,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from medchat.sweeps.pack_data import Schedule, collator, optimizer_steps, prepare_dataset
-from medchat.sweeps.pack_memory import JobAdapter, PackRows, plan_pack_rows
+from medchat.sweeps.pack_memory import pack_record, pack_rows
 from medchat.sweeps.pack_tracking import close_tensorboard, fail, log_scalars, open_tracker
 from medchat.sweeps.pack_weights import (PackedHead, job_parameters, load_checkpoint, save_adapter,
                                          save_checkpoint)
@@ -183,41 +183,6 @@ def packed_optimizer_step(model, ctx, members: list[Member], steps: dict[int, li
 
 # ----- the whole pack -----------------------------------------------------------------------------------
 
-def pack_rows(members: list[Member]) -> PackRows:
-    """Rows per job and accumulation for one packed forward (medchat.sweeps.pack_memory): on a GPU with a known
-    budget and trainer.micro_batch=auto, the largest split of a job's rows per optimizer step whose forward over
-    every job fits; elsewhere each job's solo micro-batch. The jobs share their batch shape (check_jobs) and a solo
-    plan keeps the config's rows per step, so one R serves every job."""
-    from medchat import memory, modeling
-
-    first = members[0]
-    steps = {m.args.per_device_train_batch_size * m.args.gradient_accumulation_steps for m in members}
-    if len(steps) != 1:
-        from medchat.config import ConfigError
-
-        raise ConfigError(f"the pack's jobs take different rows per optimizer step ({sorted(steps)}): they cannot "
-                          "share one forward split")
-    plan = first.plan
-    # the architecture's shape numbers (config.json only, read again: the run plan keeps no Arch)
-    arch = memory.Arch.from_config(modeling.model_config(first.cfg.model, plan.model.path))
-    # Jobs sharing their targets run every adapted projection through StackedLoRA (equal rows per job), which
-    # keeps no dropped copy of the input; with differing targets some projections take the per-job loop, which does
-    same_targets = len({tuple(m.plan.target_modules) for m in members}) == 1
-    jobs = [JobAdapter(int(m.cfg.lora.r), tuple(m.plan.target_modules),
-                       0.0 if same_targets else float(m.cfg.lora.lora_dropout)) for m in members]
-    return plan_pack_rows(jobs, solo_rows=first.args.per_device_train_batch_size, rows_per_step=steps.pop(),
-                          trainer_cfg=first.cfg.trainer, quant_mode=first.cfg.quant.mode, hw=plan.hardware,
-                          arch=arch, liger=plan.liger, attention=plan.model.train_attention)
-
-
-def pack_memory(members: list[Member], rows: PackRows, solo: list[tuple[int, int]]) -> dict:
-    """What the pack runs per forward, recorded in each job's plan.json (`pack`): the rows per job and accumulation
-    the memory plan chose (each job's rows per optimizer step are its solo run's), its estimate, budget and
-    reason, and each job's solo split (rows, accumulation) for comparison."""
-    return {"jobs": len(members), **rows.to_dict(), "rows_per_forward": len(members) * rows.rows_per_job,
-            "solo_split": [list(s) for s in solo]}
-
-
 def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides: list[list[str]] | None = None,
                wandb_ids: list[str | None] | None = None, wandb_names: list[str | None] | None = None) -> list[dict]:
     """Train every job of `cfgs` (composed configs, one per run dir) in one process; -> each job's metrics
@@ -260,7 +225,7 @@ def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides:
     for m in members:
         m.args.per_device_train_batch_size = rows.rows_per_job
         m.args.gradient_accumulation_steps = rows.accumulation
-    memory = pack_memory(members, rows, solo)
+    memory = pack_record(members, rows, solo)
     log.info("pack: %s", memory)
     for m in members:
         plan = {**m.plan.to_dict(), "pack": {**memory, "process_jobs": [str(x.run_dir) for x in members]}}
