@@ -473,7 +473,9 @@ def run_setup(name: str, model_dir: Path, ds, work: Path, a, peak_tflops: float 
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
-    timer = timer_callback(a.warmup, a.steps, Path(a.out).parent if profile and a.out else work if profile else None)
+    # each profiled setup its own folder (several may be profiled in one run)
+    profile_dir = (Path(a.out).parent if a.out else work) / f"profile_{name}" if profile else None
+    timer = timer_callback(a.warmup, a.steps, profile_dir)
     if name == "baseline":
         trainer, cfg, info = baseline_trainer(model_dir, ds, work, steps)
         trainer.add_callback(timer)
@@ -519,7 +521,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12, help="timed optimizer steps per setup")
     ap.add_argument("--warmup", type=int, default=4, help="untimed optimizer steps first (compilation, caches)")
     ap.add_argument("--deadline", type=float, default=None, help="skip setups that would start after this many seconds")
-    ap.add_argument("--profile", default=None, metavar="SETUP", help="profile 3 extra steps of this setup")
+    ap.add_argument("--profile", default="", metavar="SETUPS",
+                    help="profile 3 extra steps of each of these setups (comma list); OUT's folder/profile_SETUP/")
     ap.add_argument("--prepare-only", action="store_true")
     ap.add_argument("--unsloth-site", default=None, help="folder with Unsloth's packages, for the unsloth_* setups")
     ap.add_argument("--unsloth-timeout", type=float, default=240)
@@ -555,7 +558,8 @@ def main() -> None:
             say(f"skipping {name}: past the {a.deadline:.0f} s deadline")
             continue
         try:
-            result = run_setup(name, model_dir, ds, work, a, report["matmul_peak_tflops"], a.profile == name)
+            result = run_setup(name, model_dir, ds, work, a, report["matmul_peak_tflops"],
+                                name in a.profile.split(","))
         except Exception as e:  # keep measuring the other setups; the error is part of the record
             import traceback
 

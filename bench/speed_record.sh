@@ -5,8 +5,9 @@
 #                                                # profiled), then the compiled path at dropout 0.05
 #     UNSLOTH_SITE=DIR bash bench/speed_record.sh OUT record
 #                                                # issue 23's one-call record: baseline, eager and compiled defaults
-#                                                # (the compiled step's profile), 4 x 2,048, CUDA graphs, the memory
-#                                                # points with Unsloth's setups beside them, then the equivalence
+#                                                # (both steps profiled), 4 x 2,048, CUDA graphs, the memory points
+#                                                # with Unsloth's setups beside them, then the compiled path's
+#                                                # equivalence at dropout 0.05
 #     SHAPE=tiny bash bench/speed_record.sh OUT PART   # CPU smoke of the same commands (minutes, numbers meaningless)
 #
 # 1. bench/qlora_throughput.py: setups as named (Unsloth's run in its own package folder, UNSLOTH_SITE: built by
@@ -38,7 +39,7 @@ if [ "$SHAPE" = tiny ]; then
     STEPS="--steps 2 --warmup 1"; EQ_SHAPE=tiny; SMALL=tiny; PROFILE=""  # the profiler's CUDA activity: GPU only
     RECORD=baseline,medchat,medchat_compile_fixed,medchat_budget6
 else
-    STEPS="--steps 6 --warmup 3"; EQ_SHAPE=mistral7b; SMALL=qwen2_0_5b; PROFILE="--profile medchat_compile_fixed"
+    STEPS="--steps 6 --warmup 3"; EQ_SHAPE=mistral7b; SMALL=qwen2_0_5b; PROFILE="--profile medchat,medchat_compile_fixed"
     RECORD=baseline,medchat,medchat_compile_fixed,medchat_4x2048,medchat_4x2048_compile_fixed,medchat_budget23,medchat_budget6$UNSLOTH,medchat_compile_fixed_cudagraphs_d0
 fi
 step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, output in OUT/NAME.log, say how it ended
@@ -86,8 +87,9 @@ packs)
     ;;
 record)
     throughput throughput 380 "$RECORD" $PROFILE ${UNSLOTH_SITE:+--unsloth-site "$UNSLOTH_SITE"} --unsloth-timeout 100
-    # medchat's compiled path (eager's roundings, passed the floor in call 13) again with its floor setups
-    equivalence 130 packed_sdpa,micro_batch_half,compile_fixed_eager_casts
+    # medchat's compiled path (eager's roundings) at the default dropout 0.05, against the noise floor of two dropout
+    # seeds (at dropout 0 it passed the floor of exact reorderings in call 13)
+    equivalence 150 compile_fixed_d05
     ;;
 *) echo "unknown part $PART: packs or record"; exit 2 ;;
 esac
