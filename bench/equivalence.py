@@ -376,6 +376,7 @@ def setups_for(shape: str, plan, packed_levers: bool, ref_micro_rows: int | None
     b = plan.batch
     ckpt = "none" if not plan.checkpointing.enabled else (
         "full" if plan.checkpointing.every_n_layers == 1 else "every2")
+    # the plan's eager levers; the compile_fixed* setups add what trainer.compile=auto now adds where measured
     defaults = dict(fused=plan.fused_lora, packed=True, attention=plan.model.train_attention, liger=plan.liger,
                     fused_adamw=plan.optim == "adamw_torch_fused", micro_rows=b.per_device_train_batch_size,
                     checkpointing=ckpt, offload=b.activation_offloading)

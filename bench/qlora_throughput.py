@@ -60,13 +60,16 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 COMMON = ["model=mistral7b", "lora=r32", "quant=nf4", "tracker=none", "trainer.eval_strategy=no",
           "trainer.save_steps=1000000", "trainer.logging_steps=5"]
 # name -> overrides on top of COMMON (and trainer.max_steps). `medchat` is the shipped defaults (4 packed
-# rows of up to 1024 tokens a step, every speed choice `auto`). Setups without Liger run before any with it:
-# Liger patches the Mistral module classes process-wide.
+# rows of up to 1024 tokens a step, every speed choice `auto`: since call 14 that compiles the decoder layers
+# where the compiled step fits the budget, medchat.speed.apply.compile_choice; `medchat_eager` is the same without
+# compiling, what `medchat` measured before). Setups without Liger run before any with it: Liger patches the
+# Mistral module classes process-wide.
 SETUPS = {
     "baseline": None,
     "medchat_noliger": ["trainer.use_liger_kernel=false"],
     "medchat_first": [],  # = medchat, run first: absorbs flex_attention's compilations (see bench/RESULTS.md)
     "medchat": [],
+    "medchat_eager": ["trainer.compile=false"],
     "medchat_unfused": ["trainer.fused_lora=false"],
     "medchat_compile": ["trainer.compile=true"],
     "medchat_sdpa": ["model.attn_implementation=sdpa"],

@@ -154,9 +154,11 @@ class TrainerConfig:
     use_liger_kernel: str = "auto"  # auto: off (failed the GPU equivalence check, plan.choose_liger) | true | false
     # --- speed levers (issue 13; medchat.speed) ---
     fused_lora: str = "auto"  # auto: one fused autograd function per LoRA projection on a GPU | true | false
-    compile: str = "auto"  # regional torch.compile of the decoder layers: auto (off until measured) | true | false
+    # regional torch.compile of the decoder layers: auto (on where the GPU record measured it faster and equivalent
+    # and its memory fits: medchat.speed.apply.compile_choice) | true | false
+    compile: str = "auto"
     # every micro-batch padded to one shape (rows x max_length tokens; padding neither trained nor attended), the
-    # static shapes compile and CUDA graphs need: auto (off until measured faster on a GPU, issue 23) | true | false
+    # static shapes compile and CUDA graphs need: auto (exactly where the layers are compiled) | true | false
     fixed_shape: str = "auto"
     micro_batch: str = "auto"  # auto: largest micro-batch that fits memory_budget_gib at the same step batch | fixed
     activation_offloading: str = "auto"  # auto: offload checkpointed inputs only when nothing else fits | true | false

@@ -97,7 +97,7 @@ class RunPlan:
     evaluation: EvalPlan | None = None
     # every micro-batch padded to fixed_shape_tokens (medchat.speed.apply.use_fixed_shape); None: shapes vary
     fixed_shape_tokens: int | None = None
-    compile_reason: str = ""  # why compile is on or off (medchat.speed.apply.compile_reason)
+    compile_reason: str = ""  # why compile is on or off (medchat.speed.apply.compile_choice)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -290,6 +290,13 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
     fused = speed.use_fused_lora(t, cfg.quant.mode, hw, precision)
     mb = speed.micro_batch_plan(t, cfg.lora, cfg.quant.mode, hw, arch, liger=liger, attention=model.train_attention,
                                 fused=fused, targets=targets)
+    compiled, compiled_bytes, compile_reason = speed.compile_choice(
+        t, hw, model_type=getattr(config, "model_type", None), precision=precision, fused=fused,
+        attention=model.train_attention, liger=liger, mb=mb,
+        estimate=speed.estimate_fn(t, cfg.lora, cfg.quant.mode, arch, liger, model.train_attention, fused, targets))
+    if compiled_bytes is not None:  # the plan's estimate is the compiled step's
+        mb = replace(mb, estimate_bytes=compiled_bytes,
+                     reason=f"{mb.reason}; compiled: estimated peak {compiled_bytes / 2**30:.1f} GiB")
     if mb is None:  # the config's split stands, checkpointed as trainer.gradient_checkpointing says
         checkpointing = checkpoint_plan(cfg, hw, arch, model.train_attention, liger, targets)
         batch = BatchPlan(t.per_device_train_batch_size, t.gradient_accumulation_steps,
@@ -298,7 +305,6 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
         checkpointing = speed.checkpointing_of(mb, arch.layers)
         batch = BatchPlan(mb.per_device_train_batch_size, mb.gradient_accumulation_steps,
                           speed.offload_choice(t) == "true" or mb.offload, mb)
-    compiled = speed.use_compile(t, hw)
     return RunPlan(model=model, precision=precision, use_cpu=not hw.cuda,
                    optim=choose_optimizer(t.optim, hw), liger=liger, target_modules=targets,
                    checkpointing=checkpointing, world_size=hw.world_size, fsdp=hw.fsdp, hardware=hw,
@@ -306,7 +312,7 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
                    evaluation=evaluation_plan(t, batch, hw.world_size),
                    fixed_shape_tokens=speed.fixed_shape_tokens(t, batch.per_device_train_batch_size)
                    if speed.use_fixed_shape(t, compiled) else None,  # with_data() adds the data's counts
-                   compile_reason=speed.compile_reason(t, compiled))
+                   compile_reason=compile_reason)
 
 
 def tokenized_cache_dir(run_dir: str | Path) -> Path:

@@ -4,7 +4,7 @@ The choices are pure functions of the config's sections (trainer.*, lora.*, quan
 medchat.hardware.Hardware, called once by
 medchat.plan.resolve (so a GPU-shaped Hardware in a CPU test gets the GPU answers); their results are fields
 of the RunPlan:
-- `use_fused_lora`, `use_compile`: the two switches;
+- `use_fused_lora`, `compile_choice`: the two switches;
 - `micro_batch_plan`: the micro-batch, accumulation, checkpointing and offloading plan when
   trainer.micro_batch=auto and trainer.gradient_checkpointing=auto on a GPU with a known memory budget, else
   None (the config's own numbers and medchat.memory's checkpointing plan stand);
@@ -51,22 +51,54 @@ def use_fused_lora(trainer_cfg, quant_mode: str, hw: Hardware, precision: str = 
     return wanted
 
 
-def use_compile(trainer_cfg, hw: Hardware) -> bool:
-    """auto: off. Compiled on one fixed shape with Inductor's own rounding it was 1.43x the eager defaults (one H100,
-    bench/RESULTS.md, issue 23, call 11), and its gradients missed the GPU equivalence floor (worst cosine 0.98578,
-    limit 0.98757, call 13). What trainer.compile=true compiles now keeps eager's roundings
-    (medchat.speed.compile.EAGER_ROUNDING), which passes that floor (0.99215, dropout 0) but whose speed and
-    dropout-on trajectory are not measured yet; a lever is on by default only once both are."""
-    return _switch(trainer_cfg, "compile") == "true"
+# Where trainer.compile=auto compiles: what the GPU record measured (bench/RESULTS.md, issue 23). Compiled on one
+# fixed shape with eager's roundings (medchat.speed.compile.EAGER_ROUNDING), the Mistral-7B step ran 13,301 tokens/s
+# against the eager step's 8,164 in the same call (1.63x, one H100, call 14), and its gradients passed the GPU
+# equivalence floor at dropout 0 (worst cosine 0.99215 against the floor's limit 0.98757, one H200, call 13) and its
+# loss trajectory the dropout-0.05 noise floor (max difference 2.8e-3 against the floor's 5.2e-3, call 14). Measured:
+# one process, bf16 with fused LoRA, flex_attention, no Liger, Mistral's decoder layer, no checkpointing or
+# offloading; anything else stays eager under auto (trainer.compile=true compiles it anyway).
+COMPILE_MEASURED_MODEL_TYPES = ("mistral",)
+# Compiled, the step keeps more activations than eager: measured 36.28 GiB at 4 x 1,024 tokens and 67.07 at
+# 4 x 2,048 where medchat.memory estimates 28.53 and 51.15 with 5.91 of it weights, adapters and buffers, i.e.
+# 1.34x and 1.35x the estimated activations (calls 14 and 11). Auto compiles only where this fits the budget.
+COMPILED_ACTIVATIONS = 1.4
 
 
-def compile_reason(trainer_cfg, compiled: bool) -> str:
-    """Why the plan compiles or not, for RunPlan.describe (python -m medchat.plan)."""
+def compile_choice(trainer_cfg, hw: Hardware, *, model_type: str | None, precision: str, fused: bool,
+                   attention: str, liger: bool, mb: MicroBatchPlan | None, estimate=None) -> tuple[bool, int | None, str]:
+    """trainer.compile -> (compile the decoder layers?, the compiled step's estimated peak bytes or None, why).
+    auto: on only where the GPU record measured it faster and equivalent (COMPILE_MEASURED_MODEL_TYPES above) and
+    its larger activations (COMPILED_ACTIVATIONS) fit the memory budget at the micro-batch plan's split; `estimate`
+    is that plan's memory model (estimate_fn)."""
     value = _switch(trainer_cfg, "compile")
     if value != "auto":
-        return f"trainer.compile={value}"
-    return ("auto: off: compiled with eager's roundings it passes the GPU equivalence floor, but its speed is "
-            "not measured yet (bench/RESULTS.md, issue 23)") if not compiled else "auto"
+        return value == "true", None, f"trainer.compile={value}"
+    off = None
+    if not hw.cuda:
+        off = "no CUDA GPU"
+    elif hw.world_size > 1 or hw.fsdp:
+        off = "measured in one process only"
+    elif precision != "bf16" or not fused:
+        off = "measured with fused LoRA under bf16 only"
+    elif attention != "flex_attention" or liger:
+        off = "measured with flex_attention and without Liger only"
+    elif model_type not in COMPILE_MEASURED_MODEL_TYPES:
+        off = f"measured on {', '.join(COMPILE_MEASURED_MODEL_TYPES)} decoder layers only, not {model_type}"
+    elif mb is None or estimate is None:
+        off = "its memory is known only under the auto micro-batch plan"
+    elif mb.checkpointed_layers or mb.offload:
+        off = "the micro-batch plan checkpoints or offloads, where compiled memory was not measured"
+    if off is not None:
+        return False, None, f"auto: off: {off}"
+    fixed = estimate(0, 0, False)
+    need = fixed + int(COMPILED_ACTIVATIONS * (mb.estimate_bytes - fixed))
+    budget = memory.memory_budget_bytes(trainer_cfg.memory_budget_gib, hw.gpu_memory_bytes)
+    sizes = f"compiled estimate {need / GIB:.1f} GiB, budget {budget / GIB:.1f} GiB"
+    if need > budget:
+        return False, None, f"auto: off: {sizes}"
+    return True, need, (f"auto: on: 1.63x the eager step and within the GPU equivalence floors "
+                        f"(bench/RESULTS.md, issue 23); {sizes}")
 
 
 def use_fixed_shape(trainer_cfg, compiled: bool) -> bool:

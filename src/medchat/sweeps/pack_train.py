@@ -34,7 +34,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -87,6 +87,14 @@ class Member:
 
 
 # ----- 1. checks, before any weights load --------------------------------------------------------------
+
+def eager_plan(plan):
+    """A job's run plan as the packed loop runs it: its own eager step (trainer.compile=true is refused by the
+    launcher's grouping; auto's choice is dropped here), so no fixed shape either, whose padding would buy nothing."""
+    if not plan.compile and plan.fixed_shape_tokens is None:
+        return plan
+    return replace(plan, compile=False, fixed_shape_tokens=None, compile_reason="the packed loop runs eager")
+
 
 def check_jobs(cfgs: list[DictConfig]) -> None:
     """Every check pipeline.train makes before weights load, per job, and the pack's own: all jobs share
@@ -201,7 +209,7 @@ def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides:
     check_jobs(cfgs)
     stage = stage_for(cfgs[0].stage)
     for m in members:
-        m.plan = stage.plan(run_plan.resolve(m.cfg), m.cfg.model, m.cfg.dataset)
+        m.plan = eager_plan(stage.plan(run_plan.resolve(m.cfg), m.cfg.model, m.cfg.dataset))
         log.info("job %d: %s", m.index, m.plan.describe())
     # 2. each run dir claimed (a done run refused; the checkpoint to resume found)
     for m in members:
