@@ -253,13 +253,15 @@ def timer_callback(warmup: int, timed: int, profile_dir: Path | None):
             if profile_dir is not None and state.global_step == warmup + timed:
                 from torch.profiler import ProfilerActivity, profile
 
-                self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+                cuda = [ProfilerActivity.CUDA] if torch.cuda.is_available() else []  # CPU: the host side only
+                self.prof = profile(activities=[ProfilerActivity.CPU, *cuda])
                 self.prof.start()
                 self.prof_start = time.perf_counter()
 
         def on_train_end(self, args, state, control, **kw):
             if self.prof is not None:
-                torch.cuda.synchronize()
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
                 wall = time.perf_counter() - self.prof_start
                 self.prof.stop()
                 write_profile(self.prof, wall, state.global_step - warmup - timed, profile_dir)

@@ -8,6 +8,7 @@
 #                                                # eager, baseline, CUDA graphs, the memory points
 #                                                # with Unsloth's setups beside them
 #                                                # (TOTAL_S=N: the call's limit, default 600; fewer setups fit)
+#     bash bench/speed_record.sh OUT reads       # where the eager step's host waits come from (~2 minutes)
 #     SHAPE=tiny bash bench/speed_record.sh OUT PART   # CPU smoke of the same commands (minutes, numbers meaningless)
 #
 # 1. bench/qlora_throughput.py: setups as named (Unsloth's run in its own package folder, UNSLOTH_SITE: built by
@@ -20,8 +21,8 @@
 # device call brings back only a few files (call 13 lost its profiles to that limit), so there set RAW_DIR outside
 # OUT (e.g. /tmp/raw); a step cut off by the call's limit still leaves the earlier steps' files in the archive.
 set -u
-DEST=${1:?usage: bench/speed_record.sh OUT packs|record}
-PART=${2:?usage: bench/speed_record.sh OUT packs|record}
+DEST=${1:?usage: bench/speed_record.sh OUT packs|record|reads}
+PART=${2:?usage: bench/speed_record.sh OUT packs|record|reads}
 OUT=${RAW_DIR:-$DEST/raw}
 mkdir -p "$DEST"
 SHAPE=${SHAPE:-mistral7b}
@@ -87,5 +88,11 @@ record)
     LEFT=$(( ${TOTAL_S:-600} - SECONDS - 15 )); [ "$LEFT" -gt 540 ] && LEFT=540
     throughput throughput "$LEFT" "$RECORD" $PROFILE ${UNSLOTH_SITE:+--unsloth-site "$UNSLOTH_SITE"} --unsloth-timeout 100
     ;;
-*) echo "unknown part $PART: packs or record"; exit 2 ;;
+reads)
+    # where the eager 7B step makes the host wait (call 14: ~685 syncs a step, sites unknown), by line of code
+    step host_reads 150 python bench/host_reads.py --shape "$SHAPE" --work "$WORK" --setup medchat_eager \
+        --out "$OUT/host_reads.md" $([ "$SHAPE" = tiny ] && echo trainer.fused_lora=true)
+    cat "$OUT/host_reads.md"
+    ;;
+*) echo "unknown part $PART: packs, record or reads"; exit 2 ;;
 esac
