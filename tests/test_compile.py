@@ -90,6 +90,59 @@ def test_compiled_layers_equal_eager_with_dropout_and_trace_whole(tiny_dir, quan
 
 
 
+def test_a_compiler_failure_falls_back_to_the_eager_layers_when_asked(tiny_dir):
+    """With on_failure (what trainer.compile gets: medchat.speed.apply), a compiler that fails leaves training on
+    the eager layers: the step's loss and gradients are the eager model's, every layer is uncompiled, and
+    on_failure hears the error once. Without it the failure is raised."""
+    from medchat.speed.compile import is_compiled
+
+    def failing(gm, example_inputs):  # a backend that cannot compile (Inductor failing to lower, no toolchain)
+        raise RuntimeError("no kernels for this layer")
+
+    torch._dynamo.reset()
+    eager = lora_model(tiny_dir, False, dropout=0.0)
+    model = copy.deepcopy(eager)
+    heard = []
+    compile_layers(model, dynamic=False, backend=failing, on_failure=heard.append)
+    batch = packed_batch(model.config.vocab_size)
+    (loss, grads), (loss_e, grads_e) = step(model, batch, 0), step(eager, batch, 0)
+    torch.testing.assert_close(loss, loss_e, rtol=0, atol=0)
+    for n in grads_e:
+        torch.testing.assert_close(grads[n], grads_e[n], rtol=0, atol=0, msg=n)
+    assert len(heard) == 1 and "no kernels for this layer" in str(heard[0])
+    assert not any(is_compiled(layer) for layer in decoder_layers(model))
+    step(model, batch, 1)  # the next steps run eager without asking the compiler again
+    assert len(heard) == 1
+    torch._dynamo.reset()
+    strict = copy.deepcopy(eager)
+    compile_layers(strict, dynamic=False, backend=failing)
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed, match="no kernels"):
+        step(strict, batch, 0)
+
+
+def test_the_run_records_a_compiler_failure_and_trains_on(tiny_dir, monkeypatch, caplog):
+    """speed.apply (what build_trainer calls for trainer.compile) gives compile_layers its fallback: after a
+    compiler failure metrics.json's speed section says 0 compiled layers and why, and the log warns."""
+    import types
+
+    from medchat.speed.apply import apply
+
+    def failing(gm, example_inputs):
+        raise RuntimeError("no kernels for this layer")
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend=failing))  # Inductor failing
+    torch._dynamo.reset()
+    model = lora_model(tiny_dir, False, dropout=0.0)
+    plan = types.SimpleNamespace(fused_lora=False, compile=True, fixed_shape_tokens=TOKENS)
+    done = apply(types.SimpleNamespace(model=model), plan)
+    assert done["compiled_layers"] == len(decoder_layers(model))
+    with caplog.at_level("WARNING", logger="medchat.speed.apply"):
+        step(model, packed_batch(model.config.vocab_size), 0)
+    assert done["compiled_layers"] == 0 and "no kernels for this layer" in done["compile_failed"]
+    assert "training goes on eager" in caplog.text
+
+
 def test_only_training_steps_run_compiled(tiny_dir):
     """Evaluation and generation shapes differ from the one fixed training shape: they run the eager forward (no
     recompilation per eval batch or per generated token), training steps the compiled one."""

@@ -190,7 +190,13 @@ def apply(trainer, plan) -> dict:
     if plan.compile:
         from medchat.speed.compile import EAGER_ROUNDING, compile_layers
 
+        def fell_back(error: Exception) -> None:  # metrics.json's speed section says so too
+            done["compiled_layers"] = 0
+            done["compile_failed"] = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+            log.warning("compile: the compiler failed (%s); training goes on eager, the same layers uncompiled "
+                        "(trainer.compile=false skips compiling)", done["compile_failed"])
+
         # one shape for every step (trainer.fixed_shape): compile for it alone; else shapes are dynamic
         done["compiled_layers"] = compile_layers(trainer.model, dynamic=plan.fixed_shape_tokens is None,
-                                                 options=EAGER_ROUNDING)
+                                                 options=EAGER_ROUNDING, on_failure=fell_back)
     return done

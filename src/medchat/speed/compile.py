@@ -39,8 +39,8 @@ def decoder_layers(model) -> torch.nn.ModuleList | None:
     return best
 
 
-def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = None, backend: str = "inductor",
-                   options: dict | None = None) -> int:
+def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = None, backend="inductor",
+                   options: dict | None = None, on_failure=None) -> int:
     """torch.compile every decoder layer's forward for training steps; returns how many layers.
 
     Only a training step (module in train mode, gradients on) runs the compiled forward: evaluation batches and
@@ -48,7 +48,13 @@ def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = Non
     would be a recompilation (minutes on a 7B model, then Dynamo's limit and eager anyway). They run the eager
     forward, the same function uncompiled. Names, parameters and state_dict keys are untouched. `options`: Inductor
     settings (torch.compile's, exclusive with `mode`), e.g. {"emulate_precision_casts": True}: keep eager's bf16
-    roundings between fused operators."""
+    roundings between fused operators.
+
+    on_failure(error): if given, a compiler failure (torch._dynamo's exceptions: Inductor failing to lower, a
+    missing toolchain) does not stop training: every layer goes back to its eager forward, the failing call runs
+    again eager (whatever a partly compiled call computed is dropped: layers keep no state), and on_failure is
+    told (to warn and record it). A failure of the compiled step itself (out of memory, a
+    kernel error) is not a compiler failure and is raised. Without it, compiler failures are raised."""
     if mode is not None and options:
         raise ValueError("compile_layers: give `mode` or Inductor `options`, not both (torch.compile refuses both)")
     layers = decoder_layers(model)
@@ -66,9 +72,16 @@ def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = Non
                                  **({"options": dict(options)} if options else {"mode": mode}))
 
         def forward(*args, _layer=layer, _eager=eager, _compiled=compiled, **kwargs):
-            if _layer.training and torch.is_grad_enabled():
+            if not (_layer.training and torch.is_grad_enabled()):
+                return _eager(*args, **kwargs)
+            if on_failure is None:
                 return _compiled(*args, **kwargs)
-            return _eager(*args, **kwargs)
+            try:
+                return _compiled(*args, **kwargs)
+            except torch._dynamo.exc.TorchDynamoException as e:  # the compiler failed
+                uncompile_layers(model)
+                on_failure(e)
+                return _eager(*args, **kwargs)
 
         layer.forward = forward
         layer._medchat_eager_forward = eager
