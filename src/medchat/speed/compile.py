@@ -53,8 +53,9 @@ def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = Non
     on_failure(error): if given, a compiler failure (torch._dynamo's exceptions: Inductor failing to lower, a
     missing toolchain) does not stop training: every layer goes back to its eager forward, the failing call runs
     again eager (whatever a partly compiled call computed is dropped: layers keep no state), and on_failure is
-    told (to warn and record it). A failure of the compiled step itself (out of memory, a
-    kernel error) is not a compiler failure and is raised. Without it, compiler failures are raised."""
+    told (to warn and record it). Only failures while a layer's forward is compiled are caught: the backward graph
+    is compiled at the first backward, where a failure is raised, as are errors of the compiled step itself (out of
+    memory, a kernel error). Without on_failure, compiler failures are raised."""
     if mode is not None and options:
         raise ValueError("compile_layers: give `mode` or Inductor `options`, not both (torch.compile refuses both)")
     layers = decoder_layers(model)
