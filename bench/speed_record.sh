@@ -71,8 +71,9 @@ if [ "$PART" = packs ] && [ "$SMALL" != "$SHAPE" ]; then  # call 12: building it
 fi
 case "$PART" in
 packs)
-    # the 7B pack unprofiled (call 13: its profile took 60 s and the sequential side ran out of the step's limit)
-    packed packed_big 170 "$SHAPE"
+    # the 7B pack unprofiled (call 13: its profile took 60 s and the sequential side ran out of the step's limit);
+    # since call 14 each sequential 7B job compiles its layers under auto (about 25 s a job): a longer limit
+    packed packed_big 240 "$SHAPE"
     [ "$SMALL" != "$SHAPE" ] && packed packed_small 130 "$SMALL" --profile "$OUT/profile_packed_$SMALL"
     # the 7B pack's masks drawn and applied in one pass each (call 13: 29% of its kernel time was the masks' passes)
     step packed_big_native 100 python bench/packed_sweep.py --shape "$SHAPE" --work "$WORK" $STEPS --sides packed \
