@@ -86,10 +86,9 @@ def sequential(model_dir: Path, ds, work: Path, a) -> dict:
 def packed(model_dir: Path, ds, work: Path, a) -> dict:
     """The four jobs in one process through pack_train's packed_optimizer_step."""
     from medchat import modeling
-    from medchat.plan import resolve
     from medchat.stages import stage_for
     from medchat.sweeps.pack_data import Schedule, collator, optimizer_steps, prepare_dataset
-    from medchat.sweeps.pack_train import Member, build_optimizer, eager_plan, packed_optimizer_step
+    from medchat.sweeps.pack_train import Member, build_optimizer, eager_resolve, packed_optimizer_step
     from medchat.sweeps.packed import PackedJob, pack_model
 
     reset_peak()
@@ -105,7 +104,7 @@ def packed(model_dir: Path, ds, work: Path, a) -> dict:
                          + [f"trainer.max_steps={steps}"])
         stage = stage_for(cfg.stage)
         m = Member(j, cfg, work / "runs" / f"packed_{j}")
-        m.plan = eager_plan(stage.plan(resolve(cfg), cfg.model, cfg.dataset))
+        m.plan = stage.plan(eager_resolve(cfg), cfg.model, cfg.dataset)
         m.args = stage.trainer_config(cfg.trainer, cfg.tracker, m.run_dir, m.plan)
         members.append(m)
     first = members[0]

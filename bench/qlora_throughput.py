@@ -388,7 +388,8 @@ def medchat_fit(name: str, overrides: list[str], model_dir: Path, ds, work: Path
         "micro_batch_rows": args.per_device_train_batch_size,
         "activation_offloading": speed["activation_offloading"],
         "fused_lora_projections": speed.get("fused_lora_projections", 0),
-        "compiled_layers": speed.get("compiled_layers", 0),
+        "compiled_layers": speed.get("compiled_layers", 0),  # 0 with compile_failed: the compiler failed, eager ran
+        "compile_failed": speed.get("compile_failed"),
         "fixed_shape_tokens": speed.get("fixed_shape_tokens"),
         "padding_share": speed.get("padding_share"),
         "attn_implementation": speed["attn_implementation"],

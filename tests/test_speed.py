@@ -423,7 +423,7 @@ def test_compile_auto_is_on_only_where_the_gpu_record_measured_it(tmp_path):
 
     from medchat import plan as run_plan
     from medchat.hardware import Hardware
-    from medchat.sweeps.pack_train import eager_plan
+    from medchat.sweeps.pack_train import eager_resolve
 
     gib = 2**30
     p = run_plan.resolve(mistral_cfg(tmp_path), Hardware(**H100))
@@ -449,6 +449,8 @@ def test_compile_auto_is_on_only_where_the_gpu_record_measured_it(tmp_path):
                           "one process"),
         "CPU": ((), Hardware(), "no CUDA GPU"),
         "asked off": (("trainer.compile=false",), Hardware(**H100), "trainer.compile=false"),
+        "bf16 weights": (("quant=none",), Hardware(**H200), "NF4"),
+        "4 x 4,096 tokens": (("trainer.max_length=4096",), Hardware(**H200), "up to 8,192 tokens"),
     }
     for name, (overrides, hw, why) in off.items():
         q = run_plan.resolve(mistral_cfg(tmp_path, *overrides), hw)
@@ -463,6 +465,10 @@ def test_compile_auto_is_on_only_where_the_gpu_record_measured_it(tmp_path):
     assert not q.compile and "not qwen2" in q.compile_reason
     assert run_plan.resolve(mistral_cfg(tmp_path, f"model.name_or_path={qwen}", "trainer.compile=true"),
                             Hardware(**H100)).compile
-    # the packed loop runs its own eager step: auto's compile and its fixed shape are dropped there
-    e = eager_plan(p)
-    assert (e.compile, e.fixed_shape_tokens, e.batch) == (False, None, p.batch)
+    # the packed loop runs its own eager step: auto's compile and its fixed shape are dropped there, and its
+    # plan holds the eager estimate (medchat.memory's, as with trainer.compile=false)
+    e = eager_resolve(mistral_cfg(tmp_path), Hardware(**H100))
+    eager = run_plan.resolve(mistral_cfg(tmp_path, "trainer.compile=false"), Hardware(**H100))
+    assert (e.compile, e.fixed_shape_tokens, e.batch) == (False, None, eager.batch)
+    assert e.batch.micro_batch.estimate_bytes < 36.28 * gib and "packed loop" in e.compile_reason
+    assert eager_resolve(mistral_cfg(tmp_path, "trainer.fixed_shape=true"), Hardware(**H100)).fixed_shape_tokens == 4096

@@ -291,8 +291,8 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
     mb = speed.micro_batch_plan(t, cfg.lora, cfg.quant.mode, hw, arch, liger=liger, attention=model.train_attention,
                                 fused=fused, targets=targets)
     compiled, compiled_bytes, compile_reason = speed.compile_choice(
-        t, hw, model_type=getattr(config, "model_type", None), precision=precision, fused=fused,
-        attention=model.train_attention, liger=liger, mb=mb,
+        t, hw, model_type=getattr(config, "model_type", None), quant_mode=cfg.quant.mode, precision=precision,
+        fused=fused, attention=model.train_attention, liger=liger, mb=mb,
         estimate=speed.estimate_fn(t, cfg.lora, cfg.quant.mode, arch, liger, model.train_attention, fused, targets))
     if compiled_bytes is not None:  # the plan's estimate is the compiled step's
         mb = replace(mb, estimate_bytes=compiled_bytes,

@@ -56,17 +56,21 @@ def use_fused_lora(trainer_cfg, quant_mode: str, hw: Hardware, precision: str = 
 # against the eager step's 8,164 in the same call (1.63x, one H100, call 14), and its gradients passed the GPU
 # equivalence floor at dropout 0 (worst cosine 0.99215 against the floor's limit 0.98757, one H200, call 13) and its
 # loss trajectory the dropout-0.05 noise floor (max difference 2.8e-3 against the floor's 5.2e-3, call 14). Measured:
-# one process, bf16 with fused LoRA, flex_attention, no Liger, Mistral's decoder layer, no checkpointing or
-# offloading; anything else stays eager under auto (trainer.compile=true compiles it anyway).
+# one process, bf16 with fused LoRA over NF4 weights, flex_attention, no Liger, Mistral's decoder layer, micro-batches
+# of 4,096 tokens (and 8,192: 1.51x eager with Inductor's rounding, call 11), no checkpointing or offloading, torch
+# 2.11 on H100 and H200; anything else stays eager under auto (trainer.compile=true compiles it anyway). The GPU
+# model and the torch version are not checked.
 COMPILE_MEASURED_MODEL_TYPES = ("mistral",)
+COMPILE_MEASURED_MAX_TOKENS = 8192
 # Compiled, the step keeps more activations than eager: measured 36.28 GiB at 4 x 1,024 tokens and 67.07 at
 # 4 x 2,048 where medchat.memory estimates 28.53 and 51.15 with 5.91 of it weights, adapters and buffers, i.e.
 # 1.34x and 1.35x the estimated activations (calls 14 and 11). Auto compiles only where this fits the budget.
 COMPILED_ACTIVATIONS = 1.4
 
 
-def compile_choice(trainer_cfg, hw: Hardware, *, model_type: str | None, precision: str, fused: bool,
-                   attention: str, liger: bool, mb: MicroBatchPlan | None, estimate=None) -> tuple[bool, int | None, str]:
+def compile_choice(trainer_cfg, hw: Hardware, *, model_type: str | None, quant_mode: str, precision: str,
+                   fused: bool, attention: str, liger: bool, mb: MicroBatchPlan | None,
+                   estimate=None) -> tuple[bool, int | None, str]:
     """trainer.compile -> (compile the decoder layers?, the compiled step's estimated peak bytes or None, why).
     auto: on only where the GPU record measured it faster and equivalent (COMPILE_MEASURED_MODEL_TYPES above) and
     its larger activations (COMPILED_ACTIVATIONS) fit the memory budget at the micro-batch plan's split; `estimate`
@@ -79,16 +83,19 @@ def compile_choice(trainer_cfg, hw: Hardware, *, model_type: str | None, precisi
         off = "no CUDA GPU"
     elif hw.world_size > 1 or hw.fsdp:
         off = "measured in one process only"
-    elif precision != "bf16" or not fused:
-        off = "measured with fused LoRA under bf16 only"
+    elif precision != "bf16" or not fused or quant_mode != "nf4":
+        off = "measured with fused LoRA over NF4 weights under bf16 only"
     elif attention != "flex_attention" or liger:
         off = "measured with flex_attention and without Liger only"
     elif model_type not in COMPILE_MEASURED_MODEL_TYPES:
         off = f"measured on {', '.join(COMPILE_MEASURED_MODEL_TYPES)} decoder layers only, not {model_type}"
     elif mb is None or estimate is None:
-        off = "its memory is known only under the auto micro-batch plan"
+        off = ("its memory is planned only by the auto micro-batch plan (trainer.micro_batch=auto and "
+               "gradient_checkpointing=auto with a known memory budget)")
     elif mb.checkpointed_layers or mb.offload:
         off = "the micro-batch plan checkpoints or offloads, where compiled memory was not measured"
+    elif mb.per_device_train_batch_size * int(trainer_cfg.max_length) > COMPILE_MEASURED_MAX_TOKENS:
+        off = f"measured on micro-batches of up to {COMPILE_MEASURED_MAX_TOKENS:,} tokens only"
     if off is not None:
         return False, None, f"auto: off: {off}"
     fixed = estimate(0, 0, False)
@@ -97,8 +104,8 @@ def compile_choice(trainer_cfg, hw: Hardware, *, model_type: str | None, precisi
     sizes = f"compiled estimate {need / GIB:.1f} GiB, budget {budget / GIB:.1f} GiB"
     if need > budget:
         return False, None, f"auto: off: {sizes}"
-    return True, need, (f"auto: on: 1.63x the eager step and within the GPU equivalence floors "
-                        f"(bench/RESULTS.md, issue 23); {sizes}")
+    return True, need, (f"auto: on: measured 1.63x the eager step and within the GPU equivalence floors on the "
+                        f"Mistral-7B NF4 shape (one H100, bench/RESULTS.md, issue 23); {sizes}")
 
 
 def use_fixed_shape(trainer_cfg, compiled: bool) -> bool:
@@ -181,7 +188,8 @@ def checkpointing_of(mb: MicroBatchPlan, layers: int) -> memory.CheckpointPlan:
 
 def apply(trainer, plan) -> dict:
     """Fuse and compile the trainer's model in place as the run plan says; returns what was done (for metrics
-    and the bench)."""
+    and the bench). A compiled layer whose compilation fails falls back to eager, under trainer.compile=auto and
+    true alike, and the dict says so (compiled_layers 0, compile_failed)."""
     done = {"fused_lora_projections": 0, "compiled_layers": 0}
     if plan.fused_lora:
         from medchat.speed.fused_lora import fuse_lora

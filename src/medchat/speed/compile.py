@@ -50,12 +50,13 @@ def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = Non
     settings (torch.compile's, exclusive with `mode`), e.g. {"emulate_precision_casts": True}: keep eager's bf16
     roundings between fused operators.
 
-    on_failure(error): if given, a compiler failure (torch._dynamo's exceptions: Inductor failing to lower, a
-    missing toolchain) does not stop training: every layer goes back to its eager forward, the failing call runs
+    on_failure(error): if given, a compiler failure (torch._dynamo's exceptions: Inductor failing to lower a layer)
+    does not stop training: every layer goes back to its eager forward, the failing call runs
     again eager (whatever a partly compiled call computed is dropped: layers keep no state), and on_failure is
     told (to warn and record it). Only failures while a layer's forward is compiled are caught: the backward graph
     is compiled at the first backward, where a failure is raised, as are errors of the compiled step itself (out of
-    memory, a kernel error). Without on_failure, compiler failures are raised."""
+    memory, a kernel error), and a machine where Inductor cannot compile at all fails anyway where flex_attention
+    compiles its kernels. Without on_failure, compiler failures are raised."""
     if mode is not None and options:
         raise ValueError("compile_layers: give `mode` or Inductor `options`, not both (torch.compile refuses both)")
     layers = decoder_layers(model)

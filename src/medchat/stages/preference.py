@@ -113,7 +113,8 @@ def stage_plan(plan, init: InitRun | None):
     if plan.fused_lora or plan.compile or plan.fixed_shape_tokens:
         log.info("trainer.fused_lora / trainer.compile / trainer.fixed_shape: SFT-only; off for this preference stage")
     targets = tuple(init.run.adapter_targets()) if init is not None else plan.target_modules
-    return replace(plan, target_modules=targets, fused_lora=False, compile=False, fixed_shape_tokens=None)
+    return replace(plan, target_modules=targets, fused_lora=False, compile=False, fixed_shape_tokens=None,
+                   compile_reason="SFT-only: off for a preference stage")
 
 
 def check_pairs_respect_split(init: InitRun, split) -> None:

@@ -28,6 +28,7 @@ killed process leaves each job at its last checkpoint, and the launcher's re-run
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -88,12 +89,16 @@ class Member:
 
 # ----- 1. checks, before any weights load --------------------------------------------------------------
 
-def eager_plan(plan):
-    """A job's run plan as the packed loop runs it: its own eager step (trainer.compile=true is refused by the
-    launcher's grouping; auto's choice is dropped here), so no fixed shape either, whose padding would buy nothing."""
-    if not plan.compile and plan.fixed_shape_tokens is None:
-        return plan
-    return replace(plan, compile=False, fixed_shape_tokens=None, compile_reason="the packed loop runs eager")
+def eager_resolve(cfg: DictConfig, hw=None):
+    """A job's run plan as the packed loop runs it: resolved with trainer.compile=false, since the loop runs its own
+    eager step (trainer.compile=true is refused by the launcher's grouping; auto's choice is dropped here), so the
+    memory estimate is the eager step's and a fixed shape stays only where trainer.fixed_shape=true asks for it."""
+    from medchat import plan as run_plan
+
+    eager = copy.deepcopy(cfg)
+    eager.trainer.compile = "false"
+    plan = run_plan.resolve(eager, hw)
+    return replace(plan, compile_reason="the packed loop runs its own eager step")
 
 
 def check_jobs(cfgs: list[DictConfig]) -> None:
@@ -209,7 +214,7 @@ def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides:
     check_jobs(cfgs)
     stage = stage_for(cfgs[0].stage)
     for m in members:
-        m.plan = eager_plan(stage.plan(run_plan.resolve(m.cfg), m.cfg.model, m.cfg.dataset))
+        m.plan = stage.plan(eager_resolve(m.cfg), m.cfg.model, m.cfg.dataset)
         log.info("job %d: %s", m.index, m.plan.describe())
     # 2. each run dir claimed (a done run refused; the checkpoint to resume found)
     for m in members:
