@@ -13,8 +13,12 @@ output size), `equal`, and copies between the host and the device (`_to_copy` / 
 different devices; from pageable host memory they wait too). Each is counted per step by the three innermost
 Python frames outside torch that led to it.
 
-Eager setups only: a dispatch mode does not see inside compiled regions (the host reads counted in call 14 were
-the same compiled and eager). On CPU nothing is a device, so every read is listed as a `cpu` read.
+Eager setups only: while a dispatch mode is active Dynamo skips compiled frames, and flex_attention (a higher-order
+operator the mode cannot run) fails under it, so pass `model.attn_implementation=sdpa` (speed_record.sh reads does):
+transformers' mask building differs, the rest of the step is the same (the host reads counted in call 14 were the
+same compiled and eager). Not seen: syncs inside composite operators below the dispatcher (boolean-mask indexing,
+masked_select) and reads on autograd's backward threads come without a Python frame. Reads of CPU tensors (the
+dropout seeds) wait for nothing: they are listed, and left out of the per-step total. On CPU nothing is a device.
 """
 
 from __future__ import annotations
@@ -116,9 +120,12 @@ def main() -> None:
     steps = a.warmup + a.spy_steps
     qt.medchat_fit(f"host_reads_{a.setup}", qt.SETUPS[a.setup] + qt.SHAPE_OVERRIDES.get(a.shape, [])
                    + list(a.overrides) + [f"trainer.max_steps={steps}"], model_dir, ds, work, timer)
+    device = sum(n for (what, _), n in spy.counts.items() if "cuda" in what) / a.spy_steps
     total = sum(spy.counts.values()) / a.spy_steps
-    lines = [f"{a.setup} on {a.shape} ({torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}): "
-             f"{total:.0f} host waits per optimizer step, by site ({a.spy_steps} steps after {a.warmup})", "",
+    lines = [f"{a.setup} on {a.shape} ({torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}, "
+             f"{' '.join(a.overrides) or 'no overrides'}): {device:.0f} reads of device values or copies between "
+             f"host and device per optimizer step ({total:.0f} with CPU-only reads), by site ({a.spy_steps} steps "
+             f"after {a.warmup}; the batch fetched before the first spied step is not counted)", "",
              "per step | what | where (innermost first)", "---:|---|---"]
     lines += [f"{n / a.spy_steps:g} | {what} | {site}" for (what, site), n in spy.counts.most_common(40)]
     text = "\n".join(lines) + "\n"
