@@ -455,6 +455,10 @@ def test_compile_auto_is_on_only_where_the_gpu_record_measured_it(tmp_path):
     for name, (overrides, hw, why) in off.items():
         q = run_plan.resolve(mistral_cfg(tmp_path, *overrides), hw)
         assert not q.compile and q.fixed_shape_tokens is None and why in q.compile_reason, (name, q.compile_reason)
+    # asked for, compile plans the compiled step's memory too where it was measured
+    asked = run_plan.resolve(mistral_cfg(tmp_path, "trainer.compile=true"), Hardware(**H100))
+    assert asked.compile and asked.batch.micro_batch.estimate_bytes == p.batch.micro_batch.estimate_bytes
+    assert asked.compile_reason.startswith("trainer.compile=true; compiled estimate")
     # another architecture: not measured compiled (trainer.compile=true still compiles it)
     from transformers import Qwen2Config
 

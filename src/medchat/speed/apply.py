@@ -76,8 +76,17 @@ def compile_choice(trainer_cfg, hw: Hardware, *, model_type: str | None, quant_m
     its larger activations (COMPILED_ACTIVATIONS) fit the memory budget at the micro-batch plan's split; `estimate`
     is that plan's memory model (estimate_fn)."""
     value = _switch(trainer_cfg, "compile")
-    if value != "auto":
-        return value == "true", None, f"trainer.compile={value}"
+    if value == "false":
+        return False, None, "trainer.compile=false"
+    if value == "true":  # as asked; the plan's estimate is the compiled step's where its memory was measured
+        need = _compiled_bytes(mb, estimate)
+        if need is None:
+            return True, None, "trainer.compile=true"
+        budget = memory.memory_budget_bytes(trainer_cfg.memory_budget_gib, hw.gpu_memory_bytes)
+        if budget is not None and need > budget:
+            log.warning("trainer.compile=true: the compiled step is estimated at %.1f GiB, over the %.1f GiB budget",
+                        need / GIB, budget / GIB)
+        return True, need, f"trainer.compile=true; compiled estimate {need / GIB:.1f} GiB"
     off = None
     if not hw.cuda:
         off = "no CUDA GPU"
@@ -98,14 +107,23 @@ def compile_choice(trainer_cfg, hw: Hardware, *, model_type: str | None, quant_m
         off = f"measured on micro-batches of up to {COMPILE_MEASURED_MAX_TOKENS:,} tokens only"
     if off is not None:
         return False, None, f"auto: off: {off}"
-    fixed = estimate(0, 0, False)
-    need = fixed + int(COMPILED_ACTIVATIONS * (mb.estimate_bytes - fixed))
+    need = _compiled_bytes(mb, estimate)
     budget = memory.memory_budget_bytes(trainer_cfg.memory_budget_gib, hw.gpu_memory_bytes)
     sizes = f"compiled estimate {need / GIB:.1f} GiB, budget {budget / GIB:.1f} GiB"
     if need > budget:
         return False, None, f"auto: off: {sizes}"
     return True, need, (f"auto: on: measured 1.63x the eager step and within the GPU equivalence floors on the "
                         f"Mistral-7B NF4 shape (one H100, bench/RESULTS.md, issue 23); {sizes}")
+
+
+def _compiled_bytes(mb: MicroBatchPlan | None, estimate) -> int | None:
+    """The compiled step's estimated peak at the micro-batch plan's split (COMPILED_ACTIVATIONS x the estimated
+    activations); None where its memory was not measured (no auto micro-batch plan, or one that checkpoints or
+    offloads)."""
+    if mb is None or estimate is None or mb.checkpointed_layers or mb.offload:
+        return None
+    fixed = estimate(0, 0, False)
+    return fixed + int(COMPILED_ACTIVATIONS * (mb.estimate_bytes - fixed))
 
 
 def use_fixed_shape(trainer_cfg, compiled: bool) -> bool:
