@@ -76,11 +76,11 @@ def compile_layers(model, *, dynamic: bool | None = True, mode: str | None = Non
         def forward(*args, _layer=layer, _eager=eager, _compiled=compiled, **kwargs):
             if not (_layer.training and torch.is_grad_enabled()):
                 return _eager(*args, **kwargs)
-            if on_failure is None:
-                return _compiled(*args, **kwargs)
             try:
                 return _compiled(*args, **kwargs)
             except torch._dynamo.exc.TorchDynamoException as e:  # the compiler failed
+                if on_failure is None:
+                    raise
                 uncompile_layers(model)
                 on_failure(e)
                 return _eager(*args, **kwargs)
