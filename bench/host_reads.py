@@ -2,6 +2,7 @@
 
     python bench/host_reads.py --shape mistral7b --setup medchat_eager --out results/host_reads.md   # on a GPU
     python bench/host_reads.py --shape tiny --setup medchat_eager trainer.fused_lora=true          # CPU smoke
+    python bench/host_reads.py --mode sync --setup medchat --out results/host_syncs.md              # GPU only
 
 Call 14's profiles (bench/RESULTS.md, issue 23) counted about 1,030 cudaMemcpyAsync and 685 cudaStreamSynchronize
 calls per optimizer step of the 7B defaults, eager and compiled alike, and 305 aten::item, of which 224 read the
@@ -19,6 +20,12 @@ transformers' mask building differs, the rest of the step is the same (the host 
 same compiled and eager). Not seen: syncs inside composite operators below the dispatcher (boolean-mask indexing,
 masked_select) and reads on autograd's backward threads come without a Python frame. Reads of CPU tensors (the
 dropout seeds) wait for nothing: they are listed, and left out of the per-step total. On CPU nothing is a device.
+
+`--mode sync` (GPU only) instead asks the CUDA runtime wrapper itself: `torch.cuda.set_sync_debug_mode("warn")` makes
+every synchronising call torch makes (a stream or device synchronize, a blocking copy in either direction, the
+reads above) warn, and each warning is counted by the Python frames that led to it. It sees compiled layers and
+flex_attention too (no dispatch mode), so it runs any setup, the compiled defaults included; it does not see
+synchronisation that bypasses torch (a library calling the CUDA runtime itself).
 """
 
 from __future__ import annotations
@@ -59,9 +66,41 @@ def _devices(func, args, kwargs) -> str | None:
 
 
 def _site() -> str:
+    skip = ("host_reads.py", "_python_dispatch.py", "warnings.py")
     frames = [f for f in traceback.extract_stack()[:-2]
-              if "/torch/" not in f.filename and Path(f.filename).name not in ("host_reads.py", "_python_dispatch.py")]
+              if "/torch/" not in f.filename and Path(f.filename).name not in skip]
     return " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in frames[-3:][::-1]) or "(no frame)"
+
+
+class SyncWarnings:
+    """Counts torch's sync-debug warnings by site while entered (`--mode sync`)."""
+
+    def __init__(self):
+        self.counts: collections.Counter = collections.Counter()
+        self._show = None
+
+    def __enter__(self):
+        import warnings
+
+        self._show = warnings.showwarning
+        show = self._show
+
+        def count(message, category, filename, lineno, file=None, line=None):
+            if "synchronizing" in str(message):
+                self.counts[("sync", _site())] += 1
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = count
+        warnings.filterwarnings("always", message=".*synchronizing.*")
+        torch.cuda.set_sync_debug_mode("warn")
+        return self
+
+    def __exit__(self, *exc):
+        import warnings
+
+        torch.cuda.set_sync_debug_mode("default")
+        warnings.showwarning = self._show
 
 
 class Spy(TorchDispatchMode):
@@ -88,7 +127,10 @@ class Spy(TorchDispatchMode):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", default="mistral7b", choices=sorted(qt.SHAPES))
-    ap.add_argument("--setup", default="medchat_eager", help="an eager medchat setup of bench/qlora_throughput.py")
+    ap.add_argument("--setup", default="medchat_eager", help="a medchat setup of bench/qlora_throughput.py (eager "
+                    "ones only under --mode spy)")
+    ap.add_argument("--mode", choices=("spy", "sync"), default="spy", help="spy: a dispatch mode over aten operators; "
+                    "sync: torch's sync-debug warnings (GPU only; compiled setups too)")
     ap.add_argument("--work", default="/tmp/medchat-bench")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--spy-steps", type=int, default=2)
@@ -102,7 +144,9 @@ def main() -> None:
     from transformers import AutoConfig
 
     ds = qt.rows(Path(a.lengths), AutoConfig.from_pretrained(model_dir).vocab_size)
-    spy = Spy()
+    if a.mode == "sync" and not torch.cuda.is_available():
+        raise SystemExit("--mode sync needs a CUDA GPU (torch's sync-debug mode watches the CUDA runtime)")
+    spy = Spy() if a.mode == "spy" else SyncWarnings()
     timer = qt.timer_callback(a.warmup, a.spy_steps, None)
     begin, end = timer.on_step_begin, timer.on_step_end
 
@@ -120,10 +164,10 @@ def main() -> None:
     steps = a.warmup + a.spy_steps
     qt.medchat_fit(f"host_reads_{a.setup}", qt.SETUPS[a.setup] + qt.SHAPE_OVERRIDES.get(a.shape, [])
                    + list(a.overrides) + [f"trainer.max_steps={steps}"], model_dir, ds, work, timer)
-    device = sum(n for (what, _), n in spy.counts.items() if "cuda" in what) / a.spy_steps
+    device = sum(n for (what, _), n in spy.counts.items() if "cuda" in what or what == "sync") / a.spy_steps
     total = sum(spy.counts.values()) / a.spy_steps
     lines = [f"{a.setup} on {a.shape} ({torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}, "
-             f"{' '.join(a.overrides) or 'no overrides'}): {device:.0f} reads of device values or copies between "
+             f"{' '.join(a.overrides) or 'no overrides'}, --mode {a.mode}): {device:.0f} reads of device values or copies between "
              f"host and device per optimizer step ({total:.0f} with CPU-only reads), by site ({a.spy_steps} steps "
              f"after {a.warmup}; the batch fetched before the first spied step is not counted)", "",
              "per step | what | where (innermost first)", "---:|---|---"]

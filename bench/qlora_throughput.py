@@ -106,6 +106,11 @@ SETUPS = {
     # the 23 GiB plan before 2026-12-07 (2 rows x 2 accumulation, no checkpointing: 0.45x in call 11), forced
     "medchat_budget23_split": ["trainer.memory_budget_gib=23", "trainer.micro_batch=fixed",
                                "trainer.per_device_train_batch_size=2", "trainer.gradient_accumulation_steps=2"],
+    # the same split compiled (2 x 1,024 tokens a micro-batch: the compiled step's activations fit 23 GiB unsplit
+    # by no plan, checkpointing compiled layers was never measured)
+    "medchat_budget23_split_compile": ["trainer.memory_budget_gib=23", "trainer.micro_batch=fixed",
+                                       "trainer.per_device_train_batch_size=2",
+                                       "trainer.gradient_accumulation_steps=2", "trainer.compile=true"],
     # Unsloth in its own environment (bench/unsloth_throughput.py; needs --unsloth-site)
     "unsloth_padded_offload": "unsloth",
     "unsloth_padded": "unsloth",

@@ -90,11 +90,18 @@ record)
     throughput throughput "$LEFT" "$RECORD" $PROFILE ${UNSLOTH_SITE:+--unsloth-site "$UNSLOTH_SITE"} --unsloth-timeout 100
     ;;
 reads)
-    # where the eager 7B step makes the host wait (call 14: ~685 syncs a step, sites unknown), by line of code
-    # sdpa: flex_attention cannot run under the spy (bench/host_reads.py's docstring)
-    step host_reads 150 python bench/host_reads.py --shape "$SHAPE" --work "$WORK" --setup medchat_eager \
+    # where the 7B step makes the host wait (call 14: ~685 syncs a step, sites unknown), by line of code: first
+    # torch's own sync-debug warnings over the compiled defaults (GPU only), then the operator spy over the eager
+    # step (sdpa: flex_attention cannot run under the spy, bench/host_reads.py's docstring)
+    [ "$SHAPE" != tiny ] && step host_syncs 150 python bench/host_reads.py --mode sync --shape "$SHAPE" \
+        --work "$WORK" --setup medchat --out "$OUT/host_syncs.md" && cat "$OUT/host_syncs.md"
+    step host_reads 120 python bench/host_reads.py --shape "$SHAPE" --work "$WORK" --setup medchat_eager \
         --out "$OUT/host_reads.md" model.attn_implementation=sdpa $([ "$SHAPE" = tiny ] && echo trainer.fused_lora=true)
     cat "$OUT/host_reads.md"
+    # then, as time allows (TOTAL_S), the compiled setups call 14 left out: 4 x 2,048 and the 23 GiB split
+    LEFT=$(( ${TOTAL_S:-600} - SECONDS - 15 )); [ "$LEFT" -gt 540 ] && LEFT=540
+    [ "$SHAPE" != tiny ] && [ "$LEFT" -gt 100 ] && throughput throughput "$LEFT" \
+        medchat_4x2048_compile_fixed,medchat_budget23_split_compile${U23}
     ;;
 *) echo "unknown part $PART: packs, record or reads"; exit 2 ;;
 esac
