@@ -30,6 +30,7 @@ of checkpointed layers) against the bf16 matmul peak measured at the start of th
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import json
 import os
@@ -327,6 +328,18 @@ def write_profile(prof, wall: float, steps: int, out_dir: Path) -> None:
     syncs = {k: v for k, v in host.items() if k in SYNC_OPS}
     lines += ["", "host operators that wait for the GPU | calls | self CPU s", "---|---|---"]
     lines += [f"{k} | {n} | {t:.4f}" for k, (t, n) in sorted(syncs.items(), key=lambda kv: -kv[1][0])]
+    # Who makes them: each runtime wait (cudaStreamSynchronize, cudaMemcpyAsync) under the operators that called it,
+    # innermost first (call 14 counted ~685 syncs a step that torch's own sync-debug mode does not see)
+    waits = collections.Counter()
+    for evt in prof.events():
+        if evt.name in ("cudaStreamSynchronize", "cudaMemcpyAsync", "cudaDeviceSynchronize"):
+            chain, parent = [], evt.cpu_parent
+            while parent is not None and len(chain) < 3:
+                chain.append(parent.name[:60])
+                parent = parent.cpu_parent
+            waits[(evt.name, " <- ".join(chain) or "(no parent operator)")] += 1
+    lines += ["", "runtime waits by calling operators (innermost first) | calls", "---|---"]
+    lines += [f"{name}: {chain} | {n}" for (name, chain), n in waits.most_common(25)]
     lines += ["", "top host operators by self CPU time | calls | self CPU s", "---|---|---"]
     for k, (t, n) in sorted(host.items(), key=lambda kv: -kv[1][0])[:30]:
         lines.append(f"{k[:90]} | {n} | {t:.4f}")
