@@ -81,6 +81,8 @@ SETUPS = {
     "medchat_2x2048": ["trainer.per_device_train_batch_size=2", "trainer.max_length=2048",
                        "trainer.gradient_accumulation_steps=2"],
     "medchat_4x2048": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048"],
+    "medchat_4x2048_eager": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048",
+                             "trainer.compile=false"],
     "medchat_4x2048_unfused": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048",
                                "trainer.fused_lora=false"],
     "medchat_4x2048_compile": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048",
@@ -103,7 +105,8 @@ SETUPS = {
     "medchat_4x2048_compile_fixed": ["trainer.per_device_train_batch_size=4", "trainer.max_length=2048",
                                      "trainer.fixed_shape=true", "trainer.compile=true"],
     "medchat_budget6": ["trainer.memory_budget_gib=6"],
-    "medchat_budget23": ["trainer.memory_budget_gib=23"],
+    "medchat_budget23": ["trainer.memory_budget_gib=23"],  # auto: compiled, 2 rows x 2 (since 2026-12-07)
+    "medchat_budget23_eager": ["trainer.memory_budget_gib=23", "trainer.compile=false"],  # 4 rows, 11 checkpointed
     # the 23 GiB plan before 2026-12-07 (2 rows x 2 accumulation, no checkpointing: 0.45x in call 11), forced
     "medchat_budget23_split": ["trainer.memory_budget_gib=23", "trainer.micro_batch=fixed",
                                "trainer.per_device_train_batch_size=2", "trainer.gradient_accumulation_steps=2"],

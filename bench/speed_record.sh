@@ -40,11 +40,12 @@ if [ "$SHAPE" = tiny ]; then
     RECORD=baseline,medchat,medchat_compile_fixed,medchat_budget6
 else
     STEPS="--steps 6 --warmup 3"; SMALL=qwen2_0_5b; PROFILE="--profile medchat"
-    # most wanted first (a step's deadline skips the setups that would start after it): 4 x 2,048 (not measured
-    # in call 14), the defaults (compiled under auto since call 14) and eager, each memory point beside Unsloth's,
-    # the baseline (754 tokens/s in call 11, 1,465 in call 14), CUDA graphs
-    RECORD=medchat_4x2048,medchat_4x2048_compile_fixed,medchat,medchat_eager,medchat_budget23$U23
-    RECORD=$RECORD,medchat_budget6$U6,baseline,medchat_compile_fixed_cudagraphs_d0
+    # most wanted first (a step's deadline skips the setups that would start after it): the defaults (compiled
+    # under auto, profiled) and eager; 4 x 2,048 as auto plans it (on an H100: compiled, 2 rows x 2) and eager;
+    # each memory point beside Unsloth's (23 GiB: compiled 2 rows x 2 under auto since 2026-12-07); the baseline;
+    # then the eager 23 GiB plan, 4 x 2,048 compiled unsplit and CUDA graphs, as time allows
+    RECORD=medchat,medchat_eager,medchat_4x2048,medchat_4x2048_eager,medchat_budget23$U23,medchat_budget6$U6
+    RECORD=$RECORD,baseline,medchat_budget23_eager,medchat_4x2048_compile_fixed,medchat_compile_fixed_cudagraphs_d0
 fi
 step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, output in OUT/NAME.log, say how it ended
     local name=$1 limit=$2; shift 2

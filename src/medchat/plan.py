@@ -290,13 +290,12 @@ def resolve(cfg, hw: Hardware | None = None, config=None) -> RunPlan:
     fused = speed.use_fused_lora(t, cfg.quant.mode, hw, precision)
     mb = speed.micro_batch_plan(t, cfg.lora, cfg.quant.mode, hw, arch, liger=liger, attention=model.train_attention,
                                 fused=fused, targets=targets)
-    compiled, compiled_bytes, compile_reason = speed.compile_choice(
+    # compiled, the micro-batch plan carries the compiled step's estimate (and, under auto, may be split smaller)
+    compiled, mb, compile_reason = speed.compile_choice(
         t, hw, model_type=getattr(config, "model_type", None), quant_mode=cfg.quant.mode, precision=precision,
         fused=fused, attention=model.train_attention, liger=liger, mb=mb,
-        estimate=speed.estimate_fn(t, cfg.lora, cfg.quant.mode, arch, liger, model.train_attention, fused, targets))
-    if compiled_bytes is not None:  # the plan's estimate is the compiled step's
-        mb = replace(mb, estimate_bytes=compiled_bytes,
-                     reason=f"{mb.reason}; compiled: estimated peak {compiled_bytes / 2**30:.1f} GiB")
+        estimate=speed.estimate_fn(t, cfg.lora, cfg.quant.mode, arch, liger, model.train_attention, fused, targets),
+        stage=str(cfg.stage.name) if "stage" in cfg else "sft")
     if mb is None:  # the config's split stands, checkpointed as trainer.gradient_checkpointing says
         checkpointing = checkpoint_plan(cfg, hw, arch, model.train_attention, liger, targets)
         batch = BatchPlan(t.per_device_train_batch_size, t.gradient_accumulation_steps,

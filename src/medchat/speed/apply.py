@@ -17,10 +17,11 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from dataclasses import replace
 
 from medchat import memory
 from medchat.hardware import Hardware
-from medchat.speed.microbatch import MicroBatchPlan, choose_micro_batch
+from medchat.speed.microbatch import MicroBatchPlan, choose_micro_batch, divisors_desc
 
 log = logging.getLogger(__name__)
 GIB = 2**30
@@ -68,27 +69,41 @@ COMPILE_MEASURED_MAX_TOKENS = 8192
 COMPILED_ACTIVATIONS = 1.4
 
 
+# The compiled step split into smaller micro-batches, where the configured one's compiled activations do not fit:
+# under a 23 GiB budget on the Mistral-7B shape, 2 x 1,024 tokens with accumulation 2 compiled ran 10,417
+# tokens/s at 21.21 GiB (one H100, 2026-12-07, bench/RESULTS.md issue 23), where the eager plan for that budget
+# (4 x 1,024 with 11 of 32 layers checkpointed) ran 7,869 (call 14) and the eager step unsplit 8,164 (call 14):
+# 1.32x and 1.28x. Smaller compiled micro-batches than 2,048 tokens were not measured: auto leaves those eager.
+COMPILE_MEASURED_MIN_TOKENS = 2048
+
+
 def compile_choice(trainer_cfg, hw: Hardware, *, model_type: str | None, quant_mode: str, precision: str,
                    fused: bool, attention: str, liger: bool, mb: MicroBatchPlan | None,
-                   estimate=None) -> tuple[bool, int | None, str]:
-    """trainer.compile -> (compile the decoder layers?, the compiled step's estimated peak bytes or None, why).
+                   estimate=None, stage: str = "sft") -> tuple[bool, MicroBatchPlan | None, str]:
+    """trainer.compile -> (compile the decoder layers?, the micro-batch plan to run, why).
+
     auto: on only where the GPU record measured it faster and equivalent (COMPILE_MEASURED_MODEL_TYPES above) and
-    its larger activations (COMPILED_ACTIVATIONS) fit the memory budget at the micro-batch plan's split; `estimate`
-    is that plan's memory model (estimate_fn)."""
+    its larger activations (COMPILED_ACTIVATIONS) fit the memory budget: at the micro-batch plan's split, else at
+    the largest smaller split of at least COMPILE_MEASURED_MIN_TOKENS a micro-batch with nothing checkpointed or
+    offloaded (the same rows per optimizer step: measured faster than the eager plans it replaces). `estimate` is
+    the plan's memory model (estimate_fn). The micro-batch plan returned carries the compiled step's estimate
+    wherever the compiled memory was measured; otherwise it is `mb` unchanged."""
     value = _switch(trainer_cfg, "compile")
     if value == "false":
-        return False, None, "trainer.compile=false"
+        return False, mb, "trainer.compile=false"
     if value == "true":  # as asked; the plan's estimate is the compiled step's where its memory was measured
         need = _compiled_bytes(mb, estimate)
         if need is None:
-            return True, None, "trainer.compile=true"
+            return True, mb, "trainer.compile=true"
         budget = memory.memory_budget_bytes(trainer_cfg.memory_budget_gib, hw.gpu_memory_bytes)
         if budget is not None and need > budget:
             log.warning("trainer.compile=true: the compiled step is estimated at %.1f GiB, over the %.1f GiB budget",
                         need / GIB, budget / GIB)
-        return True, need, f"trainer.compile=true; compiled estimate {need / GIB:.1f} GiB"
+        return True, _with_estimate(mb, need), f"trainer.compile=true; compiled estimate {need / GIB:.1f} GiB"
     off = None
-    if not hw.cuda:
+    if stage != "sft":
+        off = f"SFT-only (stage {stage})"
+    elif not hw.cuda:
         off = "no CUDA GPU"
     elif hw.world_size > 1 or hw.fsdp:
         off = "measured in one process only"
@@ -101,19 +116,52 @@ def compile_choice(trainer_cfg, hw: Hardware, *, model_type: str | None, quant_m
     elif mb is None or estimate is None:
         off = ("its memory is planned only by the auto micro-batch plan (trainer.micro_batch=auto and "
                "gradient_checkpointing=auto with a known memory budget)")
-    elif mb.checkpointed_layers or mb.offload:
-        off = "the micro-batch plan checkpoints or offloads, where compiled memory was not measured"
     elif mb.per_device_train_batch_size * int(trainer_cfg.max_length) > COMPILE_MEASURED_MAX_TOKENS:
         off = f"measured on micro-batches of up to {COMPILE_MEASURED_MAX_TOKENS:,} tokens only"
     if off is not None:
-        return False, None, f"auto: off: {off}"
-    need = _compiled_bytes(mb, estimate)
+        return False, mb, f"auto: off: {off}"
     budget = memory.memory_budget_bytes(trainer_cfg.memory_budget_gib, hw.gpu_memory_bytes)
-    sizes = f"compiled estimate {need / GIB:.1f} GiB, budget {budget / GIB:.1f} GiB"
-    if need > budget:
-        return False, None, f"auto: off: {sizes}"
-    return True, need, (f"auto: on: measured 1.63x the eager step and within the GPU equivalence floors on the "
-                        f"Mistral-7B NF4 shape (one H100, bench/RESULTS.md, issue 23); {sizes}")
+    need = _compiled_bytes(mb, estimate)
+    if need is not None and need <= budget:
+        return True, _with_estimate(mb, need), (
+            f"auto: on: measured 1.63x the eager step and within the GPU equivalence floors on the Mistral-7B NF4 "
+            f"shape (one H100, bench/RESULTS.md, issue 23); compiled estimate {need / GIB:.1f} GiB, budget "
+            f"{budget / GIB:.1f} GiB")
+    split = _compiled_split(trainer_cfg, mb, estimate, budget)
+    if split is not None:
+        return True, split, (
+            f"auto: on, split: the eager plan ({mb.reason}) replaced by {split.reason}, since the compiled step at "
+            f"2 x 1,024 tokens measured 1.32x the eager 23 GiB plan (one H100, bench/RESULTS.md, issue 23)")
+    why = ("the micro-batch plan checkpoints or offloads and no compiled split of at least "
+           f"{COMPILE_MEASURED_MIN_TOKENS:,} tokens fits" if need is None
+           else f"compiled estimate {need / GIB:.1f} GiB, budget {budget / GIB:.1f} GiB, and no compiled split of "
+                f"at least {COMPILE_MEASURED_MIN_TOKENS:,} tokens fits")
+    return False, mb, f"auto: off: {why}"
+
+
+def _with_estimate(mb: MicroBatchPlan | None, need: int) -> MicroBatchPlan | None:
+    if mb is None:
+        return None
+    return replace(mb, estimate_bytes=need, reason=f"{mb.reason}; compiled: estimated peak {need / GIB:.1f} GiB")
+
+
+def _compiled_split(trainer_cfg, mb: MicroBatchPlan, estimate, budget: int) -> MicroBatchPlan | None:
+    """The largest micro-batch smaller than `mb`'s (a divisor of the step's rows, at least
+    COMPILE_MEASURED_MIN_TOKENS) whose compiled step fits `budget` with nothing checkpointed or offloaded."""
+    rows = mb.per_device_train_batch_size * mb.gradient_accumulation_steps
+    length = int(trainer_cfg.max_length)
+    fixed = estimate(0, 0, False)
+    for bs in divisors_desc(rows):
+        if bs >= mb.per_device_train_batch_size and not (mb.checkpointed_layers or mb.offload):
+            continue  # that split's compiled step was just found too big
+        if bs * length < COMPILE_MEASURED_MIN_TOKENS:
+            break
+        need = fixed + int(COMPILED_ACTIVATIONS * (estimate(bs * length, 0, False) - fixed))
+        if need <= budget:
+            return MicroBatchPlan(bs, rows // bs, 0, False, need, True,
+                                  f"{bs} rows x {rows // bs} accumulation, no checkpointing, compiled; estimated "
+                                  f"peak {need / GIB:.1f} GiB, budget {budget / GIB:.1f} GiB")
+    return None
 
 
 def _compiled_bytes(mb: MicroBatchPlan | None, estimate) -> int | None:
