@@ -68,7 +68,7 @@ def _devices(func, args, kwargs) -> str | None:
 def _site() -> str:
     skip = ("host_reads.py", "_python_dispatch.py", "warnings.py")
     frames = [f for f in traceback.extract_stack()[:-2]
-              if "/torch/" not in f.filename and Path(f.filename).name not in skip]
+              if "/site-packages/torch/" not in f.filename and Path(f.filename).name not in skip]
     return " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in frames[-3:][::-1]) or "(no frame)"
 
 

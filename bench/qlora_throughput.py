@@ -71,6 +71,9 @@ SETUPS = {
     "medchat_first": [],  # = medchat, run first: absorbs flex_attention's compilations (see bench/RESULTS.md)
     "medchat": [],
     "medchat_eager": ["trainer.compile=false"],
+    # = medchat with each batch's host-to-GPU copy non-blocking (see medchat_fit): the blocking copy waits for the
+    # whole queue every step (3 such waits a step, results/h100_issue23_call15_host_reads.md)
+    "medchat_nonblocking_copies": [],
     "medchat_unfused": ["trainer.fused_lora=false"],
     "medchat_compile": ["trainer.compile=true"],
     "medchat_sdpa": ["model.attn_implementation=sdpa"],
@@ -390,6 +393,9 @@ def medchat_fit(name: str, overrides: list[str], model_dir: Path, ds, work: Path
     args = stage.trainer_config(cfg.trainer, cfg.tracker, run_dir, plan)
     tokenizer = modeling.load_tokenizer(cfg.model)
     data = StageData(None, ds, None, {})
+    if "_nonblocking_copies" in name:  # each batch copied to the GPU without waiting for the queue (pinned memory,
+        # transformers' default, and accelerate's non_blocking): not yet measured on a GPU, so not yet medchat's
+        args.accelerator_config.non_blocking = True
     keep = training.keep_adapter_fp32
     if name == "medchat_adapter_bf16":  # measure what keeping the adapter in fp32 costs
         training.keep_adapter_fp32 = lambda m: None

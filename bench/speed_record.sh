@@ -44,7 +44,7 @@ else
     # under auto, profiled) and eager; 4 x 2,048 as auto plans it (on an H100: compiled, 2 rows x 2) and eager;
     # each memory point beside Unsloth's (23 GiB: compiled 2 rows x 2 under auto since 2026-12-07); the baseline;
     # then the eager 23 GiB plan, 4 x 2,048 compiled unsplit and CUDA graphs, as time allows
-    RECORD=medchat,medchat_eager,medchat_4x2048,medchat_4x2048_eager,medchat_budget23$U23,medchat_budget6$U6
+    RECORD=medchat,medchat_nonblocking_copies,medchat_eager,medchat_4x2048,medchat_4x2048_eager,medchat_budget23$U23,medchat_budget6$U6
     RECORD=$RECORD,baseline,medchat_budget23_eager,medchat_4x2048_compile_fixed,medchat_compile_fixed_cudagraphs_d0
 fi
 step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, output in OUT/NAME.log, say how it ended
