@@ -65,15 +65,17 @@ COMPILE_MEASURED_MODEL_TYPES = ("mistral",)
 COMPILE_MEASURED_MAX_TOKENS = 8192
 # Compiled, the step keeps more activations than eager: measured 36.28 GiB at 4 x 1,024 tokens and 67.07 at
 # 4 x 2,048 where medchat.memory estimates 28.53 and 51.15 with 5.91 of it weights, adapters and buffers, i.e.
-# 1.34x and 1.35x the estimated activations (calls 14 and 11). Auto compiles only where this fits the budget.
+# 1.34x and 1.35x the estimated activations (calls 14 and 11); at the compiled splits 21.21 GiB (2 x 1,024) and
+# 36.62 (2 x 2,048) against 21.7 and 37.6 planned (call 18). Auto compiles only where this fits the budget.
 COMPILED_ACTIVATIONS = 1.4
 
 
-# The compiled step split into smaller micro-batches, where the configured one's compiled activations do not fit:
-# under a 23 GiB budget on the Mistral-7B shape, 2 x 1,024 tokens with accumulation 2 compiled ran 10,417
-# tokens/s at 21.21 GiB (one H100, 2026-12-07, bench/RESULTS.md issue 23), where the eager plan for that budget
-# (4 x 1,024 with 11 of 32 layers checkpointed) ran 7,869 (call 14) and the eager step unsplit 8,164 (call 14):
-# 1.32x and 1.28x. Smaller compiled micro-batches than 2,048 tokens were not measured: auto leaves those eager.
+# The compiled step split into smaller micro-batches, where the configured one's compiled activations do not fit.
+# Measured in one call (one H100, Mistral-7B shape, bench/RESULTS.md issue 23, call 18): under a 23 GiB budget,
+# 2 x 1,024 tokens with accumulation 2 compiled ran 9,733 tokens/s at 21.21 GiB, the eager plan for that budget
+# (4 x 1,024, 11 of 32 layers checkpointed) 7,494 (1.30x) and the eager step unsplit 8,586 (1.13x); at 4 x 2,048
+# tokens, 2 x 2,048 x 2 compiled 13,475 against the eager 4 x 2,048's 9,779 (1.38x). Smaller compiled micro-batches
+# than 2,048 tokens were not measured: auto leaves those eager.
 COMPILE_MEASURED_MIN_TOKENS = 2048
 
 
@@ -131,7 +133,7 @@ def compile_choice(trainer_cfg, hw: Hardware, *, model_type: str | None, quant_m
     if split is not None:
         return True, split, (
             f"auto: on, split: the eager plan ({mb.reason}) replaced by {split.reason}, since the compiled step at "
-            f"2 x 1,024 tokens measured 1.32x the eager 23 GiB plan (one H100, bench/RESULTS.md, issue 23)")
+            f"2 x 1,024 tokens measured 1.30x the eager 23 GiB plan (one H100, bench/RESULTS.md, issue 23)")
     why = ("the micro-batch plan checkpoints or offloads and no compiled split of at least "
            f"{COMPILE_MEASURED_MIN_TOKENS:,} tokens fits" if need is None
            else f"compiled estimate {need / GIB:.1f} GiB, budget {budget / GIB:.1f} GiB, and no compiled split of "
