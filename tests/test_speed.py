@@ -487,3 +487,9 @@ def test_compile_auto_is_on_only_where_the_gpu_record_measured_it(tmp_path):
     assert (e.compile, e.fixed_shape_tokens, e.batch) == (False, None, eager.batch)
     assert e.batch.micro_batch.estimate_bytes < 36.28 * gib and "packed loop" in e.compile_reason
     assert eager_resolve(mistral_cfg(tmp_path, "trainer.fixed_shape=true"), Hardware(**H100)).fixed_shape_tokens == 4096
+    # and a pack of jobs that alone would compile warns that packing them is likely slower (0.73x measured)
+    from medchat.sweeps.pack_train import solo_compiles
+
+    assert "0.73x" in solo_compiles(mistral_cfg(tmp_path), Hardware(**H100))
+    assert solo_compiles(mistral_cfg(tmp_path), Hardware()) is None
+    assert solo_compiles(mistral_cfg(tmp_path, "trainer.compile=false"), Hardware(**H100)) is None

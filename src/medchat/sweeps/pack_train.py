@@ -101,6 +101,20 @@ def eager_resolve(cfg: DictConfig, hw=None):
     return replace(plan, compile_reason="the packed loop runs its own eager step")
 
 
+def solo_compiles(cfg: DictConfig, hw=None) -> str | None:
+    """A warning when the job alone would compile its decoder layers (trainer.compile's auto choice), which the
+    packed loop does not: on the Mistral-7B shape one H100 ran such a pack at 0.73x its compiled jobs one after
+    another (bench/RESULTS.md, issue 24, call 20). None where the solo run is eager too."""
+    from medchat import plan as run_plan
+
+    solo = run_plan.resolve(cfg, hw)
+    if not solo.compile:
+        return None
+    return ("launcher.pack: alone, these jobs would compile their decoder layers (trainer.compile: "
+            f"{solo.compile_reason}); the packed loop runs eager, and on the Mistral-7B shape a 4-job pack measured "
+            "0.73x the compiled jobs run one after another (docs/sweeps.md): launcher.pack=1 is likely faster here")
+
+
 def check_jobs(cfgs: list[DictConfig]) -> None:
     """Every check pipeline.train makes before weights load, per job, and the pack's own: all jobs share
     every key but the adapter-side ones, and none needs what the packed loop does not serve."""
@@ -213,6 +227,9 @@ def train_pack(cfgs: list[DictConfig], run_dirs: list[str | Path], *, overrides:
     # 1. checks without weights, every job, then the run plan per job
     check_jobs(cfgs)
     stage = stage_for(cfgs[0].stage)
+    slower = solo_compiles(cfgs[0])  # the jobs differ only in adapter-side keys: one answer for all
+    if slower:
+        log.warning(slower)
     for m in members:
         m.plan = stage.plan(eager_resolve(m.cfg), m.cfg.model, m.cfg.dataset)
         log.info("job %d: %s", m.index, m.plan.describe())
