@@ -40,7 +40,7 @@ def test_packable_jobs_share_one_process_the_others_run_alone(tmp_path):
     # one training process for the packed pair (same pid, pack_train's command), train.py for each lone job
     packed = [jobs[0]["attempts"][0], jobs[2]["attempts"][0]]
     assert packed[0]["pid"] == packed[1]["pid"] and packed[0]["command"] == packed[1]["command"]
-    assert "medchat.sweeps.pack_train" in packed[0]["command"]
+    assert "medchat.sweeps.pack_process" in packed[0]["command"]
     for i in (1, 3):
         assert any(part.endswith("train.py") for part in jobs[i]["attempts"][0]["command"])
     names = []

@@ -1,7 +1,7 @@
 """The medchat launcher's side of launcher.pack=N: one child process per group of packed jobs.
 
 A group of one starts train.py exactly as without packing (medchat.sweeps.launch.Runner). A group of several is
-one `python -m medchat.sweeps.pack_train SPEC.json` process (SPEC, written under SWEEP_DIR/.packs/, names each
+one `python -m medchat.sweeps.pack_process SPEC.json` process (SPEC, written under SWEEP_DIR/.packs/, names each
 job's run dir, overrides, action and W&B id/name), started in its own process group on one slot. Each member
 job keeps what a solo job has: its attempt in its job.json (the same pid and command for every member: one
 process), its status (written by the pack process; after a hard kill, postmortem.finalize writes it per job
@@ -51,7 +51,7 @@ def spec(config_dir: str, config_name: str, search_dirs: list[str], members: lis
 
 
 def pack_command(spec_path: Path) -> list[str]:
-    return [sys.executable, "-m", "medchat.sweeps.pack_train", str(spec_path)]
+    return [sys.executable, "-m", "medchat.sweeps.pack_process", str(spec_path)]
 
 
 class PackRunner(Runner):

@@ -1,7 +1,6 @@
 """Several sweep jobs trained in one process on one shared base, each as its solo `train.py` run would train it
-(issue 24; launcher.pack=N starts this module for each group medchat.sweeps.grouping made).
-
-    python -m medchat.sweeps.pack_train SPEC.json      # what the medchat launcher runs; SPEC names each job
+(issue 24; for each group medchat.sweeps.grouping made, launcher.pack=N starts the packed process,
+`python -m medchat.sweeps.pack_process SPEC.json`, which composes each job's config and calls train_pack).
 
 Top to bottom, `train_pack(cfgs, run_dirs)` is pipeline.train for N jobs:
 
@@ -33,7 +32,6 @@ import json
 import logging
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -475,62 +473,3 @@ def _train(members, data, tokenizer, memory, stop) -> list[dict]:
             fail(m, e)
             results.append({"failed": m.failed, "run_dir": str(m.run_dir)})
     return results
-
-
-# ----- the launcher's entry point -----------------------------------------------------------------------
-
-def compose_job(spec: dict, job: dict) -> DictConfig:
-    """A job's config composed as train.py composes it: the same config dir(s) and name, the job's overrides
-    (+ trainer.resume=auto for a job the launcher resumes)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from medchat.config import register_configs
-    from medchat.rundir import register_resolvers
-
-    register_configs()
-    register_resolvers()
-    extra = [f"hydra.searchpath=[{','.join('file://' + d for d in spec['search_dirs'])}]"] if spec["search_dirs"] else []
-    overrides = [*extra, *spec.get("hydra_overrides", []), *job["overrides"]]
-    if job.get("action") == "resume":
-        overrides.append("trainer.resume=auto")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=spec["config_dir"], version_base="1.3"):
-        return compose(spec["config_name"], overrides=overrides)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from medchat import console
-    from medchat.config import ConfigError
-    from medchat.preemption import EXIT_INTERRUPTED, Interrupted
-
-    console.install()
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="[%(asctime)s][%(name)s][%(levelname)s] - "
-                        "%(message)s")
-    argv = sys.argv[1:] if argv is None else argv
-    spec = json.loads(Path(argv[0]).read_text())
-    jobs = spec["jobs"]
-    try:
-        cfgs = [compose_job(spec, job) for job in jobs]
-        results = train_pack(cfgs, [j["run_dir"] for j in jobs], overrides=[j["overrides"] for j in jobs],
-                             wandb_ids=[j.get("wandb_run_id") for j in jobs],
-                             wandb_names=[j.get("wandb_name") for j in jobs])
-    except Interrupted:
-        return EXIT_INTERRUPTED
-    except ConfigError as e:  # refused before any weights load: every job of the pack says why
-        from medchat.rundir import write_status
-
-        for job in jobs:
-            write_status(Path(job["run_dir"]), "failed", reason=f"ConfigError: {e}")
-        print(f"pack_train: error: {e}", file=sys.stderr)
-        return 2
-    for r in results:
-        if "failed" in r:
-            print(f"{r['run_dir']}: failed: {r['failed']}")
-        else:
-            print(f"{r['run_dir']}: eval loss {r['eval_loss_before']} -> {r['eval_loss_after']}")
-    return 1 if any("failed" in r for r in results) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
