@@ -152,13 +152,12 @@ def _compiled_split(trainer_cfg, mb: MicroBatchPlan, estimate, budget: int) -> M
     COMPILE_MEASURED_MIN_TOKENS) whose compiled step fits `budget` with nothing checkpointed or offloaded."""
     rows = mb.per_device_train_batch_size * mb.gradient_accumulation_steps
     length = int(trainer_cfg.max_length)
-    fixed = estimate(0, 0, False)
     for bs in divisors_desc(rows):
         if bs >= mb.per_device_train_batch_size and not (mb.checkpointed_layers or mb.offload):
             continue  # that split's compiled step was just found too big
         if bs * length < COMPILE_MEASURED_MIN_TOKENS:
             break
-        need = fixed + int(COMPILED_ACTIVATIONS * (estimate(bs * length, 0, False) - fixed))
+        need = _compiled_peak(estimate(bs * length, 0, False), estimate)
         if need <= budget:
             return MicroBatchPlan(bs, rows // bs, 0, False, need, True,
                                   f"{bs} rows x {rows // bs} accumulation, no checkpointing, compiled; estimated "
@@ -172,8 +171,14 @@ def _compiled_bytes(mb: MicroBatchPlan | None, estimate) -> int | None:
     offloads)."""
     if mb is None or estimate is None or mb.checkpointed_layers or mb.offload:
         return None
+    return _compiled_peak(mb.estimate_bytes, estimate)
+
+
+def _compiled_peak(eager_bytes: int, estimate) -> int:
+    """The compiled step's peak from the eager one's estimate (nothing checkpointed or offloaded): the same fixed
+    bytes (weights, adapters, buffers: estimate(0, 0, False)) and COMPILED_ACTIVATIONS x its activations."""
     fixed = estimate(0, 0, False)
-    return fixed + int(COMPILED_ACTIVATIONS * (mb.estimate_bytes - fixed))
+    return fixed + int(COMPILED_ACTIVATIONS * (eager_bytes - fixed))
 
 
 def use_fixed_shape(trainer_cfg, compiled: bool) -> bool:
