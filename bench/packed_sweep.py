@@ -87,8 +87,9 @@ def packed(model_dir: Path, ds, work: Path, a) -> dict:
     """The four jobs in one process through pack_train's packed_optimizer_step."""
     from medchat import modeling
     from medchat.stages import stage_for
+    from medchat.sweeps.pack_checks import eager_resolve
     from medchat.sweeps.pack_data import Schedule, collator, optimizer_steps, prepare_dataset
-    from medchat.sweeps.pack_train import Member, build_optimizer, eager_resolve, packed_optimizer_step
+    from medchat.sweeps.pack_train import Member, build_optimizer, packed_optimizer_step
     from medchat.sweeps.packed import PackedJob, pack_model
 
     reset_peak()

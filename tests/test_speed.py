@@ -431,7 +431,7 @@ def test_compile_auto_is_on_only_where_the_gpu_record_measured_it(tmp_path):
 
     from medchat import plan as run_plan
     from medchat.hardware import Hardware
-    from medchat.sweeps.pack_train import eager_resolve
+    from medchat.sweeps.pack_checks import eager_resolve
 
     gib = 2**30
     p = run_plan.resolve(mistral_cfg(tmp_path), Hardware(**H100))
@@ -488,7 +488,7 @@ def test_compile_auto_is_on_only_where_the_gpu_record_measured_it(tmp_path):
     assert e.batch.micro_batch.estimate_bytes < 36.28 * gib and "packed loop" in e.compile_reason
     assert eager_resolve(mistral_cfg(tmp_path, "trainer.fixed_shape=true"), Hardware(**H100)).fixed_shape_tokens == 4096
     # and a pack of jobs that alone would compile warns that packing them is likely slower (0.73x measured)
-    from medchat.sweeps.pack_train import solo_compiles
+    from medchat.sweeps.pack_checks import solo_compiles
 
     assert "0.73x" in solo_compiles(mistral_cfg(tmp_path), Hardware(**H100))
     assert solo_compiles(mistral_cfg(tmp_path), Hardware()) is None

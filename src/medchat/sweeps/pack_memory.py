@@ -128,7 +128,7 @@ def pack_rows(members) -> PackRows:
     """Rows per job and accumulation for one packed forward of `members` (pack_train.Member: each job's config,
     solo run plan and TrainingArguments): on a GPU with a known budget and trainer.micro_batch=auto, the largest
     split of a job's rows per optimizer step whose forward over every job fits; elsewhere each job's solo
-    micro-batch. The jobs share their batch shape (check_jobs) and a solo
+    micro-batch. The jobs share their batch shape (pack_checks.check_jobs) and a solo
     plan keeps the config's rows per step, so one R serves every job."""
     from medchat import modeling
 
